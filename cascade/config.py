@@ -1,0 +1,243 @@
+"""Typed settings: one options object per stage, loaded at the edges.
+
+Precedence (highest first): explicit overrides (CLI flags) > CASCADE_* env
+variables (nested with "__", e.g. CASCADE_ASR__BEAM_SIZE=3) > the YAML file
+(configs/default.yaml, or CASCADE_CONFIG) > the defaults below. Library code
+receives these objects; it never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cascade.types import InvalidInput
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+
+
+class Options(BaseModel):
+    """Base of the per-stage options: frozen, unknown keys rejected; vary with model_copy(update=...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AsrOptions(Options):
+    model: str = "tiny.en"
+    """Bundled model name (see `cascade models list`) or a path to a CTranslate2 Whisper directory."""
+    task: Literal["transcribe", "translate"] = "transcribe"
+    language: str | None = None
+    """ISO code; None detects it from the first 30 s."""
+    n_best: int = Field(5, ge=1, le=32)
+    beam_size: int = Field(5, ge=1, le=32)
+    temperature: float = Field(0.0, ge=0.0, le=1.0)
+    length_penalty: float = 1.0
+    patience: float = 1.0
+    max_new_tokens: int | None = Field(None, ge=1, le=448)
+    initial_prompt: str | None = None
+    condition_on_previous_text: bool = False
+    vad_filter: bool = True
+    vad_min_silence_ms: int = Field(500, ge=0)
+    chunk_length: int = Field(30, ge=1, le=30)
+    """Maximum segment length in seconds (Whisper's window)."""
+    word_timestamps: bool = False
+    without_timestamps: bool = True
+    max_duration_s: float = Field(3 * 3600.0, gt=0)
+    """Longer audio is refused (TooLarge) rather than queued for hours."""
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = Field(0, ge=0)
+    """0 lets CTranslate2 pick."""
+
+    @model_validator(mode="after")
+    def _check(self) -> AsrOptions:
+        if self.n_best > self.beam_size:
+            raise ValueError(f"n_best ({self.n_best}) must not exceed beam_size ({self.beam_size})")
+        return self
+
+
+class LlmOptions(Options):
+    backend: Literal["transformers", "ct2", "openai"] = "transformers"
+    model: str = "smollm2"
+    """Bundled LLM name, a local HF model directory, or (openai backend) the served model name."""
+    base_url: str | None = None
+    """OpenAI-compatible server root, e.g. http://127.0.0.1:8001/v1 (openai backend)."""
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    batch_size: int = Field(8, ge=1)
+    threads: int = Field(0, ge=0)
+    """torch intra-op threads on CPU; 0 keeps torch's default."""
+    adapter: str | None = None
+    """Default LoRA adapter: a peft directory (local backends) or a served adapter name (openai)."""
+
+
+class RescoreOptions(Options):
+    lam: float = Field(0.0, ge=0.0, le=1.0)
+    """λ in (1-λ)·AM + λ·LM; 0 keeps the recogniser's own ranking. Tuned on dev with `cascade tune`."""
+    length_norm: Literal["none", "tokens", "words"] = "tokens"
+    use_am: bool = True
+
+
+class GerOptions(Options):
+    prompt: str = "ger/hyporadise"
+    """Prompt template name under prompts/ (without .jinja)."""
+    max_new_tokens_factor: float = Field(1.5, gt=0)
+    """Token cap relative to the longest hypothesis."""
+    max_edit_distance: float = Field(0.3, ge=0.0)
+    """Reject outputs whose word edit distance to every hypothesis exceeds this fraction."""
+    score_gate: bool = True
+    """Reject outputs whose combined AM+LM score falls below the rescored best's."""
+    score_margin: float = 0.0
+    constrained: bool = False
+    """Snap the output to the nearest hypothesis."""
+    adapter: str | None = None
+
+
+class TtsOptions(Options):
+    engine: Literal["piper", "coqui", "espeak"] = "piper"
+    voice: str = "en_US-joe-medium"
+    speed: float = Field(1.0, gt=0.25, le=4.0)
+    sample_rate: int | None = None
+    """Resample output to this rate; None keeps the engine's."""
+    format: Literal["wav", "flac", "mp3", "pcm"] = "wav"
+    coqui_model: str | None = None
+    """Path to a Coqui checkpoint (model file or directory with config.json)."""
+    speaker: str | None = None
+    language: str | None = None
+
+
+class ChatOptions(Options):
+    prompt: str = "chat/assistant"
+    max_reply_tokens: int = Field(60, ge=1, le=1024)
+    history_turns: int = Field(6, ge=0)
+    persona: str = "a concise, friendly voice assistant"
+
+
+class LoraTrainConfig(Options):
+    base: str = "smollm2"
+    r: int = Field(16, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lr: float = Field(2e-4, gt=0)
+    epochs: float = Field(2.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+    max_length: int = Field(256, ge=16)
+    seed: int = 0
+    prompt: str = "ger/hyporadise"
+    eval_every: int = Field(50, ge=1)
+    save_every: int = Field(50, ge=1)
+    patience: int = Field(3, ge=0)
+    """Early stopping: evaluations without dev-loss improvement before stopping (0 disables)."""
+
+
+class ServiceSettings(Options):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    max_upload_mb: float = Field(25.0, gt=0)
+    max_audio_s: float = Field(600.0, gt=0)
+    max_concurrency: int = Field(2, ge=1)
+    max_queue: int = Field(8, ge=0)
+    asr_url: str | None = None
+    """Remote stage URLs for the gateway; None runs that stage in-process."""
+    llm_url: str | None = None
+    tts_url: str | None = None
+    request_timeout_s: float = Field(60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, one nested object per stage."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CASCADE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    home: Path = Path("~/.cache/cascade").expanduser()
+    """CASCADE_HOME: where assembled/converted models and the demo sample are cached."""
+    asr: AsrOptions = AsrOptions()
+    llm: LlmOptions = LlmOptions()
+    rescore: RescoreOptions = RescoreOptions()
+    ger: GerOptions = GerOptions()
+    tts: TtsOptions = TtsOptions()
+    chat: ChatOptions = ChatOptions()
+    train: LoraTrainConfig = LoraTrainConfig()
+    service: ServiceSettings = ServiceSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """configs/default.yaml (or the file named by CASCADE_CONFIG)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = Path(os.environ.get("CASCADE_CONFIG") or DEFAULT_CONFIG)
+        return read_yaml(path)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        if path == DEFAULT_CONFIG:
+            return {}
+        raise InvalidInput(f"config file not found: {path}", param="config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"config file {path} is not valid YAML: {exc}", param="config") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"config file {path} must hold a mapping", param="config")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from YAML + env, then apply nested overrides (e.g. {"asr": {"n_best": 3}}).
+
+    Overrides are merged per stage so a CLI flag changes one field, not the whole section.
+    """
+    from pydantic import ValidationError
+
+    try:
+        base = Settings()
+        if not overrides:
+            return base
+        merged = _deep_merge(base.model_dump(), {k: v for k, v in overrides.items() if v is not None})
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidInput(f"invalid setting {where}: {err['msg']}", param=where) from exc
+
+
+def save_yaml(settings_section: dict[str, Any], path: Path) -> None:
+    """Merge a section (e.g. {"rescore": {"lam": 0.3}}) into a YAML config file."""
+    current = read_yaml(path) if path.exists() else {}
+    path.write_text(yaml.safe_dump(_deep_merge(current, settings_section), sort_keys=True))

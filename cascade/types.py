@@ -1,0 +1,229 @@
+"""Records shared by every stage and service.
+
+One type per concept: the CLI, the library and the HTTP services pass these
+same objects (services use them as request/response bodies). They are frozen
+so a result handed to a caller can never change under it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Record(BaseModel):
+    """Base of every result record: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CascadeError(Exception):
+    """Base of the errors cascade raises; services map subclasses to HTTP status codes."""
+
+    status_code = 500
+    error_type = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidInput(CascadeError):
+    """The caller's input is wrong (bad file, malformed record, bad option): HTTP 400."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AudioDecodeError(InvalidInput):
+    """The bytes are not audio any decoder here can read: HTTP 415."""
+
+    status_code = 415
+
+
+class TooLarge(InvalidInput):
+    """Upload or audio duration above a configured cap: HTTP 413."""
+
+    status_code = 413
+
+
+class ModelNotFound(InvalidInput):
+    """Unknown model name, missing model package or a path that holds no model: HTTP 404."""
+
+    status_code = 404
+    error_type = "model_not_found"
+
+
+class Unsupported(CascadeError):
+    """A valid request this model/engine cannot serve (e.g. translate on an English-only model)."""
+
+    status_code = 501
+    error_type = "unsupported"
+
+
+class BackendUnavailable(CascadeError):
+    """A backend (LLM/TTS service, engine) is down or overloaded: HTTP 503."""
+
+    status_code = 503
+    error_type = "backend_unavailable"
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+class StageInfo(Record):
+    """What ran in one stage: echoed with every result so metrics read provenance, not flags."""
+
+    stage: str
+    model: str | None = None
+    seconds: float = 0.0
+    options: dict[str, Any] = Field(default_factory=dict)
+    prompt_name: str | None = None
+    prompt_hash: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- ASR
+
+
+Task = Literal["transcribe", "translate"]
+
+
+class Word(Record):
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+class Hypothesis(Record):
+    """One entry of an N-best list."""
+
+    text: str
+    am_score: float | None = None
+    """Sum of token log-probabilities under the acoustic model (Whisper), if known."""
+    avg_logprob: float | None = None
+    """am_score divided by the number of tokens (length-normalised)."""
+    tokens: tuple[int, ...] | None = None
+
+
+class NBest(Record):
+    """Ranked hypotheses for one stretch of audio (or one utterance of a text corpus)."""
+
+    hypotheses: tuple[Hypothesis, ...]
+    language: str | None = None
+    start: float = 0.0
+    end: float | None = None
+    id: str | None = None
+
+    @property
+    def best(self) -> Hypothesis | None:
+        return self.hypotheses[0] if self.hypotheses else None
+
+    @property
+    def texts(self) -> list[str]:
+        return [h.text for h in self.hypotheses]
+
+    @classmethod
+    def from_texts(cls, texts: list[str], scores: list[float] | None = None, **kw: Any) -> NBest:
+        scores = scores if scores is not None else [None] * len(texts)
+        return cls(hypotheses=tuple(Hypothesis(text=t, am_score=s) for t, s in zip(texts, scores)), **kw)
+
+
+CorrectionMethod = Literal["none", "rescore", "ger", "rover", "fusion", "translate"]
+CorrectionStatus = Literal["ok", "fallback", "unavailable", "error"]
+
+
+class CandidateScore(Record):
+    """Scores of one candidate (a hypothesis, or the LLM's output) as the corrector saw them."""
+
+    text: str
+    am: float | None = None
+    lm: float | None = None
+    combined: float | None = None
+    source: Literal["hypothesis", "llm"] = "hypothesis"
+
+
+class Correction(Record):
+    """The outcome of rescoring/GER/fusion for one N-best list."""
+
+    text: str
+    method: CorrectionMethod
+    status: CorrectionStatus = "ok"
+    chosen: int | None = None
+    """Index of the hypothesis returned (None when the LLM's own text was kept)."""
+    changed: bool = False
+    """True when `text` differs from the 1-best."""
+    scores: tuple[CandidateScore, ...] = ()
+    fallback_reason: str | None = None
+    guards: dict[str, Any] = Field(default_factory=dict)
+    """Each guard's decision, e.g. {"edit_distance": 0.12, "max_edit_distance": 0.3}."""
+    raw_output: str | None = None
+    info: StageInfo | None = None
+
+
+class Segment(Record):
+    """A stretch of audio with its N-best list and (optionally) its correction."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+    """The text shown to users: the corrected text if a correction ran, else the 1-best."""
+    nbest: NBest
+    correction: Correction | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    words: tuple[Word, ...] | None = None
+
+
+class AsrInfo(Record):
+    """What a transcription ran with (returned beside the segment iterator)."""
+
+    language: str | None
+    language_probability: float | None = None
+    duration: float
+    duration_after_vad: float | None = None
+    task: Task = "transcribe"
+    model: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class Transcript(Record):
+    """A whole file's result."""
+
+    text: str
+    segments: tuple[Segment, ...]
+    language: str | None
+    task: Task = "transcribe"
+    model: str
+    duration: float
+    source: str | None = None
+    stages: tuple[StageInfo, ...] = ()
+
+
+# --------------------------------------------------------------------------- TTS / turn
+
+
+class AudioChunk(Record):
+    """A piece of mono 16-bit PCM audio (little-endian)."""
+
+    pcm: bytes
+    sample_rate: int
+    text: str | None = None
+    """The text this chunk speaks, when synthesized sentence by sentence."""
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / 2 / self.sample_rate
+
+
+class ChatMessage(Record):
+    role: Literal["system", "user", "assistant"]
+    content: str
