@@ -135,6 +135,16 @@ class NBest(Record):
         return cls(hypotheses=tuple(Hypothesis(text=t, am_score=s) for t, s in zip(texts, scores)), **kw)
 
 
+class Utterance(Record):
+    """An N-best list with its reference (evaluation/training data, batch input)."""
+
+    id: str
+    nbest: NBest
+    reference: str | None = None
+    source: str | None = None
+    """Where it came from (data set, file, generator), for provenance."""
+
+
 CorrectionMethod = Literal["none", "rescore", "ger", "rover", "fusion", "translate"]
 CorrectionStatus = Literal["ok", "fallback", "unavailable", "error"]
 
