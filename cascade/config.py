@@ -136,6 +136,29 @@ class LoraTrainConfig(Options):
     save_every: int = Field(50, ge=1)
     patience: int = Field(3, ge=0)
     """Early stopping: evaluations without dev-loss improvement before stopping (0 disables)."""
+    target: Literal["reference", "composable", "oracle"] = "composable"
+    """Training target: the reference; the reference only when every word of it occurs in some
+    hypothesis, else the oracle hypothesis (never teaches inventing words); or always the oracle."""
+    dev_fraction: float = Field(0.08, ge=0.0, lt=0.5)
+    """Share of the data held out (by a seeded shuffle) for dev loss / early stopping."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (None: run the epochs)."""
+    threads: int = Field(0, ge=0)
+    """torch intra-op threads; 0 keeps torch's default."""
+
+
+class SynthOptions(Options):
+    """How `cascade make-nbest` turns text into degraded speech (seeded, recorded per example)."""
+
+    engines: tuple[Literal["piper", "espeak"], ...] = ("piper", "espeak")
+    espeak_voices: tuple[str, ...] = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan")
+    snr_db: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0)
+    clean_fraction: float = Field(0.15, ge=0.0, le=1.0)
+    """Share of examples left undegraded (so the data also holds lists whose 1-best is right)."""
+    p_speed: float = Field(0.4, ge=0.0, le=1.0)
+    p_telephone: float = Field(0.25, ge=0.0, le=1.0)
+    p_reverb: float = Field(0.3, ge=0.0, le=1.0)
+    seed: int = 0
 
 
 class ServiceSettings(Options):
