@@ -1,0 +1,119 @@
+"""Audio in and out: decode anything ffmpeg (PyAV) reads to 16 kHz mono float32, write WAV.
+
+Decoding goes through faster-whisper's `decode_audio` (PyAV bundles the FFmpeg
+libraries, so no system ffmpeg is needed). Errors are typed so that the CLI
+prints one line and services answer 400/413/415: a missing or empty file is
+`InvalidInput`, bytes no decoder understands are `AudioDecodeError`, audio
+above the duration cap is `TooLarge` (checked from the container header
+before decoding when it states a duration, and again after decoding).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from cascade.types import AudioDecodeError, InvalidInput, TooLarge
+
+logger = logging.getLogger(__name__)
+
+AudioSource = str | Path | bytes
+
+SAMPLE_RATE = 16000
+
+
+def _describe(source: AudioSource) -> str:
+    return f"{len(source)} bytes of upload" if isinstance(source, bytes) else str(source)
+
+
+def _open_source(source: AudioSource) -> str | BinaryIO:
+    """A path string or a file object for PyAV, after the checks that need no decoder."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise InvalidInput("empty audio: 0 bytes", param="file")
+        return io.BytesIO(bytes(source))
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InvalidInput(f"file not found: {path}", param="file")
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory, not an audio file", param="file")
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"empty file: {path}", param="file")
+    return str(path)
+
+
+def probe_duration(source: AudioSource) -> float | None:
+    """Duration in seconds as the container header states it (None when it does not say)."""
+    import av
+
+    handle = _open_source(source)
+    try:
+        with av.open(handle, mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"{_describe(source)} has no audio stream", param="file")
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            return container.duration / 1e6 if container.duration else None
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"{_describe(source)} is not audio that ffmpeg can decode ({exc.strerror or exc})", param="file") from exc
+
+
+def _check_duration(seconds: float | None, cap: float | None, source: AudioSource) -> None:
+    if cap is not None and seconds is not None and seconds > cap:
+        raise TooLarge(f"{_describe(source)}: audio is {seconds:.0f} s long, above the {cap:.0f} s limit", param="file")
+
+
+def load_audio(
+    source: AudioSource, *, sample_rate: int = SAMPLE_RATE, max_duration_s: float | None = None
+) -> np.ndarray:
+    """Decode a path or encoded bytes to mono float32 at `sample_rate` (stereo is averaged).
+
+    A decodable file with no samples gives an empty array (callers treat it like silence).
+    """
+    import av
+    from faster_whisper.audio import decode_audio
+
+    _check_duration(probe_duration(source), max_duration_s, source)
+    handle = _open_source(source)
+    try:
+        samples = decode_audio(handle, sampling_rate=sample_rate)
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"{_describe(source)} is corrupt or not audio ({exc.strerror or exc})", param="file") from exc
+    except (IndexError, ValueError) as exc:  # PyAV raises these on streams without decodable frames
+        raise AudioDecodeError(f"{_describe(source)} holds no decodable audio ({exc})", param="file") from exc
+    _check_duration(len(samples) / sample_rate, max_duration_s, source)
+    logger.debug("decoded %s: %.2f s", _describe(source), len(samples) / sample_rate)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def to_float32(samples: np.ndarray) -> np.ndarray:
+    """Float32 in [-1, 1] from int16 or float arrays (mono expected)."""
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    return np.asarray(samples, dtype=np.float32)
+
+
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Little-endian int16 from float (clipped) or int16 samples."""
+    if samples.dtype == np.int16:
+        return samples
+    clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    return (clipped * 32767.0).round().astype("<i2")
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono 16-bit PCM WAV; float input is clipped to [-1, 1]."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), to_pcm16(np.asarray(samples).reshape(-1)), sample_rate, subtype="PCM_16", format="WAV")
+    return path
+
+
+# --------------------------------------------------------------------------- encoders (TTS helper appends below)
