@@ -169,6 +169,11 @@ class ServiceSettings(Options):
     max_audio_s: float = Field(600.0, gt=0)
     max_concurrency: int = Field(2, ge=1)
     max_queue: int = Field(8, ge=0)
+    """Requests waiting per model beyond max_concurrency; one more gets 429 with Retry-After."""
+    queue_timeout_s: float = Field(30.0, gt=0)
+    """A waiter that gets no slot within this time is answered 503 with Retry-After."""
+    connect_timeout_s: float = Field(3.0, gt=0)
+    """Connect timeout of the gateway's clients to remote stages (fail fast when one is down)."""
     asr_url: str | None = None
     """Remote stage URLs for the gateway; None runs that stage in-process."""
     llm_url: str | None = None

@@ -1,0 +1,1 @@
+"""What every service shares: error envelope, auth, limits, queue, metrics, logs, app factory."""
