@@ -181,6 +181,23 @@ class ServiceSettings(Options):
     request_timeout_s: float = Field(60.0, gt=0)
 
 
+class BatchOptions(Options):
+    """Batch correction of existing ASR output (`cascade correct-batch`)."""
+
+    method: Literal["none", "rescore", "ger", "rover", "fusion"] = "rescore"
+    batch_size: int = Field(8, ge=1, le=4096)
+    """N-best lists per LLM call; also the resume granularity (resume with the same value)."""
+    workers: int = Field(1, ge=1, le=256)
+    """Local processes (each loads its own LLM once) or Ray actors."""
+    engine: Literal["local", "ray"] = "local"
+    fsync_interval_s: float = Field(1.0, ge=0.0)
+    """Seconds between fsyncs of the journal (0: after every batch); every write holds whole records."""
+    ray_address: str | None = None
+    """Ray cluster to join (ray://host:10001 or host:6379); None uses RAY_ADDRESS or starts a local one."""
+    ray_shard_batches: int = Field(64, ge=1)
+    """Batches per JSONL input shard handed to Ray Data."""
+
+
 class Settings(BaseSettings):
     """Everything configurable, one nested object per stage."""
 
@@ -198,6 +215,7 @@ class Settings(BaseSettings):
     chat: ChatOptions = ChatOptions()
     train: LoraTrainConfig = LoraTrainConfig()
     service: ServiceSettings = ServiceSettings()
+    batch: BatchOptions = BatchOptions()
 
     @classmethod
     def settings_customise_sources(
