@@ -1,0 +1,227 @@
+"""ROVER: align several recognisers' word strings into one network and vote per slot.
+
+This follows NIST SCTK `rover -m meth1 -a 1.0` (majority vote) step by step so
+the two agree word for word: the systems are merged one at a time into a word
+transition network by dynamic programming over network arcs with rover's own
+costs (insert/delete 3, substitute 4, match 0, anything against a null arc 1,
+skipping a null arc 0.001) and rover's tie-breaking (substitution first, then
+deletion, then insertion; the first arc in list order among equals). Each slot
+then keeps the word seen most often, the earliest-added on ties, and a winning
+null drops the slot. kaldialign (a maintained aligner) scores the agreement
+features used by fusion; the network DP is here because no library aligns a
+string against a network with rover's costs.
+
+`nist_rover` runs SCTK's own `rover` binary on the same input (CTM files) for
+comparison and as a baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cascade.types import BackendUnavailable, InvalidInput, Record
+
+logger = logging.getLogger(__name__)
+
+NULL = "@"
+"""rover's null word: a system said nothing in this slot."""
+_HEAD = None
+"""The null head arc every network starts with (rover's add_null_network_heads)."""
+INS_DEL, SUB, NULL_SUB, NULL_SKIP, NULL_NULL = 3.0, 4.0, 1.0, 0.001, 1.0
+
+
+class RoverResult(Record):
+    """The voted word string and the network it came from (one tuple of words per slot, system order)."""
+
+    text: str
+    words: tuple[str, ...]
+    slots: tuple[tuple[str, ...], ...]
+    votes: tuple[int, ...]
+    """How many systems agreed with each output word."""
+
+
+def tokens(text: str) -> list[str]:
+    """Plain rover tokens: lower case, punctuation dropped (apostrophes inside words kept)."""
+    text = re.sub(r"[^\w\s']|_", " ", text.lower())
+    return [t.strip("'") for t in text.split() if t.strip("'")]
+
+
+def rover(hypotheses: Sequence[Sequence[str] | str]) -> RoverResult:
+    """Majority-vote ROVER over the systems' word lists (strings are split with `tokens`).
+
+    A system with no words takes part as a single null word, as it must in rover's CTM input."""
+    systems = [(tokens(h) if isinstance(h, str) else list(h)) or [NULL] for h in hypotheses]
+    if not systems:
+        raise InvalidInput("rover needs at least one hypothesis", param="hypotheses")
+    network: list[list[str | None]] = [[_HEAD]] + [[w] for w in systems[0]]
+    for n, words in enumerate(systems[1:], start=1):
+        _merge(network, words, n)
+    slots = [tuple(w for w in slot) for slot in network[1:]]
+    out, votes = [], []
+    for slot in slots:
+        word, count = _vote(slot)  # type: ignore[arg-type]
+        if word != NULL:
+            out.append(word)
+            votes.append(count)
+    return RoverResult(text=" ".join(out), words=tuple(out), slots=tuple(slots), votes=tuple(votes))  # type: ignore[arg-type]
+
+
+def _vote(slot: Sequence[str]) -> tuple[str, int]:
+    """meth1 with alpha=1: the word with the most occurrences; the first such in slot order on ties."""
+    counts: dict[str, int] = {}
+    for word in slot:
+        counts[word] = counts.get(word, 0) + 1
+    best = max(counts.values())
+    return next(w for w in counts if counts[w] == best), best
+
+
+def _f32(x: float) -> float:
+    """Round to single precision: rover keeps its DP costs in C floats, and ties depend on it."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _wwd(a: str | None, b: str | None) -> float:
+    """rover's word-to-word distance (wwd_WORD_rover without sync tags or optional deletions)."""
+    if b is None:
+        return NULL_SKIP if a == NULL else INS_DEL
+    if a is None:
+        return NULL_SKIP if b == NULL else INS_DEL
+    if a == NULL and b == NULL:
+        return NULL_NULL
+    if a == b:
+        return 0.0
+    if a == NULL or b == NULL:
+        return NULL_SUB
+    return SUB
+
+
+def _merge(network: list[list[str | None]], words: Sequence[str], iteration: int) -> None:
+    """Align `words` against the network (rover's Network_dpalign_n_networks step) and add them to it."""
+    cells = _fill(network, words)
+    last = len(network) - 1
+    end_k = min(range(len(network[last])), key=lambda k: (cells[last][k][len(words)][0], k))
+    ops: list[tuple[str, int, int, int]] = []
+    s, k, j = last, end_k, len(words)
+    while s > 0 or j > 0:
+        _, bs, bk, bj = cells[s][k][j]
+        op = "ins" if (bs, bk) == (s, k) else ("del" if bj == j else "sub")
+        ops.append((op, s, k, j))
+        s, k, j = bs, bk, bj
+    slot_objs = list(network)  # stable references: positions shift as slots are inserted
+    for op, s, _k, j in ops:
+        slot = slot_objs[s]
+        if op == "sub":
+            slot.append(words[j - 1])
+        elif op == "del":
+            slot.append(NULL)
+        else:
+            at = next(i for i, x in enumerate(network) if x is slot) + 1
+            network.insert(at, [words[j - 1]] + [NULL] * iteration)
+
+
+Cell = tuple[float, int, int, int]
+"""(cost, back slot, back arc, back word index)."""
+
+
+def _fill(network: list[list[str | None]], words: Sequence[str]) -> list[list[list[Cell]]]:
+    """The DP table cell[slot][arc][j] over network arcs x word positions, as rover fills it."""
+    m = len(words)
+    cells: list[list[list[Cell]]] = [[[(0.0, -1, -1, -1)] * (m + 1)]]
+    for j in range(1, m + 1):  # margin: insertions before the first slot
+        cells[0][0][j] = (_f32(cells[0][0][j - 1][0] + _wwd(None, words[j - 1])), 0, 0, j - 1)
+    for s in range(1, len(network)):
+        prev = cells[s - 1]
+        row: list[list[Cell]] = []
+        for arc in network[s]:
+            col: list[Cell] = [(0.0, 0, 0, 0)] * (m + 1)
+            pk = _argmin(prev, 0)
+            col[0] = (_f32(prev[pk][0][0] + _wwd(arc, None)), s - 1, pk, 0)
+            for j in range(1, m + 1):
+                ins = _f32(col[j - 1][0] + _wwd(None, words[j - 1]))
+                dk, sk = _argmin(prev, j), _argmin(prev, j - 1)
+                dele = _f32(prev[dk][j][0] + _wwd(arc, None))
+                sub = _f32(prev[sk][j - 1][0] + _wwd(arc, words[j - 1]))
+                if sub <= dele and sub <= ins:
+                    col[j] = (sub, s - 1, sk, j - 1)
+                elif dele < ins:
+                    col[j] = (dele, s - 1, dk, j)
+                else:
+                    col[j] = (ins, s, len(row), j - 1)
+            row.append(col)
+        cells.append(row)
+    return cells
+
+
+def _argmin(arcs: list[list[Cell]], j: int) -> int:
+    """First arc (list order) with the strictly lowest cost at word position j."""
+    best = 0
+    for k in range(1, len(arcs)):
+        if arcs[k][j][0] < arcs[best][j][0]:
+            best = k
+    return best
+
+
+# --------------------------------------------------------------------------- SCTK's rover
+
+
+def sctk_rover_path() -> str | None:
+    """SCTK's `rover` binary: on PATH, or where Debian's sctk package puts it."""
+    found = shutil.which("rover")
+    if found:
+        return found
+    debian = Path("/usr/lib/sctk/bin/rover")
+    return str(debian) if debian.is_file() and os.access(debian, os.X_OK) else None
+
+
+def write_ctm(path: Path, utterances: Mapping[str, Sequence[str]]) -> None:
+    """One CTM per system: `<utt> 1 <start> <dur> <word> 1.0`, words spread evenly over 10 s.
+
+    Even spacing leaves no common silence, so rover aligns each utterance as one chunk.
+    """
+    with path.open("w", encoding="utf-8") as fh:
+        for utt in sorted(utterances):
+            words = list(utterances[utt]) or [NULL]
+            step = 10.0 / max(len(words), 1)
+            for i, word in enumerate(words):
+                fh.write(f"{utt} 1 {i * step:.3f} {step:.3f} {word} 1.0\n")
+
+
+def read_ctm(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and not line.startswith(";;"):
+            out.setdefault(parts[0], []).append(parts[4])
+    return out
+
+
+def nist_rover(systems: Sequence[Mapping[str, Sequence[str]]], *, workdir: Path | None = None) -> dict[str, str]:
+    """Run SCTK `rover -m meth1 -a 1.0 -c 0.0` on each system's {utterance id: words}; {id: voted text}.
+
+    Every system must list the same ids (an empty list where it said nothing: written as rover's null word).
+    """
+    binary = sctk_rover_path()
+    if binary is None:
+        raise BackendUnavailable("SCTK's rover is not installed (Debian package `sctk`)")
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        args = [binary]
+        for i, system in enumerate(systems):
+            ctm = Path(tmp) / f"sys{i}.ctm"
+            write_ctm(ctm, system)
+            args += ["-h", str(ctm), "ctm"]
+        out = Path(tmp) / "rover.ctm"
+        args += ["-o", str(out), "-m", "meth1", "-a", "1.0", "-c", "0.0"]
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not out.exists():
+            raise BackendUnavailable(f"rover failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
+        voted = read_ctm(out)
+    ids = set().union(*(s.keys() for s in systems))
+    return {utt: " ".join(voted.get(utt, [])) for utt in ids}
