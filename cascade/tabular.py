@@ -91,18 +91,22 @@ class TableSummary:
 
 @dataclass
 class TableRead:
-    """The detected columns plus a one-shot stream of rows; `summary` fills in as it is consumed."""
+    """The detected columns plus a one-shot stream of rows; `summary` fills in as it is consumed.
+
+    Iterating gives `Utterance`s (what batch correction consumes); `rows()` gives the `TableRow`s
+    with their line numbers and flags.
+    """
 
     columns: TableColumns
     _rows: Iterator[TableRow]
     summary: TableSummary = field(default_factory=TableSummary)
 
-    def __iter__(self) -> Iterator[TableRow]:
+    def rows(self) -> Iterator[TableRow]:
         return self._rows
 
-    def utterances(self) -> Iterator[Utterance]:
-        source = self.columns.path
-        return (row.to_utterance(f"{source}:{row.line}") for row in self._rows)
+    def __iter__(self) -> Iterator[Utterance]:
+        source = Path(self.columns.path).name
+        return (row.to_utterance(source) for row in self._rows)
 
 
 def read_table(

@@ -156,7 +156,7 @@ class CandidateScore(Record):
     am: float | None = None
     lm: float | None = None
     combined: float | None = None
-    source: Literal["hypothesis", "llm"] = "hypothesis"
+    source: Literal["hypothesis", "llm", "rover"] = "hypothesis"
 
 
 class Correction(Record):
@@ -175,6 +175,32 @@ class Correction(Record):
     """Each guard's decision, e.g. {"edit_distance": 0.12, "max_edit_distance": 0.3}."""
     raw_output: str | None = None
     info: StageInfo | None = None
+
+
+class SystemText(Record):
+    """What one recogniser wrote for an utterance (input to multi-system fusion)."""
+
+    system: str
+    text: str
+
+
+class FusionInput(Record):
+    """One utterance as several recognisers wrote it, in the order the systems were given.
+
+    A system with no output for the utterance is absent, not an empty string.
+    """
+
+    id: str | None = None
+    outputs: tuple[SystemText, ...]
+    reference: str | None = None
+
+
+class FusionRequest(Record):
+    """Body of the LLM service's POST /v1/fuse: one utterance and how to fuse it."""
+
+    input: FusionInput
+    method: Literal["rover", "rescore", "ger"] = "rover"
+    adapter: str | None = None
 
 
 class Segment(Record):
