@@ -20,11 +20,11 @@ from cascade.asr.decode import DecodeState, decode_window, encode
 from cascade.asr.segments import SAMPLE_RATE, Window, windows
 from cascade.audio import AudioSource, load_audio
 from cascade.config import AsrOptions
-from cascade.types import AsrInfo, InvalidInput, NBest, Segment, StageInfo, Transcript, Unsupported
+from cascade.types import AsrInfo, InvalidInput, NBest, Segment, StageInfo, TooLarge, Transcript, Unsupported
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["transcribe", "transcribe_all", "load_model", "versions"]
+__all__ = ["transcribe", "transcribe_all", "collect", "prepare", "load_model", "versions"]
 
 
 def load_model(options: AsrOptions, home: Path):
@@ -46,11 +46,16 @@ def _samples(audio: AudioSource | np.ndarray, options: AsrOptions) -> np.ndarray
         if audio.ndim != 1:
             raise InvalidInput(f"audio array must be mono (1-D), got shape {audio.shape}", param="file")
         if len(audio) / SAMPLE_RATE > options.max_duration_s:
-            from cascade.types import TooLarge
-
             raise TooLarge(f"audio is {len(audio) / SAMPLE_RATE:.0f} s long, above the {options.max_duration_s:.0f} s limit")
         return np.ascontiguousarray(audio, dtype=np.float32)
     return load_audio(audio, max_duration_s=options.max_duration_s)
+
+
+def prepare(options: AsrOptions, home: Path):
+    """Load the model and check that it can run these options (fail once, before any file)."""
+    whisper = load_model(options, home)
+    _check_task(whisper, options)
+    return whisper
 
 
 def _check_task(whisper, options: AsrOptions) -> None:
@@ -94,8 +99,7 @@ def transcribe(
     """Start transcribing: audio is decoded, segmented and its language detected now; the
     windows are decoded lazily as the returned iterator is consumed (decoding errors surface there).
     """
-    whisper = load_model(options, home)
-    _check_task(whisper, options)
+    whisper = prepare(options, home)
     samples = _samples(audio, options)
     wins, kept = windows(samples, options)
     first_encoded = encode(whisper, wins[0].audio) if wins else None
@@ -136,12 +140,8 @@ def _segments(whisper, wins: list[Window], first_encoded, state: DecodeState, op
         index += 1
 
 
-def transcribe_all(
-    audio: AudioSource | np.ndarray, options: AsrOptions, *, home: Path, source: str | None = None
-) -> Transcript:
-    """Transcribe a whole file and collect its segments into a Transcript."""
-    started = time.perf_counter()
-    segments, info = transcribe(audio, options, home=home)
+def collect(segments: Iterator[Segment], info: AsrInfo, *, source: str | None, started: float) -> Transcript:
+    """Consume a segment iterator into a Transcript (the CLI feeds it a progress-reporting iterator)."""
     collected = tuple(segments)
     stage = StageInfo(
         stage="asr",
@@ -150,8 +150,6 @@ def transcribe_all(
         options=info.options,
         versions=info.versions,
     )
-    if source is None and isinstance(audio, (str, Path)):
-        source = str(audio)
     return Transcript(
         text=" ".join(s.text for s in collected),
         segments=collected,
@@ -162,3 +160,14 @@ def transcribe_all(
         source=source,
         stages=(stage,),
     )
+
+
+def transcribe_all(
+    audio: AudioSource | np.ndarray, options: AsrOptions, *, home: Path, source: str | None = None
+) -> Transcript:
+    """Transcribe a whole file and collect its segments into a Transcript."""
+    started = time.perf_counter()
+    segments, info = transcribe(audio, options, home=home)
+    if source is None and isinstance(audio, (str, Path)):
+        source = str(audio)
+    return collect(segments, info, source=source, started=started)

@@ -1,0 +1,84 @@
+"""Render a Transcript as txt, json, srt, vtt or tsv, and as HyPoradise records.
+
+JSON is the Transcript record itself (N-best per segment, scores, provenance).
+HyPoradise records are what the GER tools read: one per segment,
+`{"id", "input": [N hypotheses], "output": null, "am_score": [N]}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from cascade.types import Transcript
+
+Format = Literal["txt", "json", "srt", "vtt", "tsv"]
+FORMATS: tuple[str, ...] = ("txt", "json", "srt", "vtt", "tsv")
+
+
+def timestamp(seconds: float, *, decimal: str = ",", hours: bool = True) -> str:
+    """HH:MM:SS,mmm (SRT) or HH:MM:SS.mmm (VTT)."""
+    millis = max(int(round(seconds * 1000)), 0)
+    h, rest = divmod(millis, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    head = f"{h:02d}:" if hours or h else ""
+    return f"{head}{m:02d}:{s:02d}{decimal}{ms:03d}"
+
+
+def to_txt(t: Transcript) -> str:
+    return "".join(f"{s.text}\n" for s in t.segments)
+
+
+def to_json(t: Transcript) -> str:
+    return t.model_dump_json(indent=2) + "\n"
+
+
+def to_srt(t: Transcript) -> str:
+    cues = [
+        f"{i}\n{timestamp(s.start)} --> {timestamp(s.end)}\n{s.text}\n"
+        for i, s in enumerate(t.segments, start=1)
+    ]
+    return "\n".join(cues)
+
+
+def to_vtt(t: Transcript) -> str:
+    cues = [f"{timestamp(s.start, decimal='.')} --> {timestamp(s.end, decimal='.')}\n{s.text}\n" for s in t.segments]
+    return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def to_tsv(t: Transcript) -> str:
+    """start and end in integer milliseconds, as openai-whisper writes TSV."""
+    rows = [f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{s.text.replace(chr(9), ' ')}\n" for s in t.segments]
+    return "start\tend\ttext\n" + "".join(rows)
+
+
+WRITERS: dict[str, Callable[[Transcript], str]] = {
+    "txt": to_txt,
+    "json": to_json,
+    "srt": to_srt,
+    "vtt": to_vtt,
+    "tsv": to_tsv,
+}
+
+
+def render(t: Transcript, fmt: str) -> str:
+    return WRITERS[fmt](t)
+
+
+def hyporadise_records(t: Transcript, prefix: str) -> list[dict[str, Any]]:
+    """One HyPoradise record per segment; `output` (the reference) is unknown here."""
+    return [
+        {
+            "id": f"{prefix}-{s.id}",
+            "input": [h.text for h in s.nbest.hypotheses],
+            "output": None,
+            "am_score": [h.am_score for h in s.nbest.hypotheses],
+        }
+        for s in t.segments
+    ]
+
+
+def dump_hyporadise(records: list[dict[str, Any]]) -> str:
+    return json.dumps(records, indent=1, ensure_ascii=False) + "\n"

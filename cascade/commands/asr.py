@@ -1,0 +1,230 @@
+"""`cascade transcribe`, `cascade translate` and `cascade demo`.
+
+The option aliases and `OutputOptions`/`run_files` are reusable: `translate`
+is `transcribe` with task=translate, and later options (correction, target
+language) plug into `OutputOptions` and `correct_transcript` without touching
+the command bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from pydantic import ValidationError
+
+from cascade.cli import cli_errors, console, err_console, error_line, settings
+from cascade.config import Settings
+from cascade.types import InvalidInput, Segment, Transcript
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer()
+
+FormatName = Literal["txt", "json", "srt", "vtt", "tsv"]
+CorrectName = Literal["none", "rescore", "ger"]
+
+Files = Annotated[list[Path], typer.Argument(help="Audio files (any format ffmpeg reads).", show_default=False)]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Whisper model name (`cascade models list`) or a CTranslate2 directory.")]
+NBestOpt = Annotated[int | None, typer.Option("--n-best", "-n", help="Hypotheses kept per segment (<= beam size).")]
+BeamOpt = Annotated[int | None, typer.Option("--beam-size", "-b", help="Beam width of the search.")]
+LanguageOpt = Annotated[str | None, typer.Option("--language", "-l", help="Spoken language (ISO code); detected when omitted.")]
+FormatOpt = Annotated[FormatName, typer.Option("--format", "-f", help="Output format; json carries the N-best per segment.")]
+OutDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Write <name>.<format> files here instead of printing.")]
+HypoOpt = Annotated[Path | None, typer.Option("--hyporadise", help="Also write every segment's N-best as HyPoradise JSON records to this file.")]
+VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Drop silence with Silero VAD before decoding.")]
+CorrectOpt = Annotated[CorrectName, typer.Option("--correct", help="LLM correction of each segment's N-best: none, rescore or ger.")]
+AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="LoRA adapter for --correct (peft directory or served name).")]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What to do with each transcript once decoded (format, destination, correction)."""
+
+    format: str | None = "txt"
+    """None: print nothing per file (the caller shows the transcripts itself)."""
+    output_dir: Path | None = None
+    hyporadise: Path | None = None
+    correct: str = "none"
+    adapter: str | None = None
+
+
+def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size: int | None,
+                 language: str | None, vad: bool | None = None) -> Settings:
+    """Settings with the ASR flags laid on top; a larger --n-best widens the beam to match."""
+    if n_best is not None and beam_size is None:
+        beam_size = max(n_best, settings().asr.beam_size)
+    flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad_filter=vad)
+    try:
+        return settings(asr=flags)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid option {where}: {first['msg']}") from None
+
+
+def correct_transcript(transcript: Transcript, out: OutputOptions, cfg: Settings) -> Transcript:
+    """Apply the LLM correction step (cascade.ger) to every segment; 'none' returns it unchanged."""
+    if out.correct == "none" or not transcript.segments:
+        return transcript
+    from cascade import ger, llm
+
+    llm_options = cfg.llm.model_copy(update={"adapter": out.adapter}) if out.adapter else cfg.llm
+    backend = llm.load_backend(llm_options, cfg.home)
+    corrections = ger.correct_many(
+        (s.nbest for s in transcript.segments), backend, method=out.correct,
+        ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size,
+    )
+    segments = tuple(
+        s.model_copy(update={"correction": c, "text": c.text}) for s, c in zip(transcript.segments, corrections)
+    )
+    text = " ".join(s.text for s in segments)
+    return transcript.model_copy(update={"segments": segments, "text": text})
+
+
+def _emit(transcript: Transcript, path: Path, out: OutputOptions, many: bool) -> None:
+    from cascade.asr.formats import render
+
+    if out.format is None:
+        return
+    body = render(transcript, out.format)
+    if out.output_dir is None:
+        if many:
+            sys.stdout.write(f"==> {path} <==\n")
+        sys.stdout.write(body)
+        sys.stdout.flush()
+        return
+    out.output_dir.mkdir(parents=True, exist_ok=True)
+    target = out.output_dir / f"{path.stem}.{out.format}"
+    target.write_text(body, encoding="utf-8")
+    err_console.print(f"wrote {target}", highlight=False)
+
+
+def _tracked(segments: Iterator[Segment], progress: Any, task_id: Any) -> Iterator[Segment]:
+    for segment in segments:
+        progress.update(task_id, completed=segment.end)
+        yield segment
+
+
+def transcribe_file(path: Path, cfg: Settings, progress: Any) -> Transcript:
+    """One file through ASR, reporting progress in seconds of audio."""
+    from cascade.asr import collect, transcribe
+
+    started = time.perf_counter()
+    task_id = progress.add_task(path.name, total=None)
+    segments, info = transcribe(path, cfg.asr, home=cfg.home)
+    progress.update(task_id, total=max(info.duration, 0.01))
+    transcript = collect(_tracked(segments, progress, task_id), info, source=str(path), started=started)
+    progress.update(task_id, completed=info.duration)
+    return transcript
+
+
+def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Transcript]:
+    """Transcribe (and correct) each file; a bad file is reported in one line and skipped.
+
+    Raises typer.Exit(1) after the others are done when any file failed.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cascade.asr import prepare
+    from cascade.asr.formats import dump_hyporadise, hyporadise_records
+
+    prepare(cfg.asr, cfg.home)  # model and task errors: once, before any file
+    done: list[Transcript] = []
+    records: list[dict[str, Any]] = []
+    failed = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        for path in files:
+            try:
+                transcript = correct_transcript(transcribe_file(path, cfg, progress), out, cfg)
+                _emit(transcript, path, out, many=len(files) > 1)
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+                if os.environ.get("CASCADE_DEBUG"):
+                    raise
+                failed += 1
+                message = error_line(exc)
+                message = message if str(path) in message else f"{path}: {message}"
+                err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+                continue
+            done.append(transcript)
+            records += hyporadise_records(transcript, path.stem)
+    if out.hyporadise is not None:
+        out.hyporadise.parent.mkdir(parents=True, exist_ok=True)
+        out.hyporadise.write_text(dump_hyporadise(records), encoding="utf-8")
+        err_console.print(f"wrote {len(records)} HyPoradise records to {out.hyporadise}", highlight=False)
+    if failed:
+        err_console.print(f"{failed} of {len(files)} file(s) failed", highlight=False)
+        raise typer.Exit(1)
+    return done
+
+
+@app.command()
+@cli_errors
+def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, beam_size: BeamOpt = None,
+               language: LanguageOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
+               hyporadise: HypoOpt = None, vad: VadOpt = None, correct: CorrectOpt = "none",
+               adapter: AdapterOpt = None) -> None:
+    """Transcribe audio files with Whisper and keep the N-best hypotheses of every segment."""
+    cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
+    out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter)
+    run_files(files, cfg, out)
+
+
+@app.command()
+@cli_errors
+def translate(files: Files, model: ModelOpt = "base", n_best: NBestOpt = None, beam_size: BeamOpt = None,
+              language: LanguageOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
+              hyporadise: HypoOpt = None, vad: VadOpt = None) -> None:
+    """Translate speech in any language Whisper knows into English text (needs a multilingual model)."""
+    cfg = asr_settings(task="translate", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
+    run_files(files, cfg, OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise))
+
+
+@app.command()
+@cli_errors
+def demo(file: Annotated[Path | None, typer.Argument(help="Your own recording; omitted: a sample made with the bundled piper voice.")] = None,
+         model: ModelOpt = None, n_best: NBestOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print the transcript as JSON.")] = False) -> None:
+    """N-best transcription of a sample (or your FILE), printed as one table per segment."""
+    from cascade.asr.demo import demo_sample
+
+    cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=None, language=None)
+    path = file if file is not None else demo_sample(cfg.home)
+    transcript = run_files([path], cfg, OutputOptions(format=None))[0]
+    if as_json:
+        console.print_json(transcript.model_dump_json())
+        return
+    show_nbest(transcript, path)
+
+
+def show_nbest(transcript: Transcript, path: Path) -> None:
+    """Rich rendering: a header, then per segment a ranked table of hypotheses with their scores."""
+    from rich.table import Table
+
+    seconds = transcript.stages[0].seconds if transcript.stages else 0.0
+    rtf = seconds / transcript.duration if transcript.duration else 0.0
+    console.print(
+        f"[bold]{path}[/bold]  model={transcript.model}  language={transcript.language}  "
+        f"duration={transcript.duration:.1f}s  decode={seconds:.1f}s (RTF {rtf:.2f})", highlight=False
+    )
+    if not transcript.segments:
+        console.print("[yellow]no speech found[/yellow]")
+    for seg in transcript.segments:
+        table = Table(title=f"segment {seg.id}: {seg.start:.2f}-{seg.end:.2f} s", title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("hypothesis")
+        table.add_column("log p (sum)", justify="right")
+        table.add_column("per token", justify="right")
+        for rank, hyp in enumerate(seg.nbest.hypotheses, start=1):
+            style = "bold green" if rank == 1 else None
+            table.add_row(str(rank), hyp.text, f"{hyp.am_score:.2f}", f"{hyp.avg_logprob:.3f}", style=style)
+        console.print(table)
+    console.print(f"[bold]1-best:[/bold] {transcript.text}", highlight=False)
