@@ -198,6 +198,19 @@ class BatchOptions(Options):
     """Batches per JSONL input shard handed to Ray Data."""
 
 
+class FusionOptions(Options):
+    """Multi-system fusion (`correct-batch --join`, POST /v1/fuse)."""
+
+    normalize: bool = True
+    """Vote on normalised words (cascade.metrics.normalize), so 'Mr.'/'mister' and '7'/'seven' agree."""
+    prompt: str = "fusion/systems"
+    """Prompt template for LLM fusion (method ger)."""
+    lm_weight: float = Field(0.0, ge=0.0)
+    """Weight of the LLM log-prob per word against system agreement when picking a candidate; tuned on dev."""
+    min_agreement_gain: float = 0.0
+    """LLM output is kept only if it agrees with the systems at least this much more than ROVER's output."""
+
+
 class Settings(BaseSettings):
     """Everything configurable, one nested object per stage."""
 
@@ -229,6 +242,7 @@ class FusionOptions(Options):
     train: LoraTrainConfig = LoraTrainConfig()
     service: ServiceSettings = ServiceSettings()
     batch: BatchOptions = BatchOptions()
+    fusion: FusionOptions = FusionOptions()
 
     @classmethod
     def settings_customise_sources(
