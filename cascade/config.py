@@ -218,19 +218,6 @@ class Settings(BaseSettings):
         env_prefix="CASCADE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-class FusionOptions(Options):
-    """Multi-system fusion (`correct-batch --join`, POST /v1/fuse)."""
-
-    normalize: bool = True
-    """Vote on normalised words (cascade.metrics.normalize), so 'Mr.'/'mister' and '7'/'seven' agree."""
-    prompt: str = "fusion/systems"
-    """Prompt template for LLM fusion (method ger)."""
-    lm_weight: float = Field(0.0, ge=0.0)
-    """Weight of the LLM log-prob per word against system agreement when picking a candidate; tuned on dev."""
-    min_agreement_gain: float = 0.0
-    """LLM output is kept only if it agrees with the systems at least this much more than ROVER's output."""
-
-
     home: Path = Path("~/.cache/cascade").expanduser()
     """CASCADE_HOME: where assembled/converted models and the demo sample are cached."""
     asr: AsrOptions = AsrOptions()
@@ -250,7 +237,6 @@ class FusionOptions(Options):
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
-    fusion: FusionOptions = FusionOptions()
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
