@@ -1,0 +1,490 @@
+"""Batch correction of existing ASR output: streaming, bounded LLM batches, crash-safe resume.
+
+The engine consumes a stream of `Item`s (see `cascade.records`; any stream of
+`Utterance`s can be wrapped with `records.as_items`) and never holds more than
+a few chunks of it. Records are grouped into *chunks*: a chunk closes after
+`batch_size` records that need the LLM (or after a cap of records that do
+not), so the chunks, and therefore every LLM batch, depend only on the input
+and `batch_size`, never on timing, workers or where a previous run stopped.
+
+Each chunk's results are appended to a JSONL journal as one write of whole
+lines, in input order (chunks computed by worker processes or Ray actors are
+reordered first), and fsynced at most every `fsync_interval_s`. On restart the
+journal is read back chunk by chunk against the input: complete chunks are
+skipped, a torn or partial last chunk is truncated away and recomputed. So a
+run killed at any moment and resumed writes exactly the bytes of an
+uninterrupted run. A JSONL output is the journal itself; other formats are
+assembled from it at the end into a temporary file renamed over the output.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cascade.config import Settings
+from cascade.records import Item, render
+from cascade.types import BackendUnavailable, CascadeError, Correction, InvalidInput, NBest, Record
+
+logger = logging.getLogger(__name__)
+
+Corrector = Callable[[list[NBest]], list[Correction]]
+"""Corrects one LLM batch; returns one Correction per N-best list, in order."""
+
+PASS_CHUNK = 1024
+"""Records per chunk when nothing needs the LLM (method none, error/empty records)."""
+
+
+class BatchSummary(Record):
+    """What a batch run did (printed by the CLI, returned by the library)."""
+
+    output: str
+    method: str
+    engine: str
+    workers: int
+    done: int = 0
+    """Records in the output, including those a previous (interrupted) run wrote."""
+    new: int = 0
+    resumed: int = 0
+    changed: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    records_per_s: float = 0.0
+    already_complete: bool = False
+
+
+# --------------------------------------------------------------------------- correctors
+
+
+def _llm_corrector(method: str, settings: Settings) -> Corrector:
+    """Rescoring/GER with the configured LLM backend, loaded once per process."""
+    from cascade.ger import correct_many
+    from cascade.llm import load_backend
+
+    backend = load_backend(settings.llm, settings.home)
+
+    def run(nbests: list[NBest]) -> list[Correction]:
+        return list(correct_many(nbests, backend, method=method, ger=settings.ger, rescore=settings.rescore,
+                                 batch_size=len(nbests)))
+
+    return run
+
+
+CORRECTORS: dict[str, Callable[[str, Settings], Corrector]] = {
+    "rescore": _llm_corrector,
+    "ger": _llm_corrector,
+}
+"""Method name -> factory(method, settings) building a Corrector once per process (top-level, picklable)."""
+
+
+def make_corrector(method: str, settings: Settings) -> Corrector | None:
+    if method == "none":
+        return None
+    if method not in CORRECTORS:
+        raise InvalidInput(f"unknown correction mode {method!r}; expected none or {', '.join(CORRECTORS)}",
+                           param="mode")
+    return CORRECTORS[method](method, settings)
+
+
+# --------------------------------------------------------------------------- one chunk
+
+
+def needs_llm(item: Item, method: str) -> bool:
+    return method != "none" and item.utterance is not None and any(t.strip() for t in item.utterance.nbest.texts)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def journal_record(item: Item, method: str, corr: Correction | None) -> dict[str, Any]:
+    """One output record: id, original, corrected, method, status, fallback_reason, scores (+ context)."""
+    utt = item.utterance
+    original = item.raw if utt is None else (utt.nbest.best.text if utt.nbest.best else "")
+    rec: dict[str, Any] = {"id": item.id, "original": original or "", "corrected": None, "changed": False,
+                           "method": method, "status": "error", "fallback_reason": None, "scores": []}
+    if item.error is not None:
+        rec["error"] = item.error
+    elif corr is None:
+        empty = method != "none"
+        rec.update(corrected=original, status="fallback" if empty else "ok",
+                   fallback_reason="empty hypothesis" if empty else None)
+    else:
+        rec.update(corrected=corr.text, changed=corr.text.strip() != (original or "").strip(), method=corr.method,
+                   status=corr.status, fallback_reason=corr.fallback_reason, chosen=corr.chosen,
+                   scores=[{"text": s.text, "am": _r(s.am), "lm": _r(s.lm), "combined": _r(s.combined),
+                            "source": s.source} for s in corr.scores])
+    if utt is not None and len(utt.nbest.hypotheses) > 1:
+        rec["hypotheses"] = utt.nbest.texts
+    if utt is not None and utt.reference is not None:
+        rec["reference"] = utt.reference
+    if item.layout:
+        rec["layout"] = item.layout
+    return rec
+
+
+@dataclass
+class ChunkResult:
+    """A chunk's journal lines (one write) and its counts; plain data so it pickles/ships to Ray."""
+
+    data: bytes
+    n: int
+    changed: int
+    fallbacks: int
+    errors: int
+
+
+def process_chunk(items: list[Item], method: str, corrector: Corrector | None) -> ChunkResult:
+    """Correct the chunk's LLM-bound records in one batch and render every record as a journal line."""
+    llm = [it for it in items if needs_llm(it, method)]
+    fixes: dict[int, Correction | str] = {}
+    if llm:
+        assert corrector is not None
+        fixes = dict(zip((it.pos for it in llm), _correct_batch(corrector, [it.utterance.nbest for it in llm])))
+    lines, changed, fallbacks, errors = [], 0, 0, 0
+    for it in items:
+        fix = fixes.get(it.pos)
+        if isinstance(fix, str):  # the LLM failed on this record alone
+            it, fix = it.model_copy(update={"error": fix}), None
+        rec = journal_record(it, method, fix)
+        changed += rec["changed"]
+        fallbacks += rec["status"] in ("fallback", "unavailable")
+        errors += rec["status"] == "error"
+        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+    return ChunkResult("".join(lines).encode("utf-8"), len(items), changed, fallbacks, errors)
+
+
+def _correct_batch(corrector: Corrector, nbests: list[NBest]) -> list[Correction | str]:
+    """One call for the batch; if it raises, retry record by record so one bad record is one error."""
+    try:
+        out = corrector(nbests)
+        if len(out) != len(nbests):
+            raise RuntimeError(f"corrector returned {len(out)} results for {len(nbests)} inputs")
+        return list(out)
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - isolate the failing record
+        logger.warning("batch of %d failed (%s); retrying one by one", len(nbests), exc)
+    results: list[Correction | str] = []
+    for nb in nbests:
+        try:
+            results.append(corrector([nb])[0])
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            results.append(f"correction failed: {type(exc).__name__}: {exc}".splitlines()[0])
+    return results
+
+
+# --------------------------------------------------------------------------- chunking / dedupe / resume
+
+
+@dataclass
+class _Stats:
+    done: int = 0
+    new: int = 0
+    changed: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    duplicates: int = 0
+
+    def add(self, res: ChunkResult, *, new: bool = True) -> None:
+        self.done += res.n
+        self.new += res.n if new else 0
+        self.changed += res.changed
+        self.fallbacks += res.fallbacks
+        self.errors += res.errors
+
+
+def _dedupe(items: Iterable[Item], stats: _Stats) -> Iterator[Item]:
+    """Keep the first record of each id (64-bit digests, not the ids, are kept in memory)."""
+    seen: set[int] = set()
+    for it in items:
+        key = int.from_bytes(hashlib.blake2b(it.id.encode("utf-8", "replace"), digest_size=8).digest(), "little")
+        if key in seen:
+            stats.duplicates += 1
+            if stats.duplicates <= 5:
+                logger.warning("duplicate id %r (record %d) skipped; the first one is kept", it.id, it.pos + 1)
+            continue
+        seen.add(key)
+        yield it
+
+
+def chunks(items: Iterable[Item], method: str, batch_size: int) -> Iterator[list[Item]]:
+    """Deterministic chunks: close after `batch_size` LLM-bound records or PASS_CHUNK records in all."""
+    chunk: list[Item] = []
+    n_llm = 0
+    for it in items:
+        chunk.append(it)
+        n_llm += needs_llm(it, method)
+        if n_llm >= batch_size or len(chunk) >= PASS_CHUNK:
+            yield chunk
+            chunk, n_llm = [], 0
+    if chunk:
+        yield chunk
+
+
+def _resume(journal: Path, stream: Iterator[list[Item]], method: str, stats: _Stats) -> tuple[Iterator[list[Item]], int]:
+    """Skip the chunks the journal already holds in full; return the rest and the byte offset to keep."""
+    if not journal.exists() or journal.stat().st_size == 0:
+        return stream, 0
+    offset = 0
+    with open(journal, "rb") as fh:
+        for chunk in stream:
+            res = _read_chunk(fh, chunk, method, journal)
+            if res is None:
+                return itertools.chain([chunk], stream), offset
+            offset = fh.tell()
+            stats.add(res, new=False)
+        if fh.read(1):
+            raise InvalidInput(f"{journal} holds more records than the input: it belongs to another input; "
+                               "choose another --out or delete it")
+    return iter(()), offset
+
+
+def _read_chunk(fh: Any, chunk: list[Item], method: str, journal: Path) -> ChunkResult | None:
+    """The chunk's lines from the journal if all are there and whole; None at a torn/short tail."""
+    res = ChunkResult(b"", 0, 0, 0, 0)
+    for it in chunk:
+        line = fh.readline()
+        if not line.endswith(b"\n"):
+            return None
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if fh.read(1):
+                raise InvalidInput(f"{journal} is not a cascade batch output (line {it.pos + 1} is not JSON); "
+                                   "choose another --out or delete it") from None
+            return None
+        if rec.get("id") != it.id:
+            raise InvalidInput(f"{journal} belongs to another input (it has id {rec.get('id')!r} where the input "
+                               f"has {it.id!r}); choose another --out or delete it")
+        if rec.get("status") != "error" and rec.get("method") not in (method, "none"):
+            raise InvalidInput(f"{journal} was written with --mode {rec.get('method')}; rerun with that mode "
+                               "or choose another --out")
+        res.n += 1
+        res.changed += bool(rec.get("changed"))
+        res.fallbacks += rec.get("status") in ("fallback", "unavailable")
+        res.errors += rec.get("status") == "error"
+    return res
+
+
+# --------------------------------------------------------------------------- journal
+
+
+class Journal:
+    """Append-only JSONL: whole records per write, truncated back on a failed write, fsynced on a timer."""
+
+    def __init__(self, path: Path, keep: int, fsync_interval_s: float):
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.ftruncate(self.fd, keep)
+        os.lseek(self.fd, keep, os.SEEK_SET)
+        self.size = keep
+        self.interval = fsync_interval_s
+        self.last_sync = time.monotonic()
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            os.ftruncate(self.fd, self.size)  # drop the partial chunk: the file ends on a whole record
+            raise CascadeError(f"cannot write {self.path}: {exc.strerror or exc}; the records already written are "
+                               "kept; free space and run the same command again to resume") from exc
+        self.size += len(data)
+        if time.monotonic() - self.last_sync >= self.interval:
+            self.sync()
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+        self.last_sync = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.sync()
+        finally:
+            os.close(self.fd)
+
+
+def journal_path(out: Path, out_format: str) -> Path:
+    return out if out_format == "jsonl" else out.with_name(out.name + ".partial.jsonl")
+
+
+def _assemble(journal: Path, out: Path, fmt: str) -> None:
+    """Render the journal into `fmt` in a temp file, fsync, rename over `out`, then drop the journal."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with open(journal, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8", newline="") as dst:
+            render(fmt, (json.loads(line) for line in src), dst)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CascadeError(f"cannot write {out}: {exc.strerror or exc}; every record is kept in {journal}; free "
+                           "space and run the same command again") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    journal.unlink()
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def _execute(stream: Iterator[list[Item]], settings: Settings) -> Iterator[ChunkResult]:
+    """Chunk results in input order: in this process, in local worker processes, or on Ray."""
+    opts = settings.batch
+    if opts.engine == "ray":
+        from cascade.batch_ray import execute_ray
+
+        yield from execute_ray(stream, settings)
+    elif opts.workers == 1 or opts.method == "none":
+        corrector = make_corrector(opts.method, settings)
+        for chunk in stream:
+            yield process_chunk(chunk, opts.method, corrector)
+    else:
+        yield from _execute_pool(stream, settings)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def worker_settings(settings: Settings, workers: int) -> Settings:
+    """Give each worker an equal share of the cores unless threads were set explicitly."""
+    if settings.llm.threads or workers <= 1:
+        return settings
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return settings.model_copy(update={"llm": settings.llm.model_copy(update={"threads": threads})})
+
+
+def _init_worker(settings: Settings) -> None:
+    _WORKER["method"] = settings.batch.method
+    _WORKER["corrector"] = make_corrector(settings.batch.method, settings)
+
+
+def _work(chunk: list[Item]) -> ChunkResult:
+    return process_chunk(chunk, _WORKER["method"], _WORKER["corrector"])
+
+
+def _execute_pool(stream: Iterator[list[Item]], settings: Settings) -> Iterator[ChunkResult]:
+    """Local processes, each loading its own LLM once; at most 2 chunks in flight per worker."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = settings.batch.workers
+    ctx = multiprocessing.get_context("spawn")  # no fork after torch/threads were started
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+                             initargs=(worker_settings(settings, n),)) as pool:
+        pending: collections.deque = collections.deque()
+        for chunk in stream:
+            pending.append(pool.submit(_work, chunk))
+            if len(pending) >= 2 * n:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_batch(
+    items: Iterable[Item],
+    out: Path,
+    out_format: str,
+    settings: Settings,
+    *,
+    dedupe: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> BatchSummary:
+    """Correct `items` into `out` (resuming a previous run's output); returns the summary."""
+    opts = settings.batch
+    summary = BatchSummary(output=str(out), method=opts.method, engine=opts.engine, workers=opts.workers)
+    if not out.parent.is_dir():
+        raise InvalidInput(f"output directory does not exist: {out.parent}", param="out")
+    journal = journal_path(out, out_format)
+    if journal != out and out.exists() and not journal.exists():
+        return summary.model_copy(update={"already_complete": True})
+    if opts.method != "none" and opts.method not in CORRECTORS:
+        raise InvalidInput(f"unknown correction mode {opts.method!r}; expected none or {', '.join(CORRECTORS)}",
+                           param="mode")
+    stats = _Stats()
+    it = iter(_dedupe(items, stats) if dedupe else items)
+    first = next(it, None)
+    if first is None:
+        raise InvalidInput("the input holds no records")
+    stream, keep = _resume(journal, chunks(itertools.chain([first], it), opts.method, opts.batch_size), opts.method,
+                           stats)
+    if stats.done:
+        logger.info("resuming %s: %d records already done", journal, stats.done)
+    resumed = stats.done
+    start = time.monotonic()
+    writer = Journal(journal, keep, opts.fsync_interval_s)
+    try:
+        for res in _execute(stream, settings):
+            writer.append(res.data)
+            stats.add(res)
+            if progress is not None:
+                progress(res.n)
+    finally:
+        writer.close()
+    if journal != out:
+        _assemble(journal, out, out_format)
+    seconds = time.monotonic() - start
+    return summary.model_copy(update={
+        "done": stats.done, "new": stats.new, "resumed": resumed, "changed": stats.changed,
+        "fallbacks": stats.fallbacks, "errors": stats.errors, "duplicates": stats.duplicates,
+        "seconds": round(seconds, 3), "records_per_s": round(stats.new / seconds, 1) if seconds > 0 else 0.0,
+    })
+
+
+def correct_file(
+    input_path: Path,
+    out: Path,
+    settings: Settings,
+    *,
+    in_format: str | None = None,
+    out_format: str | None = None,
+    columns: dict[str, str | None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> BatchSummary:
+    """Read `input_path` in its format, correct it into `out` in the output's format (see `run_batch`).
+
+    `progress(records, bytes_read)` is called after each chunk (bytes_read is None for CSV/TSV).
+    """
+    from cascade.records import GENERATED_IDS, ByteCounter, detect_format, read_items
+
+    fmt = detect_format(input_path, in_format)
+    ofmt = detect_format(out, out_format, output=True)
+    if ofmt in ("srt", "vtt") and fmt not in ("srt", "vtt"):
+        raise InvalidInput(f"{ofmt} output needs cue timings, which {fmt} input does not have; write .jsonl instead",
+                           param="out")
+    if not input_path.is_file():
+        raise InvalidInput(f"input file not found: {input_path}", param="input")
+    if input_path.stat().st_size == 0:
+        raise InvalidInput(f"input file is empty: {input_path}", param="input")
+    counter: list[ByteCounter] = []
+    items = read_items(input_path, fmt, counter.append, **(columns or {}))
+    tick = None
+    if progress is not None:
+        def tick(n: int) -> None:
+            progress(n, counter[0].pos if counter else None)
+    return run_batch(items, out, ofmt, settings, dedupe=fmt not in GENERATED_IDS, progress=tick)
