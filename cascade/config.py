@@ -34,6 +34,8 @@ class AsrOptions(Options):
     task: Literal["transcribe", "translate"] = "transcribe"
     language: str | None = None
     """ISO code; None detects it from the first 30 s."""
+    detect_language_per_segment: bool = False
+    """With language None on a multilingual model: detect it again in every window (mixed-language audio)."""
     n_best: int = Field(5, ge=1, le=32)
     beam_size: int = Field(5, ge=1, le=32)
     temperature: float = Field(0.0, ge=0.0, le=1.0)
@@ -118,6 +120,13 @@ class ChatOptions(Options):
     max_reply_tokens: int = Field(60, ge=1, le=1024)
     history_turns: int = Field(6, ge=0)
     persona: str = "a concise, friendly voice assistant"
+    max_sentences: int = Field(2, ge=1, le=20)
+    """Reply length cap stated in the prompt (the token cap above enforces it)."""
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    correction: Literal["none", "rescore", "ger"] = "rescore"
+    """How the spoken turn corrects the transcript before replying (cascade.ger.correct_many)."""
+    stream: bool = True
+    """Speak the first reply sentence while the rest is generated (False: the naive sequential turn)."""
 
 
 class LoraTrainConfig(Options):

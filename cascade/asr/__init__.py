@@ -117,10 +117,21 @@ def transcribe(
     return _segments(whisper, wins, first_encoded, _state(whisper, options, language), options), info
 
 
+def _switch_language(whisper, encoded, state: DecodeState) -> None:
+    token, _ = whisper.model.detect_language(encoded)[0][0]
+    state.tokenizer.language = state.tokenizer.tokenizer.token_to_id(token)
+    state.tokenizer.language_code = token[2:-2]
+
+
 def _segments(whisper, wins: list[Window], first_encoded, state: DecodeState, options: AsrOptions) -> Iterator[Segment]:
+    per_window_language = (
+        options.detect_language_per_segment and options.language is None and whisper.model.is_multilingual
+    )
     index = 0
     for i, window in enumerate(wins):
         encoded = first_encoded if i == 0 else encode(whisper, window.audio)
+        if per_window_language:
+            _switch_language(whisper, encoded, state)
         decoded = decode_window(whisper, encoded, state, options, first=i == 0)
         if decoded.is_silence:
             logger.debug("window %.2f-%.2f s is silence", window.start, window.end)
