@@ -1,0 +1,125 @@
+"""`cascade make-nbest` (GER training data) and `cascade train-ger` (LoRA adapters)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cascade.cli import cli_errors, console, err_console, settings
+from cascade.types import InvalidInput
+
+app = typer.Typer()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+
+
+@app.command("make-nbest")
+@cli_errors
+def make_nbest(
+    inputs: Annotated[list[str], typer.Argument(help="Text files (one sentence a line), HyPoradise JSON (its references are spoken) or JSONL manifests with audio + text; FILE@N samples N, FILE@A:B slices.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HyPoradise JSON file to write.")],
+    limit: Annotated[int | None, typer.Option(help="Use at most this many sentences per input (seeded sample).")] = None,
+    model: Annotated[str | None, typer.Option(help="ASR model decoding the N-best lists.")] = None,
+    n_best: Annotated[int, typer.Option(help="Hypotheses per list (deduplicated, padded).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, voices and degradations.")] = 0,
+    engines: Annotated[str, typer.Option(help="Comma-separated TTS engines: piper, espeak.")] = "piper,espeak",
+    keep_test_text: Annotated[bool, typer.Option(help="Do not drop sentences found in ../shared/data test splits.")] = False,
+) -> None:
+    """Turn text (synthesized with piper/espeak-ng and degraded) or recordings into Whisper N-best training data."""
+    from cascade.config import SynthOptions
+    from cascade.ger import synth
+    from cascade.ger.train import parse_spec
+
+    cfg = settings(asr={"model": model, "n_best": n_best, "beam_size": max(5, n_best), "vad_filter": False})
+    items = []
+    for spec in inputs:
+        path, sel = parse_spec(spec)
+        found = synth.read_items(path)
+        found = found[sel] if isinstance(sel, slice) else found
+        n = sel if isinstance(sel, int) else limit
+        if n is not None and len(found) > n:
+            found = random.Random(seed).sample(found, n)
+        items.extend(found)
+    if not keep_test_text:
+        items = synth.drop_test_overlap(items, _test_sentences())
+    if not items:
+        raise InvalidInput("no sentences left to synthesize", param="inputs")
+    opts = SynthOptions(engines=tuple(e.strip() for e in engines.split(",") if e.strip()), seed=seed)
+    records = []
+    with _progress() as bar:
+        task = bar.add_task("make-nbest", total=len(items), info="")
+        for rec in synth.make_nbest(items, opts, cfg.asr, home=cfg.home):
+            records.append(rec)
+            bar.update(task, advance=1, info=rec["data_source"].split("|")[0])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(f"wrote {len(records)} N-best lists ({cfg.asr.model}, N={n_best}) to {out}")
+
+
+def _test_sentences() -> set[str]:
+    """Sentences of ../shared/data's test splits (never trained on), when that folder is present."""
+    from cascade.config import PROJECT_ROOT
+    from cascade.ger import synth
+
+    shared = PROJECT_ROOT.parent / "shared" / "data"
+    return synth.test_sentences(shared) if shared.is_dir() else set()
+
+
+@app.command("train-ger")
+@cli_errors
+def train_ger(
+    data: Annotated[list[str], typer.Argument(help="HyPoradise JSON files (make-nbest output or real N-best lists); FILE@N samples N, FILE@A:B slices.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Adapter directory to write (peft format).")],
+    base: Annotated[str | None, typer.Option(help="Base LLM: bundled name or HF directory.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    r: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    alpha: Annotated[int | None, typer.Option(help="LoRA alpha.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per optimizer step.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Longest prompt+answer in tokens (longer ones are dropped).")] = None,
+    target: Annotated[str | None, typer.Option(help="reference | composable | oracle (see LoraTrainConfig).")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Steps between dev evaluations.")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping patience in evaluations (0: off).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (0: default).")] = None,
+) -> None:
+    """Train a LoRA GER adapter with the inference prompt; the best dev-loss adapter is saved in --out."""
+    from cascade.ger import train as trainer
+
+    flags = dict(base=base, epochs=epochs, max_steps=max_steps, lr=lr, r=r, alpha=alpha, batch_size=batch_size,
+                 max_length=max_length, target=target, eval_every=eval_every, save_every=save_every,
+                 patience=patience, seed=seed, threads=threads)  # fmt: skip
+    cfg = settings(train=flags)
+    utts = trainer.load_data(data, seed=cfg.train.seed, banned=_test_sentences())
+    with _progress() as bar:
+        task = bar.add_task("train-ger", total=None, info="")
+
+        def show(ev: dict) -> None:
+            dev = f" dev {ev['dev_loss']:.3f}" if "dev_loss" in ev else ""
+            bar.update(task, total=ev["total"], completed=ev["step"], info=f"loss {ev['loss']:.3f}{dev} ep {ev['epoch']:.2f}")
+
+        res = trainer.train(utts, out, cfg.train, cfg.ger, home=cfg.home, resume=resume, progress=show, sources=data)
+    why = "early stop" if res.stopped_early else "done"
+    console.print(
+        f"{why}: {res.steps} steps, best dev loss {res.best_dev_loss:.4f} at step {res.best_step}, "
+        f"{res.n_train} train / {res.n_dev} dev examples, {res.seconds / 60:.1f} min -> {out}"
+    )
