@@ -210,6 +210,8 @@ class BatchOptions(Options):
 class FusionOptions(Options):
     """Multi-system fusion (`correct-batch --join`, POST /v1/fuse)."""
 
+    method: Literal["rover", "rescore", "ger"] = "rover"
+    """How `correct-batch --join` fuses with --mode fusion: vote, pick a candidate, or let the LLM write."""
     normalize: bool = True
     """Vote on normalised words (cascade.metrics.normalize), so 'Mr.'/'mister' and '7'/'seven' agree."""
     prompt: str = "fusion/systems"
