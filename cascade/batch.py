@@ -350,13 +350,13 @@ def _assemble(journal: Path, out: Path, fmt: str) -> None:
 # --------------------------------------------------------------------------- executors
 
 
-def _execute(stream: Iterator[list[Item]], settings: Settings) -> Iterator[ChunkResult]:
+def _execute(stream: Iterator[list[Item]], settings: Settings, workdir: Path) -> Iterator[ChunkResult]:
     """Chunk results in input order: in this process, in local worker processes, or on Ray."""
     opts = settings.batch
     if opts.engine == "ray":
         from cascade.batch_ray import execute_ray
 
-        yield from execute_ray(stream, settings)
+        yield from execute_ray(stream, settings, workdir)
     elif opts.workers == 1 or opts.method == "none":
         corrector = make_corrector(opts.method, settings)
         for chunk in stream:
@@ -439,7 +439,7 @@ def run_batch(
     start = time.monotonic()
     writer = Journal(journal, keep, opts.fsync_interval_s)
     try:
-        for res in _execute(stream, settings):
+        for res in _execute(stream, settings, journal.parent):
             writer.append(res.data)
             stats.add(res)
             if progress is not None:
