@@ -1,0 +1,152 @@
+"""Wire types of the ASR service: OpenAI's audio fields in, OpenAI's shapes (or cascade records) out.
+
+Requests convert themselves to engine options (`to_asr_options`), the way vLLM's
+TranscriptionRequest converts itself to sampling params.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from typing import Literal
+
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from openai.types.audio import TranscriptionSegment, TranscriptionVerbose, TranscriptionWord
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cascade.config import AsrOptions
+from cascade.types import Correction, Hypothesis, InvalidInput, Task, Transcript
+
+logger = logging.getLogger(__name__)
+
+ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+CorrectMode = Literal["none", "rescore", "ger"]
+DEFAULT_MODEL_NAMES = ("whisper-1", "default", "")
+"""Model names that mean "the service's configured model" (what stock OpenAI clients send)."""
+
+
+class TranscriptionForm(BaseModel):
+    """Form fields of /v1/audio/transcriptions and /v1/audio/translations (the file comes separately)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    model: str = "whisper-1"
+    """A bundled Whisper name (tiny.en, base), a CTranslate2 directory, or whisper-1 for the configured model."""
+    language: str | None = None
+    """ISO-639-1 code of the input audio; None detects it."""
+    prompt: str | None = None
+    """Text that conditions the decoder (Whisper's initial prompt)."""
+    response_format: ResponseFormat = "json"
+    temperature: float = Field(0.0, ge=0.0, le=1.0)
+    timestamp_granularities: list[Literal["word", "segment"]] = Field(
+        default_factory=lambda: ["segment"], alias="timestamp_granularities[]")
+    stream: bool = False
+    n_best: int | None = Field(None, ge=1, le=32)
+    """Extension (extra_body): hypotheses kept per segment; returned in verbose_json and `transcript`."""
+    correct: CorrectMode = "none"
+    """Extension (extra_body): LLM rescoring or generative error correction of each segment's N-best."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TranscriptionForm:
+        if self.stream:
+            raise ValueError("stream: streamed transcriptions are not supported; omit stream")
+        if "word" in self.timestamp_granularities and self.response_format != "verbose_json":
+            raise ValueError("timestamp_granularities[]: word timestamps need response_format=verbose_json")
+        for name in sorted(set(self.model_extra or {}) - {"file"}):
+            logger.warning("ignoring unknown field %r", name)
+        return self
+
+    @property
+    def extended(self) -> bool:
+        """True when the caller asked for a cascade extension (so the reply carries the full record)."""
+        return self.n_best is not None or self.correct != "none"
+
+    def to_asr_options(self, base: AsrOptions, task: Task) -> AsrOptions:
+        """The engine options: the service's configured ones with this request's fields laid on top."""
+        update: dict = {"task": task, "temperature": self.temperature,
+                        "word_timestamps": "word" in self.timestamp_granularities}
+        if self.model not in DEFAULT_MODEL_NAMES:
+            update["model"] = self.model
+        if self.language:
+            update["language"] = self.language
+        if self.prompt:
+            update["initial_prompt"] = self.prompt
+        if self.n_best is not None:
+            update["n_best"] = self.n_best
+            update["beam_size"] = max(base.beam_size, self.n_best)
+        return validated_options({**base.model_dump(), **update})
+
+
+def validated_options(data: dict) -> AsrOptions:
+    """AsrOptions with its validators run; a bad combination is the caller's 400, naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return AsrOptions.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or None
+        raise InvalidInput(f"{where or 'options'}: {err['msg']}", param=where) from exc
+
+
+def parse_options(raw: str | None, base: AsrOptions) -> AsrOptions:
+    """/v1/nbest's `options` form field: AsrOptions as JSON, laid over the service's own.
+
+    The service keeps its runtime fields (device, compute type, threads): a remote caller
+    chooses what to decode, not how this machine runs it.
+    """
+    if not raw:
+        return base
+    try:
+        given = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"options: not valid JSON ({exc})", param="options") from exc
+    if not isinstance(given, dict):
+        raise InvalidInput("options: expected a JSON object of AsrOptions fields", param="options")
+    runtime = {k: getattr(base, k) for k in ("device", "compute_type", "cpu_threads")}
+    return validated_options({**base.model_dump(), **given, **runtime})
+
+
+class VerboseSegment(TranscriptionSegment):
+    """OpenAI's segment plus cascade's N-best and correction (extra keys stock clients ignore)."""
+
+    nbest: list[Hypothesis] | None = None
+    correction: Correction | None = None
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return round(len(data) / max(1, len(zlib.compress(data))), 3) if data else 0.0
+
+
+def to_verbose(t: Transcript, temperature: float, words: bool) -> TranscriptionVerbose:
+    segments = [
+        VerboseSegment(
+            id=s.id, seek=int(s.start * 100), start=s.start, end=s.end, text=s.text,
+            tokens=list(s.nbest.best.tokens or ()) if s.nbest.best else [], temperature=temperature,
+            avg_logprob=s.avg_logprob or 0.0, compression_ratio=_compression_ratio(s.text),
+            no_speech_prob=s.no_speech_prob or 0.0, nbest=list(s.nbest.hypotheses), correction=s.correction)
+        for s in t.segments
+    ]
+    word_list = [TranscriptionWord(word=w.word, start=w.start, end=w.end) for s in t.segments for w in s.words or ()]
+    return TranscriptionVerbose(task=t.task, language=t.language or "", duration=t.duration, text=t.text,
+                                segments=segments, words=word_list if words else None)
+
+
+def render_transcript(t: Transcript, form: TranscriptionForm) -> Response:
+    """The response in the requested format; extensions add the whole Transcript record to json."""
+    from cascade.asr import formats
+
+    fmt = form.response_format
+    if fmt == "text":
+        return PlainTextResponse(t.text + "\n")
+    if fmt in ("srt", "vtt"):
+        return PlainTextResponse(formats.render(t, fmt), media_type="text/plain")
+    if fmt == "verbose_json":
+        body = to_verbose(t, form.temperature, "word" in form.timestamp_granularities)
+        return JSONResponse(body.model_dump(mode="json", exclude_none=True, serialize_as_any=True))
+    body: dict = {"text": t.text, "usage": {"type": "duration", "seconds": t.duration}}
+    if form.extended:
+        body["transcript"] = t.model_dump(mode="json")
+    return JSONResponse(body)

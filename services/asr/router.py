@@ -1,0 +1,46 @@
+"""Thin routes of the ASR service: parse, call serving, render. No try/except (errors.py maps them)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from cascade.types import Transcript
+from services.asr.deps import DecodedAudio
+from services.asr.protocol import TranscriptionForm, parse_options, render_transcript
+from services.asr.serving import AsrServing
+from services.common.deps import SettingsDep
+from services.common.errors import ERROR_RESPONSES
+
+router = APIRouter(tags=["audio"])
+
+
+def get_asr(request: Request) -> AsrServing:
+    return request.app.state.asr
+
+
+AsrDep = Annotated[AsrServing, Depends(get_asr)]
+FormDep = Annotated[TranscriptionForm, Form()]
+
+
+@router.post("/v1/audio/transcriptions", responses=ERROR_RESPONSES)
+async def create_transcription(audio: DecodedAudio, form: FormDep, asr: AsrDep, settings: SettingsDep) -> Response:
+    """OpenAI-compatible transcription; extra fields n_best and correct add N-best and LLM correction."""
+    options = form.to_asr_options(settings.asr, "transcribe")
+    return render_transcript(await asr.transcribe(audio, options, form.correct), form)
+
+
+@router.post("/v1/audio/translations", responses=ERROR_RESPONSES)
+async def create_translation(audio: DecodedAudio, form: FormDep, asr: AsrDep, settings: SettingsDep) -> Response:
+    """OpenAI-compatible translation to English (needs a multilingual model, e.g. model=base)."""
+    options = form.to_asr_options(settings.asr, "translate")
+    return render_transcript(await asr.transcribe(audio, options, form.correct), form)
+
+
+@router.post("/v1/nbest", responses=ERROR_RESPONSES)
+async def create_nbest(audio: DecodedAudio, asr: AsrDep, settings: SettingsDep,
+                       options: Annotated[str | None, Form(description="AsrOptions as JSON")] = None) -> Transcript:
+    """The typed result: a Transcript whose segments carry their N-best lists."""
+    return await asr.transcribe(audio, parse_options(options, settings.asr))

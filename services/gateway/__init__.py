@@ -1,0 +1,1 @@
+"""cascade gateway service."""

@@ -1,0 +1,48 @@
+"""TTS serving: sentence-by-sentence synthesis under the engine's queue, streamed as it is produced."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from cascade.config import Settings, TtsOptions
+from cascade.types import AudioChunk
+from services.common.queue import Queues
+from services.tts.protocol import streaming_wav_header
+
+
+class TtsServing:
+    def __init__(self, settings: Settings, queues: Queues):
+        self.settings = settings
+        self.queues = queues
+
+    def load(self, options: TtsOptions) -> None:
+        from cascade.tts import load_engine
+
+        load_engine(options, self.settings.home)
+
+    async def speech(self, text: str, options: TtsOptions) -> tuple[AsyncIterator[bytes], int]:
+        """(body iterator, sample rate): the first sentence is synthesized before this returns, so bad
+        input and a full queue still get a proper status; the rest streams as it is spoken."""
+        from cascade.tts import synthesize
+
+        chunks = await self.queues[f"tts:{options.engine}"].open_stream(
+            lambda: synthesize(text, options, home=self.settings.home))
+        first: AudioChunk = await anext(chunks)
+        return _encode(first, chunks, options.format), first.sample_rate
+
+
+async def _encode(first: AudioChunk, rest: AsyncIterator[AudioChunk], fmt: str) -> AsyncIterator[bytes]:
+    if fmt in ("pcm", "wav"):
+        if fmt == "wav":
+            yield streaming_wav_header(first.sample_rate)
+        yield first.pcm
+        async for chunk in rest:
+            yield chunk.pcm
+        return
+    from cascade.audio import encode_audio
+
+    pcm = [first.pcm] + [c.pcm async for c in rest]
+    samples = np.frombuffer(b"".join(pcm), dtype="<i2")
+    yield encode_audio(samples, first.sample_rate, fmt)
