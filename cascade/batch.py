@@ -81,9 +81,18 @@ def _llm_corrector(method: str, settings: Settings) -> Corrector:
     return run
 
 
+def _fusion_corrector(method: str, settings: Settings) -> Corrector:
+    """Multi-system fusion (`--join`): one hypothesis per system; see cascade.ger.fusion."""
+    from cascade.ger.fusion import corrector
+
+    return corrector(method, settings)
+
+
 CORRECTORS: dict[str, Callable[[str, Settings], Corrector]] = {
     "rescore": _llm_corrector,
     "ger": _llm_corrector,
+    "rover": _fusion_corrector,
+    "fusion": _fusion_corrector,
 }
 """Method name -> factory(method, settings) building a Corrector once per process (top-level, picklable)."""
 
@@ -95,6 +104,20 @@ def make_corrector(method: str, settings: Settings) -> Corrector | None:
         raise InvalidInput(f"unknown correction mode {method!r}; expected none or {', '.join(CORRECTORS)}",
                            param="mode")
     return CORRECTORS[method](method, settings)
+
+
+def _lazy(method: str, settings: Settings) -> Corrector | None:
+    """The corrector, built (the LLM loaded) only when a record first needs it."""
+    if method == "none":
+        return None
+    built: list[Corrector | None] = []
+
+    def run(nbests: list[NBest]) -> list[Correction]:
+        if not built:
+            built.append(make_corrector(method, settings))
+        return built[0](nbests)
+
+    return run
 
 
 # --------------------------------------------------------------------------- one chunk
@@ -129,7 +152,10 @@ def journal_record(item: Item, method: str, corr: Correction | None) -> dict[str
         rec["hypotheses"] = utt.nbest.texts
     if utt is not None and utt.reference is not None:
         rec["reference"] = utt.reference
-    if item.layout:
+    if utt is not None and "systems" in item.layout:  # --join: each recogniser's own text, by name
+        rec["systems"] = dict(zip(item.layout["systems"], utt.nbest.texts))
+        rec.pop("hypotheses", None)
+    elif item.layout:
         rec["layout"] = item.layout
     return rec
 
@@ -358,7 +384,7 @@ def _execute(stream: Iterator[list[Item]], settings: Settings, workdir: Path) ->
 
         yield from execute_ray(stream, settings, workdir)
     elif opts.workers == 1 or opts.method == "none":
-        corrector = make_corrector(opts.method, settings)
+        corrector = _lazy(opts.method, settings)
         for chunk in stream:
             yield process_chunk(chunk, opts.method, corrector)
     else:

@@ -197,14 +197,14 @@ def _read_hyporadise(stream: ByteCounter, source: str) -> Iterator[Item]:
             yield _from_object(obj, pos, source)
             pos += 1
     except (ijson.JSONError, UnicodeDecodeError) as exc:
-        if pos == 0 and stream.pos == 0:
-            raise InvalidInput(f"{source} is empty") from None
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if pos == 0:
+            raise InvalidInput(f"{source} is not a JSON list of records ({message})", param="input") from None
         yield Item(pos=pos, id=f"{pos + 1}", error=f"JSON syntax error after record {pos} ({message}); "
                    "the rest of the file cannot be read")
         return
-    if pos == 0 and stream.pos == 0:
-        raise InvalidInput(f"{source} is empty")
+    if pos == 0:
+        raise InvalidInput(f"{source} holds no records (HyPoradise files are a JSON list of objects)", param="input")
 
 
 def _read_jsonl(stream: ByteCounter, source: str) -> Iterator[Item]:
