@@ -6,11 +6,12 @@ import contextlib
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cascade.cli import cli_errors, console, err_console, settings
+from cascade.types import InvalidInput
 
 app = typer.Typer()
 
@@ -18,8 +19,9 @@ app = typer.Typer()
 @app.command("correct-batch")
 @cli_errors
 def correct_batch(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="HyPoradise .json, .jsonl, .csv/.tsv, Kaldi "
-                                               "`text`, .srt/.vtt or .txt (one utterance per line).")],
+    input_paths: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="HyPoradise .json, .jsonl, .csv/.tsv, "
+                                                      "Kaldi `text`, .srt/.vtt or .txt (one utterance per line); "
+                                                      "with --join, one file per recogniser.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file; its extension picks the format "
                                       "(.jsonl: one record per utterance). Rerun the same command to resume.")],
     fmt: Annotated[str | None, typer.Option("--format", help="Input format when the name does not tell.")] = None,
@@ -29,16 +31,28 @@ def correct_batch(
     workers: Annotated[int | None, typer.Option("--workers", help="Processes (local) or actors (ray).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="N-best lists per LLM call.")] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="local or ray (RAY_ADDRESS joins a cluster).")] = None,
+    join: Annotated[bool, typer.Option("--join", help="Fuse several recognisers' outputs of the same utterances, "
+                                       "joined by id: --mode rover (default, majority vote), rescore or ger.")] = False,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
+    text_column: Annotated[str | None, typer.Option("--text-column", help="CSV/TSV: the transcript column.")] = None,
+    ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
 ) -> None:
     """Correct a file of ASR transcripts (1-best or N-best), keeping its format; resumable after a crash."""
     from cascade.batch import correct_file
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit then fails a write cleanly (EFBIG)
     a = str(adapter) if adapter else None
-    s = settings(batch={"method": mode, "workers": workers, "batch_size": batch_size, "engine": engine},
-                 llm={"adapter": a}, ger={"adapter": a})
-    with _progress(input_path) as tick:
-        summary = correct_file(input_path, out, s, in_format=fmt, out_format=out_format, progress=tick)
+    columns = {"id_column": id_column, "text_column": text_column, "ref_column": ref_column}
+    method, fusion = _fusion_mode(mode, join, len(input_paths))
+    s = settings(batch={"method": method, "workers": workers, "batch_size": batch_size, "engine": engine},
+                 llm={"adapter": a}, ger={"adapter": a}, fusion=fusion)
+    with _progress(input_paths[0]) as tick:
+        if join:
+            summary = _correct_joined(input_paths, out, s, columns, fmt, out_format, tick)
+        else:
+            _print_columns(input_paths[0], fmt, columns)
+            summary = correct_file(input_paths[0], out, s, in_format=fmt, out_format=out_format, columns=columns,
+                                   progress=tick)
     if summary.already_complete:
         console.print(f"{out} is already complete (delete it to run again)", highlight=False)
         return
@@ -46,6 +60,43 @@ def correct_batch(
         f"done {summary.done} (resumed {summary.resumed}, new {summary.new}), changed {summary.changed}, "
         f"fallbacks {summary.fallbacks}, errors {summary.errors}, duplicates {summary.duplicates}; "
         f"{summary.seconds:.1f} s, {summary.records_per_s:.1f} records/s -> {out}", highlight=False, soft_wrap=True)
+
+
+def _fusion_mode(mode: str | None, join: bool, n_inputs: int) -> tuple[str | None, dict[str, str] | None]:
+    """(batch method, fusion settings) for the flags: --join maps rover to the vote, rescore/ger to fusion."""
+    if not join:
+        if n_inputs != 1:
+            raise InvalidInput(f"give one INPUT (got {n_inputs}); to fuse several recognisers' files add --join",
+                               param="input")
+        return mode, None
+    mode = mode or "rover"
+    if mode not in ("rover", "rescore", "ger"):
+        raise InvalidInput(f"--join fuses with --mode rover, rescore or ger (got {mode!r})", param="mode")
+    return ("rover" if mode == "rover" else "fusion"), {"method": mode}
+
+
+def _print_columns(path: Path, fmt: str | None, columns: dict[str, str | None]) -> None:
+    """Show which CSV/TSV columns were taken (detected or named), before any work starts."""
+    from cascade.records import detect_format
+    from cascade.tabular import read_table
+
+    if path.is_file() and detect_format(path, fmt) in ("csv", "tsv"):
+        table = read_table(path, **{k: v for k, v in columns.items() if v is not None})
+        err_console.print(table.columns.describe(), highlight=False, soft_wrap=True)
+
+
+def _correct_joined(paths: list[Path], out: Path, s: Any, columns: dict[str, str | None], fmt: str | None,
+                    out_format: str | None, tick: Callable[[int, int | None], None]) -> Any:
+    from cascade.ger.fusion import correct_joined
+
+    summary, joined = correct_joined(paths, out, s, columns=columns, in_format=fmt, out_format=out_format,
+                                     progress=lambda n: tick(n, None))
+    for line in joined.reports:
+        err_console.print(line, highlight=False, soft_wrap=True)
+    lacking = ", ".join(f"{k} {v}" for k, v in joined.missing.items() if v)
+    err_console.print(f"joined {len(joined.inputs)} utterances from {len(paths)} systems"
+                      + (f"; missing ids: {lacking}" if lacking else ""), highlight=False, soft_wrap=True)
+    return summary
 
 
 @contextlib.contextmanager

@@ -1,0 +1,419 @@
+"""Fuse several recognisers' transcripts of the same utterances into one.
+
+`join` lines the systems' files up by utterance id (in the order the files are
+given; a system without an id contributes nothing to it). `fuse` combines one
+utterance's outputs:
+
+- `rover`: NIST ROVER majority vote (cascade.ger.rover), no model;
+- `rescore`: pick among the candidates (ROVER's output first, then each
+  system's) by agreement with the systems (-edit distance / words) plus
+  `lm_weight` times the LLM's log-prob per word (weight tuned on dev);
+- `ger`: the LLM reads every system's output and ROVER's combination and
+  writes the transcript; guards (token cap, first line, edit distance to the
+  candidates, agreement with the systems no worse than ROVER's, optional LM
+  score gate) send anything doubtful back to ROVER's output, saying why.
+
+Words are compared after `cascade.metrics.normalize` (FusionOptions.normalize),
+so 'Mr.'/'mister' and '7'/'seven' vote together; fused text is in that form.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cascade.config import FusionOptions, GerOptions, Settings
+from cascade.ger.rover import rover, tokens
+from cascade.types import (
+    CandidateScore,
+    Correction,
+    FusionInput,
+    InvalidInput,
+    NBest,
+    Record,
+    StageInfo,
+    SystemText,
+)
+
+logger = logging.getLogger(__name__)
+
+FusionMethod = Literal["rover", "rescore", "ger"]
+METHODS: tuple[str, ...] = ("rover", "rescore", "ger")
+
+
+# --------------------------------------------------------------------------- join
+
+
+@dataclass
+class Joined:
+    """Several systems' files lined up by id: one FusionInput per utterance, first-seen order."""
+
+    systems: tuple[str, ...]
+    inputs: list[FusionInput]
+    reports: list[str] = field(default_factory=list)
+    """One line per file: the columns chosen and what was skipped."""
+    missing: dict[str, int] = field(default_factory=dict)
+    """Utterances each system has no output for."""
+
+
+def system_names(paths: Sequence[Path]) -> list[str]:
+    """File stems ('google'), made unique with the parent folder where two files share a stem."""
+    stems = [p.stem for p in paths]
+    names = [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+
+
+def join(paths: Sequence[str | Path], *, columns: dict[str, str | None] | None = None,
+         in_format: str | None = None) -> Joined:
+    """Read each file (CSV/TSV with column detection, or any batch input format) and join by id.
+
+    Raises InvalidInput when fewer than two files are given or a file shares no id with the others.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise InvalidInput("--join needs at least two files (one per recogniser)", param="join")
+    names = system_names(paths)
+    tables: list[dict[str, tuple[str, str | None]]] = []
+    reports: list[str] = []
+    for path in paths:
+        rows, report = _read_system(path, columns or {}, in_format)
+        tables.append(rows)
+        reports.append(report)
+    _check_overlap(paths, tables)
+    order: dict[str, None] = {}
+    for rows in tables:
+        order.update(dict.fromkeys(rows))
+    inputs, missing = [], {n: 0 for n in names}
+    for utt in order:
+        outs, ref = [], None
+        for name, rows in zip(names, tables):
+            if utt in rows:
+                outs.append(SystemText(system=name, text=rows[utt][0]))
+                ref = ref if ref is not None else rows[utt][1]
+            else:
+                missing[name] += 1
+        inputs.append(FusionInput(id=utt, outputs=tuple(outs), reference=ref))
+    return Joined(systems=tuple(names), inputs=inputs, reports=reports, missing=missing)
+
+
+def _read_system(path: Path, columns: dict[str, str | None], in_format: str | None) -> tuple[dict[str, tuple[str, str | None]], str]:
+    """{id: (1-best text, reference)} of one file, and a line saying how it was read."""
+    from cascade.records import detect_format, read_items
+
+    if not path.is_file():
+        raise InvalidInput(f"file not found: {path}", param="join")
+    fmt = detect_format(path, in_format)
+    rows: dict[str, tuple[str, str | None]] = {}
+    if fmt in ("csv", "tsv"):
+        from cascade.tabular import read_table
+
+        table = read_table(path, **{k: v for k, v in columns.items() if v is not None})
+        for row in table.rows():
+            rows[row.id] = (row.text, row.reference)
+        return rows, f"{table.columns.describe()}; {table.summary.describe()}"
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path}: the file is empty", param="join")
+    errors = duplicates = 0
+    for item in read_items(path, fmt):
+        if item.utterance is None:
+            errors += 1
+            continue
+        if item.id in rows:
+            duplicates += 1
+            continue
+        best = item.utterance.nbest.best
+        rows[item.id] = (best.text if best else "", item.utterance.reference)
+    extra = (f", {errors} unreadable records skipped" if errors else "") + (f", {duplicates} duplicate ids skipped" if duplicates else "")
+    return rows, f"{path.name}: {fmt}, {len(rows)} records{extra}"
+
+
+def _check_overlap(paths: list[Path], tables: list[dict[str, Any]]) -> None:
+    for i, rows in enumerate(tables):
+        if not rows:
+            raise InvalidInput(f"{paths[i]}: no records with an id", param="join")
+        others = set().union(*(t.keys() for j, t in enumerate(tables) if j != i))
+        if others.isdisjoint(rows):
+            sample = ", ".join(list(rows)[:2])
+            other_sample = ", ".join(list(others)[:2])
+            raise InvalidInput(
+                f"{paths[i].name} shares no utterance id with the other files (its ids look like {sample}; "
+                f"theirs like {other_sample}); check --id-column", param="join")
+
+
+# --------------------------------------------------------------------------- fuse
+
+
+def _words(text: str, options: FusionOptions) -> list[str]:
+    if options.normalize:
+        from cascade.metrics import normalize
+
+        return normalize(text).split()
+    return tokens(text)
+
+
+def _edits(a: Sequence[str], b: Sequence[str]) -> int:
+    import kaldialign
+
+    return int(kaldialign.edit_distance(list(a), list(b))["total"]) if (a or b) else 0
+
+
+def agreement(candidate: Sequence[str], systems: Sequence[Sequence[str]]) -> float:
+    """-(word edits to every system) / (their words): 0 when all systems wrote exactly the candidate."""
+    total = sum(len(s) for s in systems) or 1
+    return -sum(_edits(candidate, s) for s in systems) / total
+
+
+@dataclass
+class _Prepared:
+    """One utterance's systems as words, ROVER's output and the distinct candidates (ROVER first)."""
+
+    inp: FusionInput
+    systems: list[list[str]]
+    rover_words: list[str]
+    candidates: list[list[str]]
+    sources: list[str]
+    agreements: list[float]
+
+
+def _prepare(inp: FusionInput, options: FusionOptions) -> _Prepared:
+    if not inp.outputs:
+        raise InvalidInput(f"utterance {inp.id or ''} has no system outputs to fuse", param="input")
+    systems = [_words(o.text, options) for o in inp.outputs]
+    voted = list(rover(systems).words)
+    candidates, sources = [voted], ["rover"]
+    for out, words in zip(inp.outputs, systems):
+        if words and words not in candidates:
+            candidates.append(words)
+            sources.append(out.system)
+    nonempty = [s for s in systems if s] or systems
+    return _Prepared(inp, systems, voted, candidates, sources, [agreement(c, nonempty) for c in candidates])
+
+
+def _score(cands: list[list[str]], source: list[str], agree: list[float], lm: list[float] | None,
+           weight: float) -> tuple[int, tuple[CandidateScore, ...]]:
+    combined = [a + weight * (lm[i] if lm else 0.0) for i, a in enumerate(agree)]
+    best = max(range(len(cands)), key=lambda i: (combined[i], -i))
+    scores = tuple(
+        CandidateScore(text=" ".join(c), lm=lm[i] if lm else None, combined=combined[i],
+                       source="rover" if source[i] == "rover" else "hypothesis")
+        for i, c in enumerate(cands))
+    return best, scores
+
+
+def _lm_per_word(backend: Any, texts: list[str], adapter: str | None) -> list[float]:
+    scored = backend.score(texts, adapter=adapter)
+    return [s.logprob / max(len(t.split()), 1) for s, t in zip(scored, texts)]
+
+
+def fuse(inp: FusionInput, method: FusionMethod = "rover", *, options: FusionOptions | None = None,
+         backend: Any = None, ger: GerOptions | None = None, adapter: str | None = None) -> Correction:
+    """Fuse one utterance's system outputs (see the module doc); `backend` is needed for rescore/ger."""
+    return next(fuse_many([inp], method, options=options, backend=backend, ger=ger, adapter=adapter))
+
+
+def fuse_many(inputs: Iterable[FusionInput], method: FusionMethod = "rover", *, options: FusionOptions | None = None,
+              backend: Any = None, ger: GerOptions | None = None, adapter: str | None = None,
+              batch_size: int = 8) -> Iterator[Correction]:
+    """Fuse a stream of utterances, with the LLM called once per batch of `batch_size`."""
+    options = options or FusionOptions()
+    ger = ger or GerOptions()
+    if method not in METHODS:
+        raise InvalidInput(f"unknown fusion method {method!r}; expected one of {', '.join(METHODS)}", param="method")
+    if method != "rover" and backend is None:
+        raise InvalidInput(f"fusion method {method!r} needs an LLM backend", param="method")
+    batch: list[FusionInput] = []
+    for inp in inputs:
+        batch.append(inp)
+        if len(batch) >= batch_size:
+            yield from _fuse_batch(batch, method, options, backend, ger, adapter)
+            batch = []
+    if batch:
+        yield from _fuse_batch(batch, method, options, backend, ger, adapter)
+
+
+def _fuse_batch(batch: list[FusionInput], method: str, options: FusionOptions, backend: Any, ger: GerOptions,
+                adapter: str | None) -> list[Correction]:
+    start = time.monotonic()
+    prepared = [_prepare(inp, options) for inp in batch]
+    if method == "rover":
+        out = [_rover_correction(p) for p in prepared]
+    elif method == "rescore":
+        out = [_rescore(p, backend, options, adapter) for p in prepared]
+    else:
+        out = _llm_fuse(prepared, backend, options, ger, adapter)
+    seconds = (time.monotonic() - start) / max(len(batch), 1)
+    info = StageInfo(stage="fusion", model=getattr(backend, "name", None), seconds=round(seconds, 4),
+                     options={"method": method, **options.model_dump()},
+                     prompt_name=options.prompt if method == "ger" else None)
+    return [c.model_copy(update={"info": info}) for c in out]
+
+
+def _rover_correction(p: _Prepared) -> Correction:
+    text = " ".join(p.rover_words)
+    first = " ".join(p.systems[0]) if p.systems else ""
+    chosen = next((i for i, s in enumerate(p.systems) if s == p.rover_words), None)
+    return Correction(text=text, method="rover", chosen=chosen, changed=text != first,
+                      scores=(CandidateScore(text=text, combined=p.agreements[0], source="rover"),))
+
+
+def _rescore(p: _Prepared, backend: Any, options: FusionOptions, adapter: str | None) -> Correction:
+    texts = [" ".join(c) for c in p.candidates]
+    lm = _lm_per_word(backend, texts, adapter) if options.lm_weight > 0 and len(texts) > 1 else None
+    best, scores = _score(p.candidates, p.sources, p.agreements, lm, options.lm_weight)
+    first = " ".join(p.systems[0]) if p.systems else ""
+    chosen = next((i for i, s in enumerate(p.systems) if s == p.candidates[best]), None)
+    return Correction(text=texts[best], method="fusion", chosen=chosen, changed=texts[best] != first, scores=scores,
+                      guards={"picked": p.sources[best], "agreement": [round(a, 4) for a in p.agreements]})
+
+
+# --------------------------------------------------------------------------- LLM fusion
+
+
+class FusionCandidates(Record):
+    """Every candidate for one utterance with the features the final pick uses (kept for tuning on dev)."""
+
+    texts: tuple[str, ...]
+    sources: tuple[str, ...]
+    """'rover', a system name, or 'llm' (last, when the LLM's output passed the hard guards)."""
+    agreement: tuple[float, ...]
+    lm: tuple[float, ...]
+    """LLM log-prob per word."""
+    raw_output: str | None = None
+    rejected: str | None = None
+    """Why the LLM's output was not even a candidate (hard guards)."""
+
+
+def _llm_fuse(prepared: list[_Prepared], backend: Any, options: FusionOptions, ger: GerOptions,
+              adapter: str | None) -> list[Correction]:
+    cands = llm_candidates(prepared, backend, options, ger, adapter)
+    return [pick(c, p, options) for c, p in zip(cands, prepared)]
+
+
+def llm_candidates(prepared: list[_Prepared], backend: Any, options: FusionOptions, ger: GerOptions,
+                   adapter: str | None) -> list[FusionCandidates]:
+    """Ask the LLM for each utterance's transcript (one batched call), apply the hard guards, score all."""
+    from cascade.prompts import render
+
+    prompts = []
+    for p in prepared:
+        text, _ = render(options.prompt, systems=[" ".join(s) for s in p.systems], rover=" ".join(p.rover_words))
+        prompts.append(backend.chat_template([{"role": "user", "content": text}]))
+    longest = max((len(c) for p in prepared for c in p.candidates), default=1)
+    cap = int(ger.max_new_tokens_factor * 1.6 * longest) + 8
+    raws = backend.generate(prompts, max_tokens=cap, stop=["\n"], temperature=0.0, adapter=adapter)
+    out = []
+    for p, raw in zip(prepared, raws):
+        words = _words(_first_line(raw), options)
+        texts, sources = [" ".join(c) for c in p.candidates], list(p.sources)
+        agree, rejected = list(p.agreements), _hard_guard(words, p, ger)
+        if rejected is None and " ".join(words) not in texts:
+            texts.append(" ".join(words))
+            sources.append("llm")
+            agree.append(agreement(words, [s for s in p.systems if s] or p.systems))
+        lm = _lm_per_word(backend, texts, adapter)
+        out.append(FusionCandidates(texts=tuple(texts), sources=tuple(sources), agreement=tuple(agree), lm=tuple(lm),
+                                    raw_output=raw, rejected=rejected))
+    return out
+
+
+def _first_line(raw: str) -> str:
+    line = next((ln for ln in raw.strip().splitlines() if ln.strip()), "")
+    if ":" in line[:30]:
+        line = line.split(":", 1)[1]
+    return line.strip().strip('"')
+
+
+def _hard_guard(words: list[str], p: _Prepared, ger: GerOptions) -> str | None:
+    """Why the output cannot be a candidate at all: empty, or too far from every candidate (edit distance)."""
+    if not words:
+        return "empty output"
+    dist = min(_edits(words, c) / max(len(c), 1) for c in p.candidates)
+    if dist > ger.max_edit_distance:
+        return f"output too far from every system (word edit distance {dist:.2f} > {ger.max_edit_distance})"
+    return None
+
+
+def pick(c: FusionCandidates, p: _Prepared, options: FusionOptions) -> Correction:
+    """The candidate with the best agreement + lm_weight * LM; the LLM's own output needs a margin on top."""
+    combined = [a + options.lm_weight * lm for a, lm in zip(c.agreement, c.lm)]
+    others = [i for i, s in enumerate(c.sources) if s != "llm"]
+    best = max(others, key=lambda i: (combined[i], -i))
+    llm = next((i for i, s in enumerate(c.sources) if s == "llm"), None)
+    reason = c.rejected
+    if llm is not None:
+        if combined[llm] >= combined[best] + options.min_agreement_gain:
+            best, reason = llm, None
+        else:
+            reason = f"LLM output scored below {c.sources[best]!r} ({combined[llm]:.3f} < {combined[best]:.3f})"
+    scores = tuple(CandidateScore(text=t, lm=lm, combined=x,
+                                  source="llm" if s == "llm" else ("rover" if s == "rover" else "hypothesis"))
+                   for t, s, lm, x in zip(c.texts, c.sources, c.lm, combined))
+    first = " ".join(p.systems[0]) if p.systems else ""
+    status = "ok" if reason is None else "fallback"
+    chosen = None if c.sources[best] == "llm" else next(
+        (i for i, s in enumerate(p.systems) if " ".join(s) == c.texts[best]), None)
+    return Correction(text=c.texts[best], method="fusion", status=status, chosen=chosen,
+                      changed=c.texts[best] != first, scores=scores, fallback_reason=reason,
+                      guards={"picked": c.sources[best], "agreement": [round(a, 4) for a in c.agreement],
+                              "lm_weight": options.lm_weight,
+                              "min_agreement_gain": options.min_agreement_gain},
+                      raw_output=c.raw_output)
+
+
+# --------------------------------------------------------------------------- batch engine
+
+
+def nbest_input(nbest: NBest, systems: Sequence[str] | None = None) -> FusionInput:
+    """A batch-engine N-best list (one hypothesis per system) as a FusionInput."""
+    names = list(systems or [f"system{i + 1}" for i in range(len(nbest.hypotheses))])
+    return FusionInput(id=nbest.id, outputs=tuple(SystemText(system=n, text=h.text)
+                                                  for n, h in zip(names, nbest.hypotheses)))
+
+
+def joined_items(joined: Joined) -> Iterator[Any]:
+    """The joined utterances as batch-engine Items: one hypothesis per present system, names in layout."""
+    from cascade.records import Item
+    from cascade.types import Utterance
+
+    for pos, inp in enumerate(joined.inputs):
+        texts = [o.text for o in inp.outputs]
+        utt = Utterance(id=inp.id or str(pos + 1), nbest=NBest.from_texts(texts, id=inp.id), reference=inp.reference,
+                        source="join")
+        yield Item(pos=pos, id=utt.id, utterance=utt, raw=texts[0] if texts else "",
+                   layout={"systems": [o.system for o in inp.outputs]})
+
+
+def correct_joined(paths: Sequence[Path], out: Path, settings: Settings, *, columns: dict[str, str | None] | None = None,
+                   in_format: str | None = None, out_format: str | None = None,
+                   progress: Any = None) -> tuple[Any, Joined]:
+    """Join the systems' files and fuse them into `out` with the resumable batch engine."""
+    from cascade.batch import run_batch
+    from cascade.records import detect_format
+
+    ofmt = detect_format(out, out_format, output=True)
+    if ofmt in ("srt", "vtt"):
+        raise InvalidInput(f"{ofmt} output needs cue timings, which joined inputs do not have; write .jsonl", param="out")
+    joined = join(paths, columns=columns, in_format=in_format)
+    summary = run_batch(joined_items(joined), out, ofmt, settings, dedupe=False, progress=progress)
+    return summary, joined
+
+
+def corrector(method: str, settings: Settings):  # noqa: ANN201 - cascade.batch.Corrector
+    """Factory for the batch engine: `rover` (no model) or `fusion` (settings.fusion.method with the LLM)."""
+    sub = "rover" if method == "rover" else settings.fusion.method
+    backend = None
+    if sub != "rover":
+        from cascade.llm import load_backend
+
+        backend = load_backend(settings.llm, settings.home)
+    adapter = settings.ger.adapter or settings.llm.adapter
+
+    def run(nbests: list[NBest]) -> list[Correction]:
+        return list(fuse_many([nbest_input(nb) for nb in nbests], sub, options=settings.fusion, backend=backend,
+                              ger=settings.ger, adapter=adapter, batch_size=max(len(nbests), 1)))
+
+    return run
