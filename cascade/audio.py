@@ -54,7 +54,7 @@ def probe_duration(source: AudioSource) -> float | None:
     try:
         with av.open(handle, mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
-                raise AudioDecodeError(f"{_describe(source)} has no audio stream", param="file")
+                raise AudioDecodeError(f"{_describe(source)} is not audio (no audio stream in it)", param="file")
             stream = container.streams.audio[0]
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * stream.time_base)
@@ -117,3 +117,44 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
 
 
 # --------------------------------------------------------------------------- encoders (TTS helper appends below)
+
+ENCODINGS = ("wav", "flac", "mp3", "pcm")
+"""Output formats of `encode_audio`; "pcm" is raw little-endian 16-bit mono with no header."""
+
+
+def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Mono float32 at `target_sr` (libswresample through PyAV, the same FFmpeg that decodes)."""
+    import av
+
+    samples = to_float32(np.asarray(samples).reshape(-1))
+    if orig_sr == target_sr or samples.size == 0:
+        return samples
+    if orig_sr <= 0 or target_sr <= 0:
+        raise InvalidInput(f"sample rates must be positive (got {orig_sr} -> {target_sr})", param="sample_rate")
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.reshape(1, -1)), format="flt", layout="mono")
+    frame.sample_rate = orig_sr
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target_sr)
+    frames = list(resampler.resample(frame)) + list(resampler.resample(None))
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
+
+
+def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+    """Encode mono samples as wav/flac/mp3 (16-bit where the format has a bit depth) or raw pcm.
+
+    mp3 needs libsndfile with an MP3 encoder (1.1+); without one it raises Unsupported.
+    """
+    import soundfile as sf
+
+    from cascade.types import Unsupported
+
+    pcm = to_pcm16(np.asarray(samples).reshape(-1))
+    if fmt == "pcm":
+        return pcm.astype("<i2").tobytes()
+    if fmt not in ENCODINGS:
+        raise InvalidInput(f"unknown audio format {fmt!r} (choose from {', '.join(ENCODINGS)})", param="response_format")
+    if fmt == "mp3" and "MP3" not in sf.available_formats():
+        raise Unsupported("mp3 output needs libsndfile >= 1.1 with an MP3 encoder: use wav, flac or pcm", param="response_format")
+    buf = io.BytesIO()
+    subtype = "MPEG_LAYER_III" if fmt == "mp3" else "PCM_16"
+    sf.write(buf, pcm, sample_rate, format=fmt.upper(), subtype=subtype)
+    return buf.getvalue()

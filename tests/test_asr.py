@@ -1,0 +1,181 @@
+"""Whisper N-best recognition with the bundled tiny.en and base models on real and synthesized speech."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+from whisper_normalizer.english import EnglishTextNormalizer
+
+from cascade.asr import load_model, transcribe, transcribe_all
+from cascade.asr.formats import hyporadise_records, to_srt, to_tsv, to_vtt
+from cascade.asr.reference import faster_whisper_text
+from cascade.asr.segments import windows
+from cascade.audio import load_audio
+from cascade.config import AsrOptions
+from cascade.types import Transcript, Unsupported
+
+_norm = EnglishTextNormalizer()
+TINY = AsrOptions(model="tiny.en", n_best=5, beam_size=5)
+BASE = AsrOptions(model="base", n_best=5, beam_size=5)
+
+
+def wer(ref: str, hyp: str) -> float:
+    return jiwer.wer(_norm(ref), _norm(hyp))
+
+
+@pytest.fixture(scope="module")
+def home(settings) -> Path:
+    return settings.home
+
+
+@pytest.fixture(scope="module")
+def clips(shared_data: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (shared_data / "librispeech-test-other" / "manifest.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["path"] = shared_data / "librispeech-test-other" / r["audio"]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def long_audio(clips: list[dict]) -> tuple[np.ndarray, str]:
+    """About 50 s: five real utterances separated by 1.5 s of silence (longer than one window)."""
+    gap = np.zeros(24000, dtype=np.float32)
+    picked = clips[20:25]
+    audio = np.concatenate([p for c in picked for p in (load_audio(c["path"]), gap)])
+    return audio, " ".join(c["text"] for c in picked)
+
+
+@pytest.fixture(scope="module")
+def long_transcript(long_audio, home: Path) -> Transcript:
+    return transcribe_all(long_audio[0], TINY, home=home)
+
+
+def test_jfk_one_best_matches_reference(jfk_path: Path, shared_data: Path, home: Path) -> None:
+    ref = json.loads((shared_data / "real" / "manifest.jsonl").read_text().splitlines()[0])["text"]
+    t = transcribe_all(jfk_path, TINY, home=home)
+    assert t.language == "en" and t.duration == pytest.approx(11.0, abs=0.05)
+    assert len(t.segments) == 1 and t.source == str(jfk_path)
+    assert wer(ref, t.text) <= 0.05
+    assert t.stages[0].stage == "asr" and t.stages[0].options["n_best"] == 5
+
+
+def test_nbest_is_distinct_ranked_and_scored(clips: list[dict], home: Path) -> None:
+    t = transcribe_all(clips[0]["path"], TINY, home=home)
+    hyps = t.segments[0].nbest.hypotheses
+    texts = [h.text for h in hyps]
+    assert len(texts) == 5 and len(set(texts)) == 5
+    ranking = [h.avg_logprob for h in hyps]
+    assert ranking == sorted(ranking, reverse=True)
+    for h in hyps:
+        assert h.am_score < 0 and h.tokens and h.am_score == pytest.approx(h.avg_logprob * len(h.tokens))
+    assert t.segments[0].text == texts[0]
+    assert wer(clips[0]["text"], texts[0]) < 0.2
+
+
+def test_one_best_equals_faster_whisper(clips: list[dict], jfk_path: Path, home: Path) -> None:
+    """Same audio, same options: our N-best(5) 1-best is faster-whisper's beam-5 output."""
+    whisper = load_model(TINY, home)
+    sources = [jfk_path] + [c["path"] for c in clips[1:4]]
+    for source in sources:
+        audio = load_audio(source)
+        ours = transcribe_all(audio, TINY, home=home).text
+        assert _norm(ours) == _norm(faster_whisper_text(whisper, audio, TINY)), source
+
+
+def test_piper_sentence_is_recognised(tmp_path: Path, home: Path) -> None:
+    from cascade.asr.demo import synthesize_piper
+    from cascade.audio import write_wav
+
+    text = "The weather is nice today, so we will walk to the park after lunch."
+    samples, rate = synthesize_piper(text)
+    path = write_wav(tmp_path / "piper.wav", samples, rate)
+    assert wer(text, transcribe_all(path, TINY, home=home).text) <= 0.15
+
+
+def test_long_audio_is_split_into_windows(long_audio, long_transcript: Transcript) -> None:
+    audio, ref = long_audio
+    segs = long_transcript.segments
+    assert len(segs) >= 2
+    for a, b in zip(segs, segs[1:]):
+        assert a.end <= b.start and b.id == a.id + 1
+    assert all(0 <= s.start < s.end <= len(audio) / 16000 + 0.01 for s in segs)
+    assert all(s.end - s.start <= 60 for s in segs)
+    assert wer(ref, long_transcript.text) < 0.35
+    fixed, kept = windows(audio, TINY.model_copy(update={"vad_filter": False}))
+    assert [round(w.end - w.start, 2) for w in fixed[:-1]] == [30.0] * (len(fixed) - 1)
+    assert kept == pytest.approx(len(audio) / 16000)
+    vad, kept_vad = windows(audio, TINY)
+    assert all(len(w.audio) <= 30 * 16000 for w in vad) and kept_vad < len(audio) / 16000
+
+
+def test_subtitle_timestamps_are_monotonic(long_transcript: Transcript) -> None:
+    import re
+
+    srt, vtt = to_srt(long_transcript), to_vtt(long_transcript)
+    assert vtt.startswith("WEBVTT\n")
+    for text, sep in ((srt, ","), (vtt, ".")):
+        stamps = re.findall(rf"(\d\d):(\d\d):(\d\d){re.escape(sep)}(\d\d\d) --> (\d\d):(\d\d):(\d\d){re.escape(sep)}(\d\d\d)", text)
+        assert len(stamps) == len(long_transcript.segments)
+        seconds = [
+            (int(a) * 3600 + int(b) * 60 + int(c) + int(d) / 1000, int(e) * 3600 + int(f) * 60 + int(g) + int(h) / 1000)
+            for a, b, c, d, e, f, g, h in stamps
+        ]
+        flat = [x for pair in seconds for x in pair]
+        assert flat == sorted(flat) and all(s < e for s, e in seconds)
+    rows = to_tsv(long_transcript).splitlines()
+    assert rows[0] == "start\tend\ttext" and len(rows) == len(long_transcript.segments) + 1
+
+
+def test_hyporadise_records(long_transcript: Transcript) -> None:
+    records = hyporadise_records(long_transcript, "talk")
+    assert len(records) == len(long_transcript.segments)
+    for rec, seg in zip(records, long_transcript.segments):
+        assert set(rec) == {"id", "input", "output", "am_score"} and rec["output"] is None
+        assert rec["input"] == seg.nbest.texts and len(rec["am_score"]) == len(rec["input"])
+        assert rec["input"][0] == seg.text
+
+
+def test_silence_gives_empty_transcript(home: Path) -> None:
+    silence = np.zeros(16000 * 4, dtype=np.float32)
+    for options in (TINY, TINY.model_copy(update={"vad_filter": False})):
+        t = transcribe_all(silence, options, home=home)
+        assert t.segments == () and t.text == ""
+    assert transcribe_all(np.zeros(0, dtype=np.float32), TINY, home=home).segments == ()
+
+
+def test_segments_are_lazy(jfk_path: Path, home: Path) -> None:
+    segments, info = transcribe(jfk_path, TINY, home=home)
+    assert info.language == "en" and info.duration == pytest.approx(11.0, abs=0.05)
+    assert info.versions["faster-whisper"]
+    first = next(segments)
+    assert first.nbest.hypotheses and next(segments, None) is None
+
+
+def test_translate_needs_multilingual_model(jfk_path: Path, home: Path) -> None:
+    with pytest.raises(Unsupported, match="--model base"):
+        transcribe(jfk_path, TINY.model_copy(update={"task": "translate"}), home=home)
+
+
+def test_german_speech_detected_and_translated(shared_data: Path, home: Path) -> None:
+    """The second half of the MIT-licence recording is read in German."""
+    audio = load_audio(shared_data / "real" / "mit_license_en_de.mp3")[31 * 16000 :]
+    german = transcribe_all(audio, BASE.model_copy(update={"n_best": 2}), home=home)
+    assert german.language == "de"
+    assert {"die", "der", "und", "software"} <= set(_norm(german.text).split())
+    english = transcribe_all(audio, BASE.model_copy(update={"task": "translate", "n_best": 2}), home=home)
+    words = set(_norm(english.text).split())
+    assert english.task == "translate" and {"the", "software", "and", "to"} <= words
+    assert not {"die", "und", "der"} & words
+
+
+def test_espeak_german_translates_to_english(tmp_path: Path, home: Path) -> None:
+    wav = tmp_path / "de.wav"
+    subprocess.run(["espeak-ng", "-v", "de", "-s", "140", "-w", str(wav), "Guten Morgen. Das Wetter ist heute sehr schön."], check=True)
+    opts = BASE.model_copy(update={"task": "translate", "language": "de", "n_best": 3})
+    text = _norm(transcribe_all(wav, opts, home=home).text)
+    assert {"morning", "weather"} & set(text.split()), text
