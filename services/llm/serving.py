@@ -84,7 +84,9 @@ class LlmServing:
         toks = self.backend.prompt_logprobs([full], adapter=adapter)[0]
         if not echo:
             toks = [t.model_copy(update={"offset": t.offset - len(prompt)}) for t in toks if t.offset >= len(prompt)]
-        return Logprobs(tokens=[t.token for t in toks], token_logprobs=[t.logprob for t in toks],
+        tok = getattr(self.backend, "tokenizer", None)
+        text = (lambda t: tok.convert_tokens_to_string([t])) if tok is not None else (lambda t: t)
+        return Logprobs(tokens=[text(t.token) for t in toks], token_logprobs=[t.logprob for t in toks],
                         text_offset=[t.offset for t in toks],
                         top_logprobs=[{t.token: t.logprob} if t.logprob is not None else None for t in toks])
 
