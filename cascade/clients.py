@@ -211,3 +211,120 @@ class TtsClient(StageClient):
         if not chunks:
             raise BackendUnavailable("tts service returned no audio")
         return AudioChunk(pcm=b"".join(c.pcm for c in chunks), sample_rate=chunks[0].sample_rate, text=text)
+
+
+# --------------------------------------------------------------------------- pipeline stages over HTTP
+
+
+def _audio_bytes(audio: Any) -> tuple[str, bytes]:
+    """(filename, bytes) for any AudioInput: encoded bytes and files go as they are, arrays as WAV."""
+    from pathlib import Path
+
+    if isinstance(audio, np.ndarray):
+        return "audio.wav", wav_bytes(audio)
+    if isinstance(audio, bytes):
+        return "audio", audio
+    path = Path(audio)
+    try:
+        return path.name, path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read audio file {path}: {exc.strerror}", param="file") from exc
+
+
+class HttpAsrStage:
+    """pipeline.AsrStage over the ASR service."""
+
+    def __init__(self, client: AsrClient, options: AsrOptions):
+        self.client, self.options = client, options
+
+    def transcribe(self, audio: Any) -> Transcript:
+        from cascade.types import StageInfo
+
+        start = time.perf_counter()
+        name, data = _audio_bytes(audio)
+        fields = self.options.model_dump_json(exclude=_RUNTIME_FIELDS)
+        response = self.client.request("POST", "/v1/nbest", files={"file": (name, data)}, data={"options": fields})
+        transcript = Transcript.model_validate_json(response.content)
+        info = StageInfo(stage="asr:http", model=transcript.model, seconds=time.perf_counter() - start,
+                         options={"url": self.client.base_url})
+        return transcript.model_copy(update={"stages": (*transcript.stages, info)})
+
+
+class HttpCorrectStage:
+    """pipeline.CorrectStage over the LLM service (/v1/correct or /v1/rescore per segment)."""
+
+    def __init__(self, client: LlmClient, method: str):
+        self.client, self.method = client, method
+
+    def correct(self, transcript: Transcript):
+        from cascade.types import CorrectedTranscript, StageInfo
+
+        start = time.perf_counter()
+        if self.method == "none":
+            corrections = tuple(Correction(text=s.text, method="none", chosen=0) for s in transcript.segments)
+        else:
+            corrections = tuple(self.client.correct(s.nbest, self.method) for s in transcript.segments)  # type: ignore[arg-type]
+        text = " ".join(c.text.strip() for c in corrections if c.text.strip())
+        info = StageInfo(stage="correct", model=self.client.name, seconds=time.perf_counter() - start,
+                         options={"method": self.method, "url": self.client.base_url})
+        return CorrectedTranscript(text=text, corrections=corrections, method=self.method, info=info)  # type: ignore[arg-type]
+
+
+class HttpReplyStage:
+    """pipeline.ReplyStage over /v1/chat/completions (the whole reply, then its sentences)."""
+
+    def __init__(self, client: LlmClient, options: Any, model: str):
+        self.client, self.options, self.model = client, options, model
+
+    def describe(self):
+        from cascade import prompts
+        from cascade.types import StageInfo
+
+        ref = prompts.prompt_ref(self.options.prompt)
+        return StageInfo(stage="reply", model=f"{self.model}@{self.client.base_url}",
+                         options=self.options.model_dump(mode="json"), prompt_name=ref.name, prompt_hash=ref.hash)
+
+    def stream(self, text: str, history: Sequence[Any]) -> Iterator[str]:
+        from cascade.respond import build_messages
+        from cascade.tts.text import complete_sentences
+
+        messages, _ = build_messages(text, history, self.options)
+        reply = self.client.chat(messages, max_tokens=self.options.max_reply_tokens,
+                                 temperature=self.options.temperature, model=self.model)
+        done, rest = complete_sentences(reply)
+        sentences = [*done, *([" ".join(rest.split())] if rest.strip() else [])]
+        yield from sentences[: self.options.max_sentences]
+
+
+class HttpTtsStage:
+    """pipeline.TtsStage over the TTS service: each sentence is one streamed /v1/audio/speech call."""
+
+    def __init__(self, client: TtsClient, options: TtsOptions):
+        self.client, self.options = client, options
+
+    def describe(self):
+        from cascade.types import StageInfo
+
+        return StageInfo(stage="tts", model=f"{self.options.voice}@{self.client.base_url}",
+                         options=self.options.model_dump(mode="json"))
+
+    def stream(self, sentences: Any) -> Iterator[AudioChunk]:
+        for sentence in sentences:
+            if sentence and sentence.strip():
+                for chunk in self.client.synthesize(sentence, self.options):
+                    yield chunk.model_copy(update={"text": sentence})
+
+
+def make_stage(kind: str, url: str, settings: Any) -> Any:
+    """The HTTP-backed pipeline stage `kind` (asr, correct, reply, tts) for the service at `url`."""
+    svc = settings.service
+    if kind == "asr":
+        return HttpAsrStage(AsrClient.from_settings(url, svc), settings.asr)  # type: ignore[arg-type]
+    if kind == "correct":
+        return HttpCorrectStage(LlmClient.from_settings(url, svc), settings.chat.correction)  # type: ignore[arg-type]
+    if kind == "reply":
+        model = settings.llm.model.rsplit("/", 1)[-1]
+        return HttpReplyStage(LlmClient.from_settings(url, svc), settings.chat, model)  # type: ignore[arg-type]
+    if kind == "tts":
+        return HttpTtsStage(TtsClient.from_settings(url, svc), settings.tts)  # type: ignore[arg-type]
+    raise InvalidInput(f"unknown stage kind {kind!r} (asr, correct, reply, tts)", param="stage")

@@ -1,0 +1,32 @@
+"""The gateway: corrected transcriptions and the spoken turn over the stages (local or remote)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from cascade.config import Settings, load_settings
+from services.asr.router import router as asr_router
+from services.asr.serving import AsrServing, LocalRecognizer
+from services.common.app import create_service_app
+from services.common.stages import build_corrector, build_recognizer
+from services.gateway.router import router
+from services.gateway.serving import GatewayServing
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    async def load(app: FastAPI) -> None:
+        recognizer = build_recognizer(settings)
+        if isinstance(recognizer, LocalRecognizer):
+            await run_in_threadpool(recognizer.load, settings.asr)
+            app.state.loaded.add(f"whisper:{settings.asr.model}")
+        svc = settings.service
+        app.state.loaded.update(f"remote:{k}={u}" for k, u in
+                                (("asr", svc.asr_url), ("llm", svc.llm_url), ("tts", svc.tts_url)) if u)
+        app.state.asr = AsrServing(settings, recognizer, build_corrector(settings, app), app.state.queues,
+                                   app.state.metrics)
+        app.state.gateway = GatewayServing(settings, app.state.queues, app.state.metrics)
+
+    return create_service_app("gateway", settings, [asr_router, router], load)
