@@ -222,6 +222,30 @@ class FusionOptions(Options):
     """LLM output is kept only if it agrees with the systems at least this much more than ROVER's output."""
 
 
+class TranslateOptions(Options):
+    """Speech translation (`cascade translate --to`, `cascade eval --task translate`)."""
+
+    target: str = "en"
+    """Target language (ISO code). Whisper's translate task yields English only; others need via_transcript."""
+    via_transcript: bool = False
+    """Transcribe in the source language, correct, then let the LLM translate (instead of Whisper's translate task)."""
+    fusion_prompt: str = "translate/fusion"
+    """Prompt for fusing a translation N-best list (GenTranslate); also the prompt to train translation adapters on."""
+    source_prompt: str = "translate/source"
+    """Prompt for the LLM translation of a transcript (via_transcript)."""
+    lam: float | None = Field(None, ge=0.0, le=1.0)
+    """λ for rescoring translation N-best lists; None uses rescore.lam."""
+    max_edit_distance: float | None = Field(None, ge=0.0)
+    """Fusion guard (word edit distance to the nearest candidate); None uses ger.max_edit_distance."""
+    max_new_tokens_factor: float = Field(2.0, gt=0)
+    """via_transcript: token cap relative to the source text's tokens."""
+    min_new_tokens: int = Field(16, ge=1)
+    max_length_ratio: float = Field(2.5, gt=1.0)
+    """via_transcript guard: output/source word ratio above this (or below its inverse) is rejected."""
+    max_source_overlap: float = Field(0.5, ge=0.0, le=1.0)
+    """via_transcript guard: an output whose words are mostly the source's is rejected as not translated."""
+
+
 class Settings(BaseSettings):
     """Everything configurable, one nested object per stage."""
 
@@ -241,6 +265,7 @@ class Settings(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     batch: BatchOptions = BatchOptions()
     fusion: FusionOptions = FusionOptions()
+    translate: TranslateOptions = TranslateOptions()
 
     @classmethod
     def settings_customise_sources(

@@ -174,6 +174,8 @@ class Correction(Record):
     guards: dict[str, Any] = Field(default_factory=dict)
     """Each guard's decision, e.g. {"edit_distance": 0.12, "max_edit_distance": 0.3}."""
     raw_output: str | None = None
+    source: str | None = None
+    """Translation via transcript: the (corrected) source-language text the LLM translated."""
     info: StageInfo | None = None
 
 

@@ -42,6 +42,8 @@ OutDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Writ
 HypoOpt = Annotated[Path | None, typer.Option("--hyporadise", help="Also write every segment's N-best as HyPoradise JSON records to this file.")]
 VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Drop silence with Silero VAD before decoding.")]
 CorrectOpt = Annotated[CorrectName, typer.Option("--correct", help="LLM correction of each segment's N-best: none, rescore or ger.")]
+ToOpt = Annotated[str, typer.Option("--to", help="Target language (ISO code); Whisper itself translates only into English.")]
+ViaOpt = Annotated[bool, typer.Option("--via-transcript", help="Transcribe in the source language, correct (--correct), then translate with the LLM.")]
 AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="LoRA adapter for --correct (peft directory or served name).")]
 
 
@@ -55,6 +57,8 @@ class OutputOptions:
     hyporadise: Path | None = None
     correct: str = "none"
     adapter: str | None = None
+    translate: bool = False
+    """A translation job: cfg.translate picks fusion of Whisper's translations or --via-transcript."""
 
 
 def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size: int | None,
@@ -73,6 +77,10 @@ def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size:
 
 def correct_transcript(transcript: Transcript, out: OutputOptions, cfg: Settings) -> Transcript:
     """Apply the LLM correction step (cascade.ger) to every segment; 'none' returns it unchanged."""
+    if out.translate:
+        from cascade.ger.translate import translate_step
+
+        return translate_step(transcript, out.correct, cfg, adapter=out.adapter)  # type: ignore[arg-type]
     if out.correct == "none" or not transcript.segments:
         return transcript
     from cascade import ger, llm
@@ -182,11 +190,21 @@ def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, be
 @app.command()
 @cli_errors
 def translate(files: Files, model: ModelOpt = "base", n_best: NBestOpt = None, beam_size: BeamOpt = None,
-              language: LanguageOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
+              language: LanguageOpt = None, to: ToOpt = "en", correct: CorrectOpt = "none", via_transcript: ViaOpt = False,
+              adapter: AdapterOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
               hyporadise: HypoOpt = None, vad: VadOpt = None) -> None:
-    """Translate speech in any language Whisper knows into English text (needs a multilingual model)."""
-    cfg = asr_settings(task="translate", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
-    run_files(files, cfg, OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise))
+    """Translate speech into English with Whisper (multilingual model), optionally fused/rescored by the LLM.
+
+    --via-transcript instead transcribes in the source language, corrects, and lets the LLM translate.
+    """
+    from cascade.ger.translate import check_request
+
+    task = "transcribe" if via_transcript else "translate"
+    cfg = asr_settings(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
+    cfg = cfg.model_copy(update={"translate": cfg.translate.model_copy(update={"target": to, "via_transcript": via_transcript})})
+    check_request(cfg)
+    out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter, translate=True)
+    run_files(files, cfg, out)
 
 
 @app.command()
