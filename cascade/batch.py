@@ -72,7 +72,8 @@ def _llm_corrector(method: str, settings: Settings) -> Corrector:
     from cascade.ger import correct_many
     from cascade.llm import load_backend
 
-    backend = load_backend(settings.llm, settings.home)
+    needs_model = method != "rescore" or settings.rescore.lam > 0  # λ = 0 keeps the AM ranking: no LLM
+    backend = load_backend(settings.llm, settings.home) if needs_model else None
 
     def run(nbests: list[NBest]) -> list[Correction]:
         return list(correct_many(nbests, backend, method=method, ger=settings.ger, rescore=settings.rescore,
