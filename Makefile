@@ -10,7 +10,7 @@ APT_PACKAGES := ffmpeg espeak-ng sox sctk libsndfile1
 FILE ?=
 ARGS ?=
 
-.PHONY: setup system-deps demo test test-all bench clean-venv
+.PHONY: setup system-deps demo test test-all bench clean-venv coqui-env
 
 # Debian packages the tests and audio tools use (installed only when missing).
 system-deps:
@@ -37,11 +37,15 @@ setup: system-deps $(STAMP)
 demo: setup
 	$(PY) -m cascade demo $(FILE) $(ARGS)
 
-test: setup
+# The separate Coqui TTS venv (torch 2.9.1 + torchaudio + coqui-tts); cached, rebuilt when its script changes.
+coqui-env:
+	@PYTHON=$(PYTHON) COQUI_VENV=$(CACHE)/venv-coqui bash tests/coqui_env.sh
+
+test: setup coqui-env
 	$(PY) -m pytest -q $(ARGS)
 
 # Slow training/benchmark tests too.
-test-all: setup
+test-all: setup coqui-env
 	$(PY) -m pytest -q -m "" $(ARGS)
 
 clean-venv:

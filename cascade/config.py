@@ -85,6 +85,8 @@ class RescoreOptions(Options):
     """λ in (1-λ)·AM + λ·LM; 0 keeps the recogniser's own ranking. Tuned on dev with `cascade tune`."""
     length_norm: Literal["none", "tokens", "words"] = "tokens"
     use_am: bool = True
+    rank_prior: float = Field(0.1, ge=0.0)
+    """When a list has no AM scores, AM_i = -rank_prior·i (rank i from 0): the recogniser's order as a prior."""
 
 
 class GerOptions(Options):
@@ -100,6 +102,10 @@ class GerOptions(Options):
     constrained: bool = False
     """Snap the output to the nearest hypothesis."""
     adapter: str | None = None
+    output_am_penalty: float = Field(0.5, ge=0.0)
+    """AM of an LLM output = the nearest hypothesis' AM minus this per differing word (score gate)."""
+    min_new_tokens: int = Field(16, ge=1)
+    """Floor of the token cap (short hypotheses still get room for a fix)."""
 
 
 class TtsOptions(Options):

@@ -223,6 +223,26 @@ def piper_voice(name: str) -> tuple[Path, Path]:
 
 
 @functools.lru_cache(maxsize=4)
+def load_piper_voice(name: str):
+    """A cached piper.PiperVoice for a bundled voice name or a path to an .onnx voice."""
+    try:
+        from piper import PiperVoice
+    except ImportError as exc:  # pragma: no cover
+        raise ModelNotFound("piper-tts is not installed: pip install piper-tts", param="engine") from exc
+    onnx, config = piper_voice(name)
+    logger.info("loading piper voice %s from %s", name, onnx)
+    return PiperVoice.load(onnx, config_path=config)
+
+
+@functools.lru_cache(maxsize=2)
+def load_coqui(path: str, device: str = "cpu"):
+    """A cached Coqui TTS model from a user's checkpoint (loading code: cascade.tts.coqui)."""
+    from cascade.tts.coqui import load_checkpoint
+
+    return load_checkpoint(Path(path), device)
+
+
+@functools.lru_cache(maxsize=4)
 def load_whisper(name_or_path: str, home: Path, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0):
     """A cached faster_whisper.WhisperModel (its .model is the CTranslate2 Whisper used for N-best)."""
     try:

@@ -265,3 +265,57 @@ class AudioChunk(Record):
 class ChatMessage(Record):
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+class Reply(Record):
+    """The assistant's answer in a spoken turn, as the sentences it was spoken in."""
+
+    text: str
+    sentences: tuple[str, ...]
+    finish_reason: Literal["stop", "length", "empty"] = "stop"
+    """"length": the token cap cut the reply (an unfinished last sentence is dropped, not spoken)."""
+    first_sentence_s: float | None = None
+    """Seconds from the start of generation to the first complete sentence."""
+    info: StageInfo | None = None
+
+
+class SpeechInfo(Record):
+    """What the TTS stage produced (the audio itself travels beside this record, see TurnResult.audio)."""
+
+    engine: str
+    model: str
+    sample_rate: int
+    duration: float
+    chunks: int
+    first_chunk_s: float | None = None
+    """Seconds from the start of the TTS stage to its first audio chunk."""
+    real_time_factor: float | None = None
+    """Synthesis seconds (excluding waits for reply sentences) per second of audio."""
+    info: StageInfo | None = None
+
+
+class CorrectedTranscript(Record):
+    """The correction stage's output: one Correction per ASR segment and the joined text."""
+
+    text: str
+    corrections: tuple[Correction, ...]
+    method: CorrectionMethod
+    info: StageInfo | None = None
+
+
+class TurnResult(Record):
+    """One spoken turn: speech in -> transcript -> correction -> reply -> speech out, with timings.
+
+    All times are seconds from the end of the user's utterance (when the turn was handed the audio).
+    """
+
+    transcript: Transcript
+    correction: CorrectedTranscript
+    reply: Reply
+    speech: SpeechInfo
+    timings: dict[str, float]
+    """Wall-clock seconds per stage: asr, correct, reply, tts (overlapping when streamed), total."""
+    time_to_first_audio: float | None
+    streamed: bool
+    audio: AudioChunk | None = Field(default=None, exclude=True, repr=False)
+    """The reply's audio (not serialised: services send it as the response body)."""

@@ -1,0 +1,116 @@
+"""`cascade speak` (text -> audio file) and `cascade chat` (one spoken turn: speech in, speech out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cascade.cli import cli_errors, console, err_console, settings
+from cascade.types import ChatMessage, InvalidInput
+
+app = typer.Typer()
+
+EngineOpt = Annotated[str | None, typer.Option("--engine", "-e", help="TTS engine: piper (default), espeak or coqui.")]
+VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Piper voice name or .onnx path; espeak-ng voice (e.g. en-us).")]
+SpeedOpt = Annotated[float | None, typer.Option("--speed", help="Speaking rate: 1.0 normal, 2.0 twice as fast.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="wav, flac, mp3 or pcm (default: from the output suffix, else wav).")]
+RateOpt = Annotated[int | None, typer.Option("--sample-rate", help="Resample the output to this rate (Hz).")]
+CoquiOpt = Annotated[str | None, typer.Option("--coqui-model", help="Coqui checkpoint file (config.json beside it) or directory.")]
+SpeakerOpt = Annotated[str | None, typer.Option("--speaker", help="Speaker name (multi-speaker models) or a reference .wav (XTTS).")]
+OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Audio file to write.")]
+
+
+def _tts(engine, voice, speed, fmt, rate, coqui, speaker, output: Path) -> dict:
+    suffix = output.suffix.lstrip(".").lower()
+    fmt = fmt or (suffix if suffix in ("wav", "flac", "mp3", "pcm") else None)
+    return {"engine": engine, "voice": voice, "speed": speed, "format": fmt, "sample_rate": rate,
+            "coqui_model": coqui, "speaker": speaker}
+
+
+def _write(output: Path, chunk, fmt: str) -> None:
+    from cascade.audio import encode_audio, to_float32
+    import numpy as np
+
+    data = encode_audio(to_float32(np.frombuffer(chunk.pcm, dtype="<i2")), chunk.sample_rate, fmt)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+
+
+@app.command()
+@cli_errors
+def speak(
+    text: Annotated[str, typer.Argument(help="Text to speak ('-' reads stdin).", show_default=False)],
+    output: OutOpt,
+    engine: EngineOpt = None, voice: VoiceOpt = None, speed: SpeedOpt = None, fmt: FormatOpt = None,
+    sample_rate: RateOpt = None, coqui_model: CoquiOpt = None, speaker: SpeakerOpt = None,
+    language: Annotated[str | None, typer.Option("--language", help="Language (multilingual Coqui models).")] = None,
+) -> None:
+    """Synthesize TEXT sentence by sentence and write it to an audio file."""
+    import sys
+
+    from cascade.tts import synthesize_all
+
+    text = sys.stdin.read() if text == "-" else text
+    s = settings(tts={**_tts(engine, voice, speed, fmt, sample_rate, coqui_model, speaker, output), "language": language})
+    chunk = synthesize_all(text, s.tts, home=s.home)
+    _write(output, chunk, s.tts.format)
+    err_console.print(f"wrote {output} ({chunk.duration:.2f} s, {chunk.sample_rate} Hz, {s.tts.format}, {s.tts.engine})")
+
+
+def _read_history(path: Path | None) -> list[ChatMessage]:
+    if path is None or not path.exists():
+        return []
+    try:
+        return [ChatMessage.model_validate(m) for m in json.loads(path.read_text() or "[]")]
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"history file {path} is not a JSON list of {{role, content}} messages: {exc}".splitlines()[0], param="history") from exc
+
+
+@app.command()
+@cli_errors
+def chat(
+    audio: Annotated[Path, typer.Argument(help="The user's utterance (any format ffmpeg reads).", show_default=False)],
+    output: OutOpt,
+    history: Annotated[Path | None, typer.Option("--history", help="JSON conversation history; read, then extended with this turn.")] = None,
+    correction: Annotated[str | None, typer.Option("--correction", help="Transcript correction before replying: none, rescore or ger.")] = None,
+    stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Speak the first sentence while the rest is generated.")] = None,
+    engine: EngineOpt = None, voice: VoiceOpt = None, speed: SpeedOpt = None, fmt: FormatOpt = None,
+    sample_rate: RateOpt = None, coqui_model: CoquiOpt = None, speaker: SpeakerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the TurnResult as JSON.")] = False,
+) -> None:
+    """One spoken turn: transcribe AUDIO, correct it, reply with the LLM and speak the reply to OUTPUT."""
+    from cascade.pipeline import build_turn
+
+    if not audio.exists():
+        raise InvalidInput(f"file not found: {audio}", param="file")
+    past = _read_history(history)
+    s = settings(tts=_tts(engine, voice, speed, fmt, sample_rate, coqui_model, speaker, output),
+                 chat={"correction": correction, "stream": stream})
+    result = build_turn(s).run(audio, past)
+    _write(output, result.audio, s.tts.format)
+    if history is not None:
+        turn = [ChatMessage(role="user", content=result.correction.text), ChatMessage(role="assistant", content=result.reply.text)]
+        history.write_text(json.dumps([m.model_dump() for m in [*past, *turn]], indent=1))
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    _print_turn(result, output)
+
+
+def _print_turn(result, output: Path) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]transcript:[/bold] {result.transcript.text.strip()}", highlight=False)
+    console.print(f"[bold]corrected ({result.correction.method}):[/bold] {result.correction.text}", highlight=False)
+    console.print(f"[bold]reply:[/bold] {result.reply.text}", highlight=False)
+    table = Table("stage", "seconds")
+    for name, seconds in result.timings.items():
+        table.add_row(name, f"{seconds:.2f}")
+    ttfa = "n/a" if result.time_to_first_audio is None else f"{result.time_to_first_audio:.2f}"
+    table.add_row("[bold]time to first audio[/bold]", ttfa)
+    console.print(table)
+    console.print(f"wrote {output} ({result.speech.duration:.2f} s of speech, {result.speech.engine}, "
+                  f"{'streamed' if result.streamed else 'sequential'})", highlight=False)

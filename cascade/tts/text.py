@@ -1,0 +1,137 @@
+"""Text preparation for TTS: clean up characters engines cannot speak, split into sentences.
+
+Sentences are the unit of streaming (the first one is spoken while the rest is
+still being synthesized or generated) and very long sentences are cut at clause
+or word boundaries so no engine sees more than `MAX_CHARS` at once: nothing is
+ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator
+
+from cascade.types import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+MAX_CHARS = 300
+"""Longest piece handed to an engine in one call (VITS-style models degrade on very long inputs)."""
+
+MAX_TEXT_CHARS = 100_000
+"""Longest text accepted at all (about 2 hours of speech)."""
+
+_REPLACE = {
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2013": ", ", "\u2014": ", ", "\u2015": ", ", "\u2212": "-", "\u2026": "...",
+    "&": " and ", "%": " percent", "+": " plus ", "@": " at ", "=": " equals ",
+}
+_SPOKEN_PUNCT = set(".,;:!?'\"-()/$")
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "no", "mt", "inc", "ltd"}
+_SENTENCE_END = re.compile(r"([.!?]+[\"')\]]*)(\s+)")
+
+
+def clean(text: str) -> str:
+    """NFKC-normalise, map typographic characters, drop what no engine can speak (with a warning).
+
+    Dropped: control characters, emoji and other symbols, private-use and unassigned code points.
+    Letters of any script are kept (the engine's phonemizer decides how to read them).
+    """
+    text = unicodedata.normalize("NFKC", text)
+    out: list[str] = []
+    dropped: list[str] = []
+    for ch in text:
+        ch = _REPLACE.get(ch, ch)
+        if len(ch) > 1:
+            out.append(ch)
+            continue
+        cat = unicodedata.category(ch)
+        if ch in "\n\t\r" or cat == "Zs":
+            out.append(" " if ch != "\n" else "\n")
+        elif cat[0] in "LN" or ch in _SPOKEN_PUNCT or cat == "Mn":
+            out.append(ch)
+        elif cat[0] == "P":
+            out.append(" ")
+        else:
+            dropped.append(ch)
+            out.append(" ")
+    if dropped:
+        shown = "".join(sorted(set(dropped)))[:20]
+        logger.warning("dropped %d character(s) no voice can speak: %r", len(dropped), shown)
+    lines = (" ".join(line.split()) for line in "".join(out).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _is_abbreviation(before: str) -> bool:
+    word = before.rsplit(" ", 1)[-1].lower().rstrip(".")
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text` (already cleaned): split after . ! ? (not after common abbreviations) and at line breaks."""
+    sentences: list[str] = []
+    for line in text.split("\n"):
+        start = 0
+        for match in _SENTENCE_END.finditer(line):
+            candidate = line[start : match.end(1)]
+            if match.group(1).startswith(".") and len(match.group(1)) == 1 and _is_abbreviation(candidate[:-1]):
+                continue
+            sentences.append(candidate.strip())
+            start = match.end()
+        if line[start:].strip():
+            sentences.append(line[start:].strip())
+    return [s for s in sentences if any(ch.isalnum() for ch in s)]
+
+
+def _cut(piece: str, limit: int) -> Iterator[str]:
+    """Cut an over-long sentence at clause punctuation, then at word boundaries, then hard."""
+    while len(piece) > limit:
+        window = piece[: limit + 1]
+        cut = max(window.rfind(", "), window.rfind("; "), window.rfind(": "))
+        if cut < limit // 3:
+            cut = window.rfind(" ")
+        if cut <= 0:
+            cut = limit
+        yield piece[: cut + 1].strip()
+        piece = piece[cut + 1 :].strip()
+    if piece:
+        yield piece
+
+
+def pieces(text: str, *, limit: int = MAX_CHARS) -> list[str]:
+    """What an engine is asked to speak, in order: cleaned sentences, none longer than `limit`.
+
+    Raises InvalidInput for empty text, text with nothing speakable, or text above MAX_TEXT_CHARS.
+    """
+    if not text or not text.strip():
+        raise InvalidInput("text is empty: nothing to speak", param="input")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInput(f"text is {len(text)} characters long, above the {MAX_TEXT_CHARS} limit", param="input")
+    sentences = split_sentences(clean(text))
+    if not sentences:
+        raise InvalidInput("text has no speakable characters (only symbols or emoji)", param="input")
+    out = [p for s in sentences for p in _cut(s, limit)]
+    if len(out) > len(sentences):
+        logger.info("cut %d over-long sentence(s) into %d pieces", len(sentences), len(out))
+    return out
+
+
+def complete_sentences(buffer: str) -> tuple[list[str], str]:
+    """Split a growing text buffer into finished sentences and the unfinished rest (for streaming replies)."""
+    done: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(buffer):
+        candidate = buffer[start : match.end(1)]
+        if match.group(1).startswith(".") and len(match.group(1)) == 1 and _is_abbreviation(candidate[:-1]):
+            continue
+        if candidate.strip():
+            done.append(candidate.strip())
+        start = match.end()
+    newline = buffer.rfind("\n", start)
+    if newline >= 0:
+        done.extend(line.strip() for line in buffer[start:newline].split("\n") if line.strip())
+        start = newline + 1
+    return done, buffer[start:]
