@@ -508,6 +508,8 @@ def correct_file(
         raise InvalidInput(f"input file not found: {input_path}", param="input")
     if input_path.stat().st_size == 0:
         raise InvalidInput(f"input file is empty: {input_path}", param="input")
+    if out.resolve() == input_path.resolve() or journal_path(out, ofmt).resolve() == input_path.resolve():
+        raise InvalidInput(f"--out {out} would overwrite the input; choose another file", param="out")
     counter: list[ByteCounter] = []
     items = read_items(input_path, fmt, counter.append, **(columns or {}))
     tick = None

@@ -129,6 +129,14 @@ def test_cli_missing_output_directory(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "output directory does not exist" in res.output
 
 
+def test_cli_output_over_input_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "a.jsonl"
+    src.write_text('{"id": "x", "text": "hello"}\n')
+    res = CliRunner().invoke(app, ["correct-batch", str(src), "--out", str(src), "--mode", "none"])
+    assert res.exit_code == 1 and "would overwrite the input" in res.output
+    assert src.read_text() == '{"id": "x", "text": "hello"}\n'
+
+
 def test_cli_srt_output_needs_timed_input(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hello\n")
     res = CliRunner().invoke(app, ["correct-batch", str(tmp_path / "a.txt"), "--out", str(tmp_path / "o.srt")])
