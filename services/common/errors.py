@@ -9,6 +9,7 @@ Anything else is a 500 with a sanitized message (the traceback goes to the log).
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +21,7 @@ from cascade.types import BackendUnavailable, CascadeError
 
 logger = logging.getLogger(__name__)
 
+_NAMED = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
           413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_request_error",
           429: "rate_limit_error", 501: "unsupported", 503: "service_unavailable"}
@@ -85,8 +87,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header", "form")]
     param = ".".join(loc) or None
-    message = f"{param}: {first['msg']}" if param else str(first["msg"])
-    return error_response(400, message, param=param)
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    named = _NAMED.match(msg)
+    if param is None and named:  # a model validator names the offending field ("field: why")
+        return error_response(400, msg, param=named.group(1))
+    return error_response(400, f"{param}: {msg}" if param else msg, param=param)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -38,25 +38,33 @@ class Service:
                 self.proc.wait(5)
 
 
-def start_service(name: str, *, log_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                  ready_timeout: float = 180.0, port: int | None = None) -> Service:
-    """`python -m cascade serve NAME --port P` with CASCADE_* settings from `env`; waits for /readyz."""
+def launch(name: str, *, log_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+           port: int | None = None) -> Service:
+    """Start `python -m cascade serve NAME --port P` with CASCADE_* settings from `env` (does not wait)."""
     port = port or free_port()
     log = log_dir / f"{name}-{port}.log"
     full_env = {**os.environ, **(env or {})}
     cmd = [sys.executable, "-m", "cascade", "serve", name, "--host", "127.0.0.1", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    service = Service(name, port, proc, log)
-    deadline = time.monotonic() + ready_timeout
+    return Service(name, port, proc, log)
+
+
+def wait_ready(service: Service, timeout: float = 180.0) -> Service:
+    """Poll /readyz until 200; a process that exits or never gets ready raises with its log's tail."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} service exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if service.proc.poll() is not None:
+            raise RuntimeError(f"{service.name} exited with {service.proc.returncode}:\n{service.log.read_text()[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
                 return service
         time.sleep(0.3)
     service.stop()
-    raise RuntimeError(f"{name} service not ready after {ready_timeout} s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{service.name} not ready after {timeout} s:\n{service.log.read_text()[-3000:]}")
+
+
+def start_service(name: str, *, ready_timeout: float = 180.0, **kw) -> Service:
+    return wait_ready(launch(name, **kw), ready_timeout)
 
 
 @contextlib.contextmanager

@@ -76,9 +76,21 @@ class _Reply:
         return self.stage.describe()
 
     def stream(self, text: str, history: Sequence[ChatMessage]) -> Iterator[str]:
-        for sentence in self.stage.stream(text, history):
-            self.rec.sentences.append(sentence)
-            yield sentence
+        try:
+            for sentence in self.stage.stream(text, history):
+                self.rec.sentences.append(sentence)
+                yield sentence
+        except BackendUnavailable as exc:
+            raise ReplyDown(exc.message) from exc
+
+
+class ReplyDown(Exception):
+    """The LLM could not write the reply (kept apart from BackendUnavailable so the TTS wrapper,
+    which sees reply errors through the sentence stream, does not take it for its own failure)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TtsDown(Exception):
@@ -141,11 +153,9 @@ class GatewayServing:
             self.metrics.fallbacks.labels("tts", "tts_unavailable").inc()
             rec.degraded["tts"] = exc.reason
             return self._partial(rec, start)
-        except BackendUnavailable as exc:
-            if rec.transcript is None or rec.corrected is None:
-                raise  # no transcript: nothing to degrade to
+        except ReplyDown as exc:
             self.metrics.fallbacks.labels("reply", "llm_unavailable").inc()
-            rec.degraded.setdefault("llm", exc.message)
+            rec.degraded.setdefault("llm", exc.reason)
             return self._partial(rec, start)
         audio = _audio(result.audio, fmt) if result.audio is not None else None
         return VoiceTurnResponse(
