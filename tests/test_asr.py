@@ -140,6 +140,20 @@ def test_hyporadise_records(long_transcript: Transcript) -> None:
         assert rec["input"][0] == seg.text
 
 
+def test_word_timestamps_map_back_across_removed_silence(jfk_path: Path, home: Path) -> None:
+    jfk = load_audio(jfk_path)
+    audio = np.concatenate([np.zeros(3 * 16000, np.float32), jfk, np.zeros(4 * 16000, np.float32), jfk])
+    t = transcribe_all(audio, TINY.model_copy(update={"word_timestamps": True, "n_best": 2}), home=home)
+    words = [w for s in t.segments for w in s.words]
+    assert len(words) >= 40
+    starts = [w.start for w in words]
+    assert starts == sorted(starts) and all(w.start <= w.end for w in words)
+    seg = t.segments[0]
+    assert seg.start == words[0].start and 2.5 < seg.start < 4.0
+    second = [w.start for w in words if w.word.strip().lower() == "and"]
+    assert len(second) == 2 and 17.5 < second[1] < 19.5  # 3 s + 11 s + 4 s of audio before it
+
+
 def test_silence_gives_empty_transcript(home: Path) -> None:
     silence = np.zeros(16000 * 4, dtype=np.float32)
     for options in (TINY, TINY.model_copy(update={"vad_filter": False})):

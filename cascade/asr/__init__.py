@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.asr.decode import DecodeState, decode_window, encode
+from cascade.asr.decode import Decoded, DecodeState, decode_window, encode, word_timings
 from cascade.asr.segments import SAMPLE_RATE, Window, windows
 from cascade.audio import AudioSource, load_audio
 from cascade.config import AsrOptions
-from cascade.types import AsrInfo, InvalidInput, NBest, Segment, StageInfo, TooLarge, Transcript, Unsupported
+from cascade.types import AsrInfo, InvalidInput, NBest, Segment, StageInfo, TooLarge, Transcript, Unsupported, Word
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,37 @@ def _switch_language(whisper, encoded, state: DecodeState) -> None:
     state.tokenizer.language_code = token[2:-2]
 
 
+def _words(whisper, encoded, state: DecodeState, window: Window, decoded: Decoded) -> tuple[Word, ...]:
+    timings = word_timings(whisper, state.tokenizer, encoded, decoded.hypotheses[0].tokens or (), len(window.audio))
+    return tuple(
+        Word(
+            start=round(window.original_time(w["start"]), 3),
+            end=round(window.original_time(w["end"]), 3),
+            word=w["word"],
+            probability=float(w["probability"]),
+        )
+        for w in timings
+    )
+
+
+def _segment(index: int, window: Window, decoded: Decoded, words: tuple[Word, ...] | None) -> Segment:
+    """One window's record; with word timings its bounds shrink to the first and last word."""
+    start, end = window.start, window.end
+    if words:
+        start, end = max(start, words[0].start), min(end, max(words[-1].end, words[0].start + 0.01))
+    nbest = NBest(hypotheses=decoded.hypotheses, language=decoded.language, start=start, end=end, id=str(index))
+    return Segment(
+        id=index,
+        start=round(start, 3),
+        end=round(end, 3),
+        text=decoded.hypotheses[0].text,
+        nbest=nbest,
+        avg_logprob=decoded.avg_logprob,
+        no_speech_prob=decoded.no_speech_prob,
+        words=words,
+    )
+
+
 def _segments(whisper, wins: list[Window], first_encoded, state: DecodeState, options: AsrOptions) -> Iterator[Segment]:
     per_window_language = (
         options.detect_language_per_segment and options.language is None and whisper.model.is_multilingual
@@ -136,18 +167,8 @@ def _segments(whisper, wins: list[Window], first_encoded, state: DecodeState, op
         if decoded.is_silence:
             logger.debug("window %.2f-%.2f s is silence", window.start, window.end)
             continue
-        nbest = NBest(
-            hypotheses=decoded.hypotheses, language=decoded.language, start=window.start, end=window.end, id=str(index)
-        )
-        yield Segment(
-            id=index,
-            start=round(window.start, 3),
-            end=round(window.end, 3),
-            text=decoded.hypotheses[0].text,
-            nbest=nbest,
-            avg_logprob=decoded.avg_logprob,
-            no_speech_prob=decoded.no_speech_prob,
-        )
+        words = _words(whisper, encoded, state, window, decoded) if options.word_timestamps else None
+        yield _segment(index, window, decoded, words)
         index += 1
 
 

@@ -111,6 +111,21 @@ def decode_window(whisper, encoder_output, state: DecodeState, options: AsrOptio
     return decoded
 
 
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+def word_timings(whisper, tokenizer, encoder_output, tokens: tuple[int, ...], audio_len: int) -> list[dict]:
+    """Word start/end (seconds within the window) of one hypothesis, by faster-whisper's cross-attention alignment."""
+    num_frames = min(audio_len // whisper.feature_extractor.hop_length, whisper.feature_extractor.nb_max_frames)
+    duration = num_frames * whisper.feature_extractor.time_per_frame
+    segments = [[{"seek": 0, "start": 0.0, "end": duration, "tokens": list(tokens)}]]
+    whisper.add_word_timestamps(
+        segments, tokenizer, encoder_output, num_frames, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0
+    )
+    return segments[0][0].get("words", [])
+
+
 def hypotheses(tokenizer, sequences: list[list[int]], scores: list[float], length_penalty: float) -> tuple[Hypothesis, ...]:
     """Distinct, non-empty hypotheses in CTranslate2's rank order (by length-normalised score).
 

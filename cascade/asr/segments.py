@@ -29,6 +29,17 @@ class Window:
     audio: np.ndarray
     start: float
     end: float
+    spans: tuple[tuple[float, float], ...] = ()
+    """Original (start, end) seconds of each piece of audio joined into this window, in order."""
+
+    def original_time(self, t: float) -> float:
+        """Map a time inside the (silence-free) window audio back to the original file."""
+        offset = 0.0
+        for start, end in self.spans:
+            if t <= offset + (end - start):
+                return start + (t - offset)
+            offset += end - start
+        return self.end
 
 
 def vad_options(options: AsrOptions):
@@ -65,8 +76,8 @@ def merge_chunks(audio: np.ndarray, chunks: list[dict[str, int]], max_s: float) 
 
 def _window(audio: np.ndarray, group: list[dict[str, int]]) -> Window:
     parts = [audio[c["start"] : c["end"]] for c in group]
-    end = min(group[-1]["end"], len(audio))
-    return Window(np.concatenate(parts), group[0]["start"] / SAMPLE_RATE, end / SAMPLE_RATE)
+    spans = tuple((c["start"] / SAMPLE_RATE, min(c["end"], len(audio)) / SAMPLE_RATE) for c in group)
+    return Window(np.concatenate(parts), spans[0][0], spans[-1][1], spans)
 
 
 def fixed_windows(audio: np.ndarray, length_s: float) -> Iterator[Window]:
@@ -74,7 +85,8 @@ def fixed_windows(audio: np.ndarray, length_s: float) -> Iterator[Window]:
     step = int(length_s * SAMPLE_RATE)
     for offset in range(0, len(audio), step):
         piece = audio[offset : offset + step]
-        yield Window(piece, offset / SAMPLE_RATE, (offset + len(piece)) / SAMPLE_RATE)
+        start, end = offset / SAMPLE_RATE, (offset + len(piece)) / SAMPLE_RATE
+        yield Window(piece, start, end, ((start, end),))
 
 
 def windows(audio: np.ndarray, options: AsrOptions) -> tuple[list[Window], float]:

@@ -41,6 +41,7 @@ FormatOpt = Annotated[FormatName, typer.Option("--format", "-f", help="Output fo
 OutDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Write <name>.<format> files here instead of printing.")]
 HypoOpt = Annotated[Path | None, typer.Option("--hyporadise", help="Also write every segment's N-best as HyPoradise JSON records to this file.")]
 VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Drop silence with Silero VAD before decoding.")]
+WordsOpt = Annotated[bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Align the 1-best's words (json) and tighten segment times to them.")]
 CorrectOpt = Annotated[CorrectName, typer.Option("--correct", help="LLM correction of each segment's N-best: none, rescore or ger.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Target language (ISO code); Whisper itself translates only into English.")]
 ViaOpt = Annotated[bool, typer.Option("--via-transcript", help="Transcribe in the source language, correct (--correct), then translate with the LLM.")]
@@ -62,11 +63,12 @@ class OutputOptions:
 
 
 def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size: int | None,
-                 language: str | None, vad: bool | None = None) -> Settings:
+                 language: str | None, vad: bool | None = None, words: bool | None = None) -> Settings:
     """Settings with the ASR flags laid on top; a larger --n-best widens the beam to match."""
     if n_best is not None and beam_size is None:
         beam_size = max(n_best, settings().asr.beam_size)
-    flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad_filter=vad)
+    flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad_filter=vad,
+                 word_timestamps=words)
     try:
         return settings(asr=flags)
     except ValidationError as exc:
@@ -179,7 +181,8 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
 @cli_errors
 def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, beam_size: BeamOpt = None,
                language: LanguageOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
-               hyporadise: HypoOpt = None, vad: VadOpt = None, correct: CorrectOpt = "none",
+               hyporadise: HypoOpt = None, vad: VadOpt = None, correct: WordsOpt = Annotated[bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Align the 1-best's words (json) and tighten segment times to them.")]
+CorrectOpt = "none",
                adapter: AdapterOpt = None) -> None:
     """Transcribe audio files with Whisper and keep the N-best hypotheses of every segment."""
     cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
@@ -190,7 +193,8 @@ def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, be
 @app.command()
 @cli_errors
 def translate(files: Files, model: ModelOpt = "base", n_best: NBestOpt = None, beam_size: BeamOpt = None,
-              language: LanguageOpt = None, to: ToOpt = "en", correct: CorrectOpt = "none", via_transcript: ViaOpt = False,
+              language: LanguageOpt = None, to: ToOpt = "en", correct: WordsOpt = Annotated[bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Align the 1-best's words (json) and tighten segment times to them.")]
+CorrectOpt = "none", via_transcript: ViaOpt = False,
               adapter: AdapterOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
               hyporadise: HypoOpt = None, vad: VadOpt = None) -> None:
     """Translate speech into English with Whisper (multilingual model), optionally fused/rescored by the LLM.
