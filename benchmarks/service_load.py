@@ -1,0 +1,100 @@
+"""Load on the ASR service over loopback: requests/s and p50/p95 latency at several client
+concurrencies, and the overhead of HTTP against calling cascade.asr in-process on the same clip.
+
+    python benchmarks/service_load.py [--clip PATH] [--levels 1,4,16] [--requests-per-client 4]
+
+Prints ONE JSON line. The service is a real `cascade serve asr` subprocess (tiny.en, int8, CPU)
+with a queue deep enough that no request is turned away, so the figures are service time, not 429s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "real" / "LJ050-0131.wav"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def load_level(url: str, data: bytes, clients: int, per_client: int) -> dict:
+    def worker(_: int) -> list[tuple[float, int]]:
+        out = []
+        with httpx.Client(timeout=300) as http:
+            for _ in range(per_client):
+                t = time.perf_counter()
+                r = http.post(url, files={"file": ("clip.wav", data)}, data={"response_format": "json"})
+                out.append((time.perf_counter() - t, r.status_code))
+        return out
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = [x for chunk in pool.map(worker, range(clients)) for x in chunk]
+    wall = time.perf_counter() - start
+    ok = [s for s, code in results if code == 200]
+    return {"clients": clients, "requests": len(results), "errors": len(results) - len(ok),
+            "rps": round(len(ok) / wall, 3), "p50_s": round(pct(ok, 0.5), 3), "p95_s": round(pct(ok, 0.95), 3)}
+
+
+def in_process(data: bytes, repeats: int) -> float:
+    """Median seconds for decode + transcribe_all in this process (model loaded once, first call discarded)."""
+    from cascade.asr import transcribe_all
+    from cascade.audio import load_audio
+    from cascade.config import load_settings
+
+    s = load_settings()
+    times = []
+    for i in range(repeats + 1):
+        t = time.perf_counter()
+        transcribe_all(load_audio(data), s.asr, home=s.home)
+        if i:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    from services.common.testing import launch, wait_ready
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
+    ap.add_argument("--levels", default="1,4,16")
+    ap.add_argument("--requests-per-client", type=int, default=4)
+    ap.add_argument("--max-concurrency", type=int, default=2, help="the service's running slots")
+    args = ap.parse_args()
+    data = args.clip.read_bytes()
+    levels = [int(x) for x in args.levels.split(",")]
+    env = {"CASCADE_SERVICE__MAX_CONCURRENCY": str(args.max_concurrency),
+           "CASCADE_SERVICE__MAX_QUEUE": str(max(levels) * 2), "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "600"}
+    with tempfile.TemporaryDirectory() as logs:
+        svc = wait_ready(launch("asr", log_dir=Path(logs), env=env))
+        try:
+            url = svc.url + "/v1/audio/transcriptions"
+            load_level(url, data, 1, 1)  # warm-up
+            results = [load_level(url, data, c, max(args.requests_per_client, 8 // c)) for c in levels]
+        finally:
+            svc.stop()
+    inproc = in_process(data, repeats=5)
+    http_p50 = results[0]["p50_s"] if levels[0] == 1 else None
+    print(json.dumps({
+        "benchmark": "service_load", "clip": args.clip.name, "clip_bytes": len(data),
+        "service_max_concurrency": args.max_concurrency, "levels": results,
+        "in_process_p50_s": round(inproc, 3), "http_c1_p50_s": http_p50,
+        "http_over_in_process": round(http_p50 / inproc, 3) if http_p50 else None,
+        "cpu_cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()
