@@ -181,8 +181,7 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
 @cli_errors
 def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, beam_size: BeamOpt = None,
                language: LanguageOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
-               hyporadise: HypoOpt = None, vad: VadOpt = None, correct: WordsOpt = Annotated[bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Align the 1-best's words (json) and tighten segment times to them.")]
-CorrectOpt = "none",
+               hyporadise: HypoOpt = None, vad: VadOpt = None, correct: CorrectOpt = "none",
                adapter: AdapterOpt = None) -> None:
     """Transcribe audio files with Whisper and keep the N-best hypotheses of every segment."""
     cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
@@ -193,8 +192,7 @@ CorrectOpt = "none",
 @app.command()
 @cli_errors
 def translate(files: Files, model: ModelOpt = "base", n_best: NBestOpt = None, beam_size: BeamOpt = None,
-              language: LanguageOpt = None, to: ToOpt = "en", correct: WordsOpt = Annotated[bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Align the 1-best's words (json) and tighten segment times to them.")]
-CorrectOpt = "none", via_transcript: ViaOpt = False,
+              language: LanguageOpt = None, to: ToOpt = "en", correct: CorrectOpt = "none", via_transcript: ViaOpt = False,
               adapter: AdapterOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
               hyporadise: HypoOpt = None, vad: VadOpt = None) -> None:
     """Translate speech into English with Whisper (multilingual model), optionally fused/rescored by the LLM.
