@@ -31,10 +31,11 @@ def _tts(engine, voice, speed, fmt, rate, coqui, speaker, output: Path) -> dict:
 
 
 def _write(output: Path, chunk, fmt: str) -> None:
-    from cascade.audio import encode_audio, to_float32
     import numpy as np
 
-    data = encode_audio(to_float32(np.frombuffer(chunk.pcm, dtype="<i2")), chunk.sample_rate, fmt)
+    from cascade.audio import encode_audio
+
+    data = encode_audio(np.frombuffer(chunk.pcm, dtype="<i2"), chunk.sample_rate, fmt)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
 

@@ -67,7 +67,22 @@ def clean(text: str) -> str:
 
 def _is_abbreviation(before: str) -> bool:
     word = before.rsplit(" ", 1)[-1].lower().rstrip(".")
-    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+    return word in _ABBREVIATIONS or "." in word or (len(word) == 1 and word.isalpha())
+
+
+def _ends(text: str) -> Iterator[tuple[int, int]]:
+    """(end of sentence, start of next) for each sentence boundary in one line of text.
+
+    A full stop after an abbreviation or an initial, or followed by a lower-case word, is no boundary.
+    """
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        after = text[match.end() : match.end() + 1]
+        if match.group(1).startswith(".") and len(match.group(1).rstrip("\"')]")) == 1:
+            if _is_abbreviation(text[start : match.start(1)]) or after.islower():
+                continue
+        yield match.end(1), match.end()
+        start = match.end()
 
 
 def split_sentences(text: str) -> list[str]:
@@ -75,12 +90,9 @@ def split_sentences(text: str) -> list[str]:
     sentences: list[str] = []
     for line in text.split("\n"):
         start = 0
-        for match in _SENTENCE_END.finditer(line):
-            candidate = line[start : match.end(1)]
-            if match.group(1).startswith(".") and len(match.group(1)) == 1 and _is_abbreviation(candidate[:-1]):
-                continue
-            sentences.append(candidate.strip())
-            start = match.end()
+        for end, nxt in _ends(line):
+            sentences.append(line[start:end].strip())
+            start = nxt
         if line[start:].strip():
             sentences.append(line[start:].strip())
     return [s for s in sentences if any(ch.isalnum() for ch in s)]
@@ -120,18 +132,20 @@ def pieces(text: str, *, limit: int = MAX_CHARS) -> list[str]:
 
 
 def complete_sentences(buffer: str) -> tuple[list[str], str]:
-    """Split a growing text buffer into finished sentences and the unfinished rest (for streaming replies)."""
+    """Split a growing text buffer into finished sentences and the unfinished rest (for streaming replies).
+
+    A boundary counts only once the next word has begun, so "Mr." or "5 p." waits for more text.
+    """
     done: list[str] = []
     start = 0
-    for match in _SENTENCE_END.finditer(buffer):
-        candidate = buffer[start : match.end(1)]
-        if match.group(1).startswith(".") and len(match.group(1)) == 1 and _is_abbreviation(candidate[:-1]):
-            continue
-        if candidate.strip():
-            done.append(candidate.strip())
-        start = match.end()
+    for end, nxt in _ends(buffer):
+        if nxt >= len(buffer):
+            break
+        if buffer[start:end].strip():
+            done.append(" ".join(buffer[start:end].split()))
+        start = nxt
     newline = buffer.rfind("\n", start)
     if newline >= 0:
-        done.extend(line.strip() for line in buffer[start:newline].split("\n") if line.strip())
+        done.extend(" ".join(line.split()) for line in buffer[start:newline].split("\n") if line.strip())
         start = newline + 1
     return done, buffer[start:]
