@@ -295,46 +295,54 @@ def _llm_fuse(prepared: list[_Prepared], backend: Any, options: FusionOptions, g
 
 def llm_candidates(prepared: list[_Prepared], backend: Any, options: FusionOptions, ger: GerOptions,
                    adapter: str | None) -> list[FusionCandidates]:
-    """Ask the LLM for each utterance's transcript (one batched call), apply the hard guards, score all."""
-    from cascade.prompts import render
+    """Ask the LLM for each utterance's transcript (one batched call), apply GER's text guards, score all.
 
-    prompts = []
-    for p in prepared:
-        text, _ = render(options.prompt, systems=[" ".join(s) for s in p.systems], rover=" ".join(p.rover_words))
-        prompts.append(backend.chat_template([{"role": "user", "content": text}]))
-    longest = max((len(c) for p in prepared for c in p.candidates), default=1)
-    cap = int(ger.max_new_tokens_factor * 1.6 * longest) + 8
-    raws = backend.generate(prompts, max_tokens=cap, stop=["\n"], temperature=0.0, adapter=adapter)
-    out = []
+    The prompt sees ROVER's output as `best` and the systems as the other `hypotheses`, so
+    `cascade train-ger` (with ger.prompt = options.prompt) trains on exactly this prompt.
+    """
+    from cascade.ger.correct import RESPONSE_END, render_prompt, token_cap
+
+    fusion_ger = ger.model_copy(update={"prompt": options.prompt})
+    nbests = [fusion_nbest(p) for p in prepared]
+    prompts = [render_prompt(nb, fusion_ger)[0] for nb in nbests]
+    cap = max(token_cap(nb, backend, fusion_ger) for nb in nbests)
+    # no "\n" stop: small models often write "The transcription is:" on a line of its own first
+    raws = backend.generate(prompts, max_tokens=cap + 16, stop=[RESPONSE_END], temperature=0.0, adapter=adapter)
+    rows = []
     for p, raw in zip(prepared, raws):
-        words = _words(_first_line(raw), options)
         texts, sources = [" ".join(c) for c in p.candidates], list(p.sources)
-        agree, rejected = list(p.agreements), _hard_guard(words, p, ger)
+        agree = list(p.agreements)
+        words, rejected = _guarded_output(raw or "", texts, ger, options)
         if rejected is None and " ".join(words) not in texts:
             texts.append(" ".join(words))
             sources.append("llm")
             agree.append(agreement(words, [s for s in p.systems if s] or p.systems))
-        lm = _lm_per_word(backend, texts, adapter)
-        out.append(FusionCandidates(texts=tuple(texts), sources=tuple(sources), agreement=tuple(agree), lm=tuple(lm),
-                                    raw_output=raw, rejected=rejected))
-    return out
+        rows.append((texts, sources, agree, raw, rejected))
+    flat = [t for texts, *_ in rows for t in texts]
+    lm_all = iter(_lm_per_word(backend, flat, adapter))  # one scoring pass for the whole batch
+    return [FusionCandidates(texts=tuple(texts), sources=tuple(sources), agreement=tuple(agree),
+                             lm=tuple(next(lm_all) for _ in texts), raw_output=raw, rejected=rejected)
+            for texts, sources, agree, raw, rejected in rows]
 
 
-def _first_line(raw: str) -> str:
-    line = next((ln for ln in raw.strip().splitlines() if ln.strip()), "")
-    if ":" in line[:30]:
-        line = line.split(":", 1)[1]
-    return line.strip().strip('"')
+def fusion_nbest(p: _Prepared) -> NBest:
+    """The LLM's view of one utterance: ROVER's output first, then each system's (normalised) text."""
+    return NBest.from_texts([" ".join(p.rover_words)] + [" ".join(s) for s in p.systems], id=p.inp.id)
 
 
-def _hard_guard(words: list[str], p: _Prepared, ger: GerOptions) -> str | None:
-    """Why the output cannot be a candidate at all: empty, or too far from every candidate (edit distance)."""
-    if not words:
-        return "empty output"
-    dist = min(_edits(words, c) / max(len(c), 1) for c in p.candidates)
-    if dist > ger.max_edit_distance:
-        return f"output too far from every system (word edit distance {dist:.2f} > {ger.max_edit_distance})"
-    return None
+def _guarded_output(raw: str, texts: list[str], ger: GerOptions, options: FusionOptions) -> tuple[list[str], str | None]:
+    """GER's guards (clean first line, length cap, edit distance to the nearest candidate): words or why not."""
+    from cascade.ger import guards
+
+    log: dict[str, Any] = {}
+    lines = [ln for ln in raw.splitlines() if ln.strip() and not ln.rstrip().endswith(":")]
+    try:
+        out = guards.clean_output(lines[0] if lines else "", texts, log)
+        guards.check_length(out, [t for t in texts if t.strip()] or [""], ger, log)
+        guards.check_distance(out, texts, ger, log)
+    except guards.Rejected as rej:
+        return [], rej.reason
+    return _words(out, options), None
 
 
 def pick(c: FusionCandidates, p: _Prepared, options: FusionOptions) -> Correction:

@@ -1,0 +1,164 @@
+"""Multi-system fusion accuracy on the four deployed recognisers' LibriSpeech test-clean outputs.
+
+Prints ONE JSON line. Per split (dev, test): WER of each system alone, NIST `rover`
+(SCTK, majority vote), our rover, the oracle (best system per utterance), the
+agreement pick, the LLM+agreement pick and LLM fusion (zero-shot, and with
+--adapter) with their weights tuned on the dev prefix only; seconds per utterance.
+The rover columns use all utterances; LLM columns the first --lm-n / --llm-n of each
+split (CPU time), and say so.
+
+WER is corpus-level with cascade.metrics.normalize (whisper-normalizer) = `wer`;
+`wer_plain` is lower-case/punctuation-stripped (the reference points' metric).
+
+    python benchmarks/fusion_accuracy.py --lm-n 100 --llm-n 20 [--adapter DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cascade.config import FusionOptions, load_settings  # noqa: E402
+from cascade.ger import fusion  # noqa: E402
+from cascade.ger.rover import nist_rover, rover, tokens  # noqa: E402
+from cascade.metrics import normalize, wer  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "asr-outputs" / "librispeech-test-clean"
+SYSTEMS = ("deepspeech", "google", "azure", "watson")
+LM_WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+GAINS = (-0.02, 0.0, 0.02, 0.05, 1e9)
+
+
+def _wers(refs: list[str], hyps: list[str]) -> dict[str, float]:
+    plain_r = [" ".join(tokens(r)) for r in refs]
+    plain_h = [" ".join(tokens(h)) for h in hyps]
+    return {"wer": round(100 * wer(refs, hyps), 2), "wer_plain": round(100 * wer(plain_r, plain_h, normalize=False), 2)}
+
+
+def _system_text(inp, name: str) -> str:  # noqa: ANN001
+    return next((o.text for o in inp.outputs if o.system == name), "")
+
+
+def rover_columns(joined: fusion.Joined) -> dict[str, object]:
+    """Everything that needs no LLM, on all utterances."""
+    refs = [i.reference or "" for i in joined.inputs]
+    out: dict[str, object] = {"n": len(refs)}
+    for name in joined.systems:
+        out[name] = _wers(refs, [_system_text(i, name) for i in joined.inputs])
+    plain = [{i.id: tokens(_system_text(i, n)) for i in joined.inputs} for n in joined.systems]
+    t = time.perf_counter()
+    nist = nist_rover(plain)
+    out["nist_rover"] = {**_wers(refs, [nist[i.id] for i in joined.inputs]),
+                         "s_per_utt": round((time.perf_counter() - t) / len(refs), 5)}
+    t = time.perf_counter()
+    ours_plain = [rover([p[i.id] for p in plain]).text for i in joined.inputs]
+    out["our_rover_plain"] = {**_wers(refs, ours_plain), "s_per_utt": round((time.perf_counter() - t) / len(refs), 5),
+                              "identical_to_nist": sum(a == nist[i.id] for a, i in zip(ours_plain, joined.inputs))}
+    for method, key in (("rover", "our_rover"), ("rescore", "agreement_pick")):
+        t = time.perf_counter()
+        if method == "rover":
+            fused = [c.text for c in fusion.fuse_many(joined.inputs, "rover")]
+        else:
+            fused = [_agreement_pick(i) for i in joined.inputs]
+        out[key] = {**_wers(refs, fused), "s_per_utt": round((time.perf_counter() - t) / len(refs), 5)}
+    out["oracle"] = _wers(refs, [_oracle(i) for i in joined.inputs])
+    return out
+
+
+def _agreement_pick(inp) -> str:  # noqa: ANN001
+    p = fusion._prepare(inp, FusionOptions())
+    best = max(range(len(p.candidates)), key=lambda k: (p.agreements[k], -k))
+    return " ".join(p.candidates[best])
+
+
+def _oracle(inp) -> str:  # noqa: ANN001
+    ref = normalize(inp.reference or "").split()
+    texts = [normalize(o.text) for o in inp.outputs]
+    return min(texts, key=lambda t: fusion._edits(ref, t.split()))
+
+
+def llm_features(joined: fusion.Joined, n: int, backend, ger_generate: bool, adapter: str | None, batch: int):  # noqa: ANN001, ANN201
+    """FusionCandidates for the first n utterances (LLM output included when ger_generate), with timing."""
+    settings = load_settings()
+    opts = FusionOptions()
+    prepared = [fusion._prepare(i, opts) for i in joined.inputs[:n]]
+    t = time.perf_counter()
+    feats = []
+    for k in range(0, len(prepared), batch):
+        chunk = prepared[k : k + batch]
+        if ger_generate:
+            feats += fusion.llm_candidates(chunk, backend, opts, settings.ger, adapter)
+        else:
+            texts = [" ".join(c) for p in chunk for c in p.candidates]
+            lm = iter(fusion._lm_per_word(backend, texts, adapter))
+            feats += [fusion.FusionCandidates(texts=tuple(" ".join(c) for c in p.candidates), sources=tuple(p.sources),
+                                              agreement=tuple(p.agreements), lm=tuple(next(lm) for _ in p.candidates))
+                      for p in chunk]
+    return prepared, feats, (time.perf_counter() - t) / max(n, 1)
+
+
+def _apply(prepared, feats, lm_weight: float, gain: float) -> list[str]:  # noqa: ANN001
+    opts = FusionOptions(lm_weight=lm_weight, min_agreement_gain=gain)
+    return [fusion.pick(f, p, opts).text for p, f in zip(prepared, feats)]
+
+
+def tune_and_report(dev, test, refs_dev, refs_test, generate: bool) -> dict[str, object]:  # noqa: ANN001
+    """Grid-search (lm_weight, gain) on dev; report dev and test WER, acceptance and rover on the same prefix."""
+    grid = list(itertools.product(LM_WEIGHTS, GAINS if generate else (1e9,)))
+    best = min(grid, key=lambda g: (wer(refs_dev, _apply(*dev[:2], *g)), g[0]))
+    out: dict[str, object] = {"lm_weight": best[0], "min_agreement_gain": best[1] if generate else None}
+    for split, (prepared, feats, secs), refs in (("dev", dev, refs_dev), ("test", test, refs_test)):
+        fused = _apply(prepared, feats, *best)
+        rov = [" ".join(p.rover_words) for p in prepared]
+        row = {"n": len(refs), **_wers(refs, fused), "rover_same_n": _wers(refs, rov)["wer"], "s_per_utt": round(secs, 3)}
+        if generate:
+            picks = [fusion.pick(f, p, FusionOptions(lm_weight=best[0], min_agreement_gain=best[1]))
+                     for p, f in zip(prepared, feats)]
+            row["llm_output_kept"] = sum(c.guards.get("picked") == "llm" for c in picks)
+            row["llm_output_rejected_by_guards"] = sum(f.rejected is not None for f in feats)
+        out[split] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lm-n", type=int, default=100, help="utterances per split for the LLM+agreement pick")
+    ap.add_argument("--llm-n", type=int, default=20, help="utterances per split for LLM fusion (generation)")
+    ap.add_argument("--adapter", default=None, help="LoRA adapter trained on dev fusion data (train-ger)")
+    ap.add_argument("--batch", type=int, default=8)
+    args = ap.parse_args()
+    paths = {s: [DATA / s / f"{n}.csv" for n in SYSTEMS] for s in ("dev", "test")}
+    joined = {s: fusion.join(p) for s, p in paths.items()}
+    result: dict[str, object] = {"benchmark": "fusion_accuracy", "systems": list(SYSTEMS),
+                                 "data": "../shared/data/asr-outputs/librispeech-test-clean/{dev,test}",
+                                 **{s: rover_columns(j) for s, j in joined.items()}}
+    if args.lm_n or args.llm_n:
+        from cascade.llm import load_backend
+
+        settings = load_settings()
+        backend = load_backend(settings.llm, settings.home)
+        result["llm"] = settings.llm.model
+        refs = {s: [i.reference or "" for i in j.inputs] for s, j in joined.items()}
+        if args.lm_n:
+            feats = {s: llm_features(j, args.lm_n, backend, False, None, 32) for s, j in joined.items()}
+            result["llm_agreement_pick"] = tune_and_report(feats["dev"], feats["test"], refs["dev"][: args.lm_n],
+                                                           refs["test"][: args.lm_n], generate=False)
+        variants = [("llm_fusion_zero_shot", None)] + ([("llm_fusion_adapter", args.adapter)] if args.adapter else [])
+        for key, adapter in variants if args.llm_n else []:
+            feats = {s: llm_features(j, args.llm_n, backend, True, adapter, args.batch) for s, j in joined.items()}
+            result[key] = tune_and_report(feats["dev"], feats["test"], refs["dev"][: args.llm_n],
+                                          refs["test"][: args.llm_n], generate=True)
+        if not args.adapter:
+            result["llm_fusion_adapter"] = "not run: no --adapter given"
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
