@@ -138,7 +138,7 @@ def _check_overlap(paths: list[Path], tables: list[dict[str, Any]]) -> None:
         others = set().union(*(t.keys() for j, t in enumerate(tables) if j != i))
         if others.isdisjoint(rows):
             sample = ", ".join(list(rows)[:2])
-            other_sample = ", ".join(list(others)[:2])
+            other_sample = ", ".join(sorted(others)[:2])
             raise InvalidInput(
                 f"{paths[i].name} shares no utterance id with the other files (its ids look like {sample}; "
                 f"theirs like {other_sample}); check --id-column", param="join")

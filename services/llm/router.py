@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
-from cascade.types import Correction, NBest
+from cascade.types import Correction, FusionRequest, NBest
 from services.common.deps import QueuesDep
 from services.common.errors import ERROR_RESPONSES
 from services.llm.protocol import ChatCompletionRequest, CompletionRequest, CorrectParams
@@ -52,3 +52,9 @@ async def correct(nbest: NBest, llm: LlmDep, queues: QueuesDep,
                   params: Annotated[CorrectParams, Query()]) -> Correction:
     """Generative error correction (or rescoring) of one N-best list, guards included."""
     return await queues[f"llm:{llm.name}"].run(llm.correct, nbest, params.method, params.model)
+
+
+@router.post("/v1/fuse", responses=ERROR_RESPONSES)
+async def fuse(req: FusionRequest, llm: LlmDep, queues: QueuesDep) -> Correction:
+    """Fuse several recognisers' transcripts of one utterance: rover (majority vote), rescore or ger."""
+    return await queues[f"llm:{llm.name}"].run(llm.fuse, req)

@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion
 from openai.types.completion_choice import Logprobs
 
 from cascade.config import Settings
-from cascade.types import Correction, ModelNotFound, NBest
+from cascade.types import Correction, FusionRequest, ModelNotFound, NBest
 from services.llm.protocol import ChatCompletionRequest, CompletionRequest
 
 SHIPPED_ADAPTERS = Path(__file__).resolve().parents[2] / "cascade" / "adapters"
@@ -140,3 +140,12 @@ class LlmServing:
         if model is not None:
             options = options.model_copy(update={"adapter": self.resolve(model)})
         return ger.correct(nbest, self.backend, options, self.settings.rescore)
+
+    def fuse(self, req: FusionRequest) -> Correction:
+        """Multi-system fusion (cascade.ger.fusion.fuse): rover needs no model, rescore/ger use this LLM."""
+        from cascade.ger.fusion import fuse
+
+        backend = None if req.method == "rover" else self.backend
+        adapter = self.resolve(req.adapter) if req.adapter else None
+        return fuse(req.input, req.method, options=self.settings.fusion, backend=backend, ger=self.settings.ger,
+                    adapter=adapter)
