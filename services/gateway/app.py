@@ -10,6 +10,7 @@ from services.asr.router import router as asr_router
 from services.asr.serving import AsrServing, LocalRecognizer
 from services.common.app import create_service_app
 from services.common.stages import build_corrector, build_recognizer
+from services.gateway import playground
 from services.gateway.router import router
 from services.gateway.serving import GatewayServing
 
@@ -29,4 +30,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    app.state.metrics)
         app.state.gateway = GatewayServing(settings, app.state.queues, app.state.metrics)
 
-    return create_service_app("gateway", settings, [asr_router, router], load)
+    app = create_service_app("gateway", settings, [asr_router, router], load)
+    app.include_router(playground.router)  # the page is public; its API calls carry the user's key
+    return app
