@@ -6,7 +6,7 @@ VENV ?= $(CACHE)/venv
 PY := $(VENV)/bin/python
 DEPS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.deps-$(DEPS_HASH)
-APT_PACKAGES := ffmpeg espeak-ng sox sctk libsndfile1
+APT_PACKAGES := ffmpeg espeak-ng sox sctk libsndfile1 chromium chromium-driver
 FILE ?=
 ARGS ?=
 
