@@ -37,7 +37,9 @@ def _words(text: str) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> dict[str, Service]:
     logs = tmp_path_factory.mktemp("services")
-    common = {"CASCADE_SERVICE__QUEUE_TIMEOUT_S": "90"}
+    # one thread per model: on a shared 2-core machine, spinning thread pools only fight each other
+    common = {"CASCADE_SERVICE__QUEUE_TIMEOUT_S": "90", "OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1",
+              "CASCADE_ASR__CPU_THREADS": "1"}
     asr = launch("asr", log_dir=logs, env={**common, "CASCADE_SERVICE__API_KEY": KEY,
                                            "CASCADE_SERVICE__MAX_UPLOAD_MB": "2", "CASCADE_SERVICE__MAX_AUDIO_S": "20",
                                            "CASCADE_SERVICE__MAX_CONCURRENCY": "1", "CASCADE_SERVICE__MAX_QUEUE": "8"})
@@ -306,13 +308,13 @@ def test_speech_bad_input(stack):
 # --------------------------------------------------------------------------- gateway
 
 
-def test_gateway_voice_turn(stack, jfk_path):
+def test_gateway_voice_turn(stack, short_clip):
     r = httpx.post(stack["gateway"].url + "/v1/voice/turn", headers={"Authorization": f"Bearer {KEY}"},
-                   files={"file": jfk_path.open("rb")}, timeout=180)
+                   files={"file": short_clip.open("rb")}, timeout=180)
     assert r.status_code == 200, r.text
     turn = r.json()
     assert turn["status"] == "ok" and turn["degraded"] == {}
-    assert JFK_WORDS in _words(turn["correction"]["text"])
+    assert "fellow americans" in _words(turn["correction"]["text"])
     assert turn["reply"]["text"].strip()
     audio, rate = sf.read(io.BytesIO(base64.b64decode(turn["audio"]["data"])))
     assert rate == turn["audio"]["sample_rate"] == 22050 and len(audio) / rate > 0.3
