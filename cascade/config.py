@@ -160,6 +160,8 @@ class LoraTrainConfig(Options):
     """Stop after this many optimizer steps (None: run the epochs)."""
     threads: int = Field(0, ge=0)
     """torch intra-op threads; 0 keeps torch's default."""
+    layers: int | None = Field(None, ge=1)
+    """Put LoRA only on the top N transformer layers (backward stops there: much cheaper on CPU); None: all."""
 
 
 class SynthOptions(Options):

@@ -61,14 +61,20 @@ def make_nbest(
     if not items:
         raise InvalidInput("no sentences left to synthesize", param="inputs")
     opts = SynthOptions(engines=tuple(e.strip() for e in engines.split(",") if e.strip()), seed=seed)
-    records = []
-    with _progress() as bar:
-        task = bar.add_task("make-nbest", total=len(items), info="")
-        for rec in synth.make_nbest(items, opts, cfg.asr, home=cfg.home):
-            records.append(rec)
-            bar.update(task, advance=1, info=rec["data_source"].split("|")[0])
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial.jsonl")  # survives an interruption; rerun to continue
+    records = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
+    done = {r["id"] for r in records}
+    todo = [it for it in items if it.id not in done]
+    with _progress() as bar, partial.open("a", encoding="utf-8") as sink:
+        task = bar.add_task("make-nbest", total=len(items), completed=len(items) - len(todo), info="")
+        for rec in synth.make_nbest(todo, opts, cfg.asr, home=cfg.home):
+            records.append(rec)
+            sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            sink.flush()
+            bar.update(task, advance=1, info=rec["data_source"].split("|")[0])
     out.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.unlink()
     console.print(f"wrote {len(records)} N-best lists ({cfg.asr.model}, N={n_best}) to {out}")
 
 
@@ -101,13 +107,14 @@ def train_ger(
     patience: Annotated[int | None, typer.Option(help="Early stopping patience in evaluations (0: off).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (0: default).")] = None,
+    layers: Annotated[int | None, typer.Option(help="LoRA on the top N layers only (cheaper on CPU).")] = None,
 ) -> None:
     """Train a LoRA GER adapter with the inference prompt; the best dev-loss adapter is saved in --out."""
     from cascade.ger import train as trainer
 
     flags = dict(base=base, epochs=epochs, max_steps=max_steps, lr=lr, r=r, alpha=alpha, batch_size=batch_size,
                  max_length=max_length, target=target, eval_every=eval_every, save_every=save_every,
-                 patience=patience, seed=seed, threads=threads)  # fmt: skip
+                 patience=patience, seed=seed, threads=threads, layers=layers)  # fmt: skip
     cfg = settings(train=flags)
     utts = trainer.load_data(data, seed=cfg.train.seed, banned=_test_sentences())
     with _progress() as bar:

@@ -18,6 +18,7 @@ import logging
 import re
 import subprocess
 import wave
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,7 +244,8 @@ def nbest_record(segments: Iterable[Any], n: int = N_BEST) -> tuple[list[str], l
             continue
         seen.add(key)
         texts.append(text)
-        scores.append(float(sum(h.am_score or 0.0 for h in parts)))
+        # HyPoradise's am_score is the length-normalised log-prob (mean per token)
+        scores.append(float(np.mean([h.avg_logprob if h.avg_logprob is not None else 0.0 for h in parts])))
     while len(texts) < n:  # HyPoradise pads short lists by repeating hypotheses
         texts.append(texts[0])
         scores.append(scores[0])
@@ -260,10 +262,10 @@ def make_nbest(
     """Yield one HyPoradise record per item (work happens during iteration, one item at a time)."""
     from cascade.asr import transcribe
 
-    rng = np.random.default_rng(synth.seed)
     voice = _load_piper() if "piper" in synth.engines and any(it.audio is None for it in items) else None
     for item in items:
-        item_rng = np.random.default_rng([synth.seed, int(rng.integers(1 << 31))])
+        # per-item stream from (seed, id): an interrupted run continues with the same choices
+        item_rng = np.random.default_rng([synth.seed, zlib.crc32(item.id.encode())])
         if item.audio is not None:
             audio, steps = str(item.audio), ["recorded"]
         else:

@@ -38,6 +38,7 @@ class Example:
     id: str
     prompt: str
     target: str
+    """The answer exactly as the model must write it (ends with the response end token)."""
     copy_index: int | None
     """Index of the hypothesis the target copies (None when the target is new text)."""
 
@@ -92,14 +93,15 @@ def choose_target(utt: Utterance, mode: str) -> tuple[str, int | None]:
 
 def build_examples(utts: Sequence[Utterance], cfg: LoraTrainConfig, ger: GerOptions) -> list[Example]:
     """Prompts rendered by the inference prompt builder, with the chosen targets."""
-    from cascade.ger import build_prompt
+    from cascade.ger import build_training_example
 
     out = []
     for utt in utts:
         if not utt.reference or not any(t.strip() for t in utt.nbest.texts):
             continue
         target, idx = choose_target(utt, cfg.target)
-        out.append(Example(utt.id, build_prompt(utt.nbest, ger), target.strip(), idx))
+        prompt, response = build_training_example(utt.nbest, target, ger)
+        out.append(Example(utt.id, prompt, response, idx))
     if not out:
         raise InvalidInput("no usable training examples (each needs hypotheses and a reference)", param="data")
     return out
@@ -155,12 +157,11 @@ def split_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list
 
 def encode(examples: Sequence[Example], tok: Any, max_length: int) -> list[tuple[list[int], list[int]]]:
     """(input_ids, labels) per example; labels mask the prompt (-100) so loss is on the answer only."""
-    eos = tok.eos_token or ""
     rows = []
     dropped = 0
     for ex in examples:
         p = tok(ex.prompt, add_special_tokens=False)["input_ids"]
-        r = tok(ex.target + eos, add_special_tokens=False)["input_ids"]
+        r = tok(ex.target, add_special_tokens=False)["input_ids"]
         if len(p) + len(r) > max_length:
             dropped += 1
             continue
@@ -243,7 +244,10 @@ def _peft_model(cfg: LoraTrainConfig, home: Path) -> tuple[Any, Any]:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model, tok = load_hf_llm(cfg.base, home)
+    n_layers = model.config.num_hidden_layers
+    top = list(range(n_layers - min(cfg.layers, n_layers), n_layers)) if cfg.layers else None
     lora = LoraConfig(
+        layers_to_transform=top,
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
@@ -318,6 +322,7 @@ def train(
     """Train a LoRA adapter on HyPoradise-style utterances; the best dev-loss adapter ends up in `out`."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
+    ger = ger.model_copy(update={"prompt": cfg.prompt})
     examples = build_examples(utts, cfg, ger)
     train_ex, dev_ex = split_dev(examples, cfg.dev_fraction, cfg.seed)
     model, tok = _peft_model(cfg, home)
@@ -440,7 +445,8 @@ def write_model_card(out: Path, results: dict[str, Any] | None = None) -> Path:
         "",
         "## Recipe",
         "",
-        f"LoRA r={tc['r']}, alpha={tc['alpha']}, dropout={tc['dropout']} on {', '.join(tc['target_modules'])}; "
+        f"LoRA r={tc['r']}, alpha={tc['alpha']}, dropout={tc['dropout']} on {', '.join(tc['target_modules'])} "
+        f"({'top ' + str(tc['layers']) if tc.get('layers') else 'all'} layers); "
         f"lr {tc['lr']}, batch {tc['batch_size']}, {tc['epochs']} epochs (max steps {tc['max_steps']}), max length {tc['max_length']}, "
         f"seed {tc['seed']}, target mode `{tc['target']}`, loss on the answer tokens only.",
         f"Best dev loss {state.get('best_dev_loss', float('nan')):.4f} at step {state.get('best_step')} of {state.get('step')} "
