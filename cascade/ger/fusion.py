@@ -247,7 +247,7 @@ def _fuse_batch(batch: list[FusionInput], method: str, options: FusionOptions, b
         out = _llm_fuse(prepared, backend, options, ger, adapter)
     seconds = (time.monotonic() - start) / max(len(batch), 1)
     info = StageInfo(stage="fusion", model=getattr(backend, "name", None), seconds=round(seconds, 4),
-                     options={"method": method, **options.model_dump()},
+                     options={**options.model_dump(), "method": method},
                      prompt_name=options.prompt if method == "ger" else None)
     return [c.model_copy(update={"info": info}) for c in out]
 
