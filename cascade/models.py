@@ -274,3 +274,84 @@ def listing(home: Path) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+# --------------------------------------------------------------------------- LLM
+
+LLM_BASE_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""Hub id that adapters trained on the bundled LLM name as their base (vLLM can serve them on it)."""
+
+
+def _convert_gguf(out_dir: Path) -> Path:
+    """Dequantize the bundled GGUF once and save it as a plain safetensors HF directory."""
+    import tempfile
+
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:  # pragma: no cover
+        raise ModelNotFound("transformers is not installed: pip install transformers gguf") from exc
+    src = gguf_path()
+    logger.info("converting %s to a safetensors HF directory in %s (once)", src.name, out_dir)
+    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
+    config_dict = gguf_model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict["_name_or_path"] = LLM_BASE_ID
+    config = type(gguf_model.config).from_dict(config_dict)
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(gguf_model.state_dict())
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / ".verified").write_text(spec_for("smollm2", "llm").sha256 or "")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def llm_dir(name_or_path: str, home: Path) -> Path:
+    """A HF model directory for the bundled LLM (converted once into home/models/smollm2-hf) or a user path."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFound(f"{path} is not a HF model directory (no config.json)", param="model")
+        return path
+    if os.sep in name_or_path or name_or_path.startswith("."):
+        raise ModelNotFound(f"LLM directory not found: {name_or_path}", param="model")
+    spec_for(name_or_path, "llm")
+    out_dir = home / "models" / f"{name_or_path}-hf"
+    if (out_dir / ".verified").exists() and (out_dir / "config.json").exists():
+        return out_dir
+    return _convert_gguf(out_dir)
+
+
+def load_hf_llm(name_or_path: str, home: Path):
+    """A fresh (uncached) (model, tokenizer) pair in eval mode; training takes its own copy from here."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:  # pragma: no cover
+        raise ModelNotFound("transformers is not installed: pip install transformers") from exc
+    path = llm_dir(name_or_path, home)
+    logger.info("loading LLM %s from %s", name_or_path, path)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
+    model.eval()
+    if name_or_path in REGISTRY:
+        model.name_or_path = LLM_BASE_ID
+    return model, tok
+
+
+_LLM_BACKENDS: dict[tuple, object] = {}
+
+
+def load_llm_backend(options, home: Path):
+    """The cached LlmBackend for these options (one per backend/model/threads/url)."""
+    key = (options.backend, options.model, options.threads, options.base_url, options.batch_size, str(home))
+    backend = _LLM_BACKENDS.get(key)
+    if backend is None:
+        from cascade.llm import _create_backend
+
+        backend = _LLM_BACKENDS[key] = _create_backend(options, home)
+    return backend

@@ -15,6 +15,16 @@ class TextScore(Record):
     n_tokens: int
 
 
+class TokenLogprob(Record):
+    """One prompt token as an OpenAI-style `echo` + `logprobs` response reports it."""
+
+    token: str
+    offset: int
+    """Character offset of the token in the prompt text."""
+    logprob: float | None
+    """None for the first token (nothing conditions it)."""
+
+
 @runtime_checkable
 class LlmBackend(Protocol):
     """Implemented by the transformers(+peft), CTranslate2 and OpenAI-compatible HTTP backends.

@@ -1,0 +1,172 @@
+"""Generative error correction (hypotheses-to-transcription) with guards, batched.
+
+The prompt is a template file (prompts/ger/*.jinja, ChatML as SmolLM2 expects); the model's
+answer is the text after the prompt up to RESPONSE_END (training puts its loss there only).
+Hypotheses go into the prompt as delimited data (<hyp>...</hyp>, control tokens removed):
+they are never instructions, and the guards (see guards.py) reject any output that is not
+close to one of them or that scores below the rescored best.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+from cascade import prompts
+from cascade.config import GerOptions, RescoreOptions
+from cascade.ger import guards
+from cascade.ger.rescore import check_nbest, combine, lm_term, rescore_many, score_texts
+from cascade.llm.base import LlmBackend
+from cascade.types import BackendUnavailable, CandidateScore, Correction, NBest, StageInfo
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_END = "<|im_end|>"
+"""What ends the model's answer (SmolLM2's EOS); the answer starts right after the prompt, which
+ends by opening a <hyp> tag (a training target is `reference + RESPONSE_END`)."""
+STOP = ("</hyp>", "\n", RESPONSE_END)
+"""The prompt ends by opening <hyp>: the answer is one delimited line, like the hypotheses."""
+MAX_TOKEN_CAP = 512
+
+
+def prompt_variables(nbest: NBest) -> dict[str, Any]:
+    """Template variables: `best`, `others` (distinct, in rank order) and `hypotheses` (all, sanitised)."""
+    texts = [guards.sanitize_hypothesis(t) for t in nbest.texts]
+    best = texts[0] if texts else ""
+    others = [t for t in dict.fromkeys(texts[1:]) if t and t != best]
+    return {"best": best, "others": others, "hypotheses": texts}
+
+
+def build_prompt(nbest: NBest, ger: GerOptions) -> str:
+    """The raw prompt for one N-best list (training uses this very function; see render_prompt for provenance)."""
+    return render_prompt(nbest, ger)[0]
+
+
+def render_prompt(nbest: NBest, ger: GerOptions) -> tuple[str, prompts.PromptRef]:
+    """The raw prompt and the template's name + hash."""
+    return prompts.render(ger.prompt, **prompt_variables(nbest))
+
+
+def build_training_example(nbest: NBest, reference: str, ger: GerOptions) -> tuple[str, str]:
+    """(prompt, response) where the response is the reference followed by RESPONSE_END."""
+    return build_prompt(nbest, ger), reference.strip() + RESPONSE_END
+
+
+def token_cap(nbest: NBest, backend: LlmBackend, ger: GerOptions) -> int:
+    """max_new_tokens for one list: factor x the longest hypothesis in tokens, floored and bounded."""
+    count = getattr(backend, "count_tokens", None)
+    longest = max((count(t) if count else math.ceil(len(t) / 3)) for t in nbest.texts)
+    return min(MAX_TOKEN_CAP, max(ger.min_new_tokens, math.ceil(ger.max_new_tokens_factor * longest)))
+
+
+def _fallback(base: Correction, reason: str, log: dict[str, Any], raw: str | None, info: StageInfo, status: str = "fallback") -> Correction:
+    return base.model_copy(update={"method": "ger", "status": status, "fallback_reason": reason, "guards": log, "raw_output": raw, "info": info})
+
+
+def _guarded(nbest: NBest, raw: str, base: Correction, ger: GerOptions, log: dict[str, Any]) -> tuple[str, int, float]:
+    """Run the text guards; returns (output, nearest index, distance) or raises guards.Rejected."""
+    texts = [t for t in nbest.texts]
+    out = guards.clean_output(raw, texts, log)
+    guards.check_length(out, [t for t in texts if t.strip()], ger, log)
+    idx, dist = guards.check_distance(out, texts, ger, log)
+    if ger.constrained:
+        log["snapped_to"] = idx
+        out, dist = texts[idx], 0.0
+    return out, idx, dist
+
+
+def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ger: GerOptions, rescore: RescoreOptions, log: dict[str, Any]) -> CandidateScore:
+    """Score the output like a hypothesis and check it against the rescored best."""
+    am = guards.output_am(base.scores[idx].am or 0.0, dist, ger)
+    lm = lm_term(out, lm_scores.get(out), rescore) if rescore.lam > 0 else None
+    cand = CandidateScore(text=out, am=am, lm=lm, combined=combine(am, lm, rescore.lam), source="llm")
+    if ger.score_gate:
+        guards.check_score(cand.combined or 0.0, base.scores[base.chosen or 0].combined or 0.0, ger, log)
+    return cand
+
+
+def _finish(nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend, info: StageInfo) -> Correction:
+    log: dict[str, Any] = {"decoding": "greedy"}
+    try:
+        out, idx, dist = _guarded(nbest, raw, base, ger, log)
+        lm_scores = score_texts([out], backend) if rescore.lam > 0 and ger.score_gate else {}
+        cand = _gate(out, idx, dist, base, lm_scores, ger, rescore, log)
+    except guards.Rejected as rej:
+        log["accepted"] = False
+        return _fallback(base, rej.reason, log, raw, info)
+    log["accepted"] = True
+    chosen = next((i for i, t in enumerate(nbest.texts) if t == out), None)
+    return Correction(
+        text=out, method="ger", status="ok", chosen=chosen, changed=out != nbest.texts[0],
+        scores=(*base.scores, cand), guards=log, raw_output=raw, info=info,
+    )
+
+
+def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions) -> list[Correction]:
+    bases = rescore_many(chunk, backend, rescore)
+    t0 = time.perf_counter()
+    todo = [i for i, nb in enumerate(chunk) if any(t.strip() for t in nb.texts)]
+    rendered = [render_prompt(chunk[i], ger) for i in todo]
+    ref = prompts.prompt_ref(ger.prompt)
+    info = StageInfo(stage="ger", model=getattr(backend, "name", None), options=ger.model_dump(), prompt_name=ref.name, prompt_hash=ref.hash)
+    out: list[Correction] = [_fallback(b, "all_hypotheses_empty", {}, None, info) for b in bases]
+    if not todo:
+        return out
+    cap = max(token_cap(chunk[i], backend, ger) for i in todo)
+    try:
+        raws = backend.generate([p for p, _ in rendered], max_tokens=cap, stop=STOP, temperature=0.0, adapter=ger.adapter)
+    except BackendUnavailable as exc:
+        for i in todo:
+            out[i] = _fallback(bases[i], f"llm_unavailable: {exc.message}", {}, None, info, status="unavailable")
+        return out
+    info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
+    for i, raw in zip(todo, raws):
+        out[i] = _finish(chunk[i], raw or "", bases[i], ger, rescore, backend, info)
+    return out
+
+
+def correct(nbest: NBest, backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions) -> Correction:
+    """GER for one N-best list; a rejected output falls back to the rescored best (status "fallback")."""
+    check_nbest(nbest)
+    return _ger_chunk([nbest], backend, ger, rescore)[0]
+
+
+def _error(nbest: NBest, method: str, reason: str) -> Correction:
+    return Correction(text="", method=method, status="error", fallback_reason=reason)  # type: ignore[arg-type]
+
+
+def correct_many(
+    nbests: Iterable[NBest],
+    backend: LlmBackend | None,
+    *,
+    method: Literal["none", "rescore", "ger"] = "ger",
+    ger: GerOptions | None = None,
+    rescore: RescoreOptions | None = None,
+    batch_size: int = 8,
+) -> Iterator[Correction]:
+    """Corrections in input order, `batch_size` lists per LLM call; an empty list yields status "error"."""
+    ger, rescore = ger or GerOptions(), rescore or RescoreOptions()
+    batch: list[NBest] = []
+    for nb in nbests:
+        batch.append(nb)
+        if len(batch) >= batch_size:
+            yield from _run(batch, backend, method, ger, rescore)
+            batch = []
+    if batch:
+        yield from _run(batch, backend, method, ger, rescore)
+
+
+def _run(batch: list[NBest], backend: LlmBackend | None, method: str, ger: GerOptions, rescore: RescoreOptions) -> Iterator[Correction]:
+    valid = [nb for nb in batch if nb.hypotheses]
+    if method == "none":
+        done = [Correction(text=nb.texts[0], method="none", chosen=0) for nb in valid]
+    elif method == "rescore":
+        done = rescore_many(valid, backend, rescore)
+    else:
+        done = _ger_chunk(valid, backend, ger, rescore)  # type: ignore[arg-type]
+    it = iter(done)
+    for nb in batch:
+        yield next(it) if nb.hypotheses else _error(nb, method, "empty N-best list")

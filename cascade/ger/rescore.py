@@ -1,0 +1,131 @@
+"""N-best rescoring: Y* = argmax_i (1-λ)·AM_i + λ·LM_i.
+
+Length normalisation (`RescoreOptions.length_norm`) puts both terms on one scale:
+- "tokens": AM = mean token log-prob (avg_logprob, or am_score / tokens), LM = log p_LLM / LLM tokens;
+- "words":  both sums divided by the number of words;
+- "none":   raw sums (AM = avg_logprob x tokens when only the mean is known).
+Where a hypothesis carries no token count the LLM's token count stands in for the recogniser's.
+Without AM scores (plain text N-best) the recogniser's ranking is the prior: AM_i = -rank_prior·i.
+An empty hypothesis cannot be scored and ranks last. Ties go to the better-ranked hypothesis.
+With λ = 0 no LLM call is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from cascade.config import RescoreOptions
+from cascade.llm.base import LlmBackend, TextScore
+from cascade.types import CandidateScore, Correction, Hypothesis, InvalidInput, NBest, StageInfo
+
+logger = logging.getLogger(__name__)
+
+EMPTY_SCORE = float("-inf")
+
+
+def has_am(nbest: NBest) -> bool:
+    return all(h.am_score is not None or h.avg_logprob is not None for h in nbest.hypotheses)
+
+
+def am_term(h: Hypothesis, rank: int, n_tokens: int, options: RescoreOptions, use_scores: bool) -> float:
+    """The acoustic term of one hypothesis under the options' length normalisation (see module doc)."""
+    if not options.use_am:
+        return 0.0
+    if not use_scores:
+        return -options.rank_prior * rank
+    n_tok = max(len(h.tokens) if h.tokens else n_tokens, 1)
+    n_words = max(len(h.text.split()), 1)
+    total = h.am_score if h.am_score is not None else h.avg_logprob * n_tok  # type: ignore[operator]
+    if options.length_norm == "tokens":
+        return h.avg_logprob if h.avg_logprob is not None else total / n_tok
+    if options.length_norm == "words":
+        return total / n_words
+    return total
+
+
+def lm_term(text: str, score: TextScore | None, options: RescoreOptions) -> float | None:
+    if score is None:
+        return None
+    if options.length_norm == "tokens":
+        return score.logprob / max(score.n_tokens, 1)
+    if options.length_norm == "words":
+        return score.logprob / max(len(text.split()), 1)
+    return score.logprob
+
+
+def combine(am: float, lm: float | None, lam: float) -> float:
+    return (1.0 - lam) * am + (lam * lm if lm is not None else 0.0)
+
+
+def score_texts(texts: Sequence[str], backend: LlmBackend, adapter: str | None = None) -> dict[str, TextScore]:
+    """LLM scores of the distinct non-empty texts, in one batched call."""
+    unique = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not unique:
+        return {}
+    return dict(zip(unique, backend.score(unique, adapter=adapter)))
+
+
+def candidate_scores(nbest: NBest, lm: dict[str, TextScore] | None, options: RescoreOptions) -> list[CandidateScore]:
+    """Scores of every hypothesis (lm None: λ = 0, AM only)."""
+    use_scores = has_am(nbest)
+    out = []
+    for i, h in enumerate(nbest.hypotheses):
+        s = lm.get(h.text) if lm is not None else None
+        n_tok = s.n_tokens if s is not None else max(len(h.text) // 4, 1)
+        am = am_term(h, i, n_tok, options, use_scores)
+        lmv = lm_term(h.text, s, options)
+        combined = combine(am, lmv, options.lam) if h.text.strip() else EMPTY_SCORE
+        out.append(CandidateScore(text=h.text, am=am, lm=lmv, combined=combined))
+    return out
+
+
+def pick(scores: Sequence[CandidateScore]) -> int:
+    """Index of the best combined score (first on ties)."""
+    best = 0
+    for i, s in enumerate(scores):
+        if s.combined is not None and s.combined > (scores[best].combined or EMPTY_SCORE):
+            best = i
+    return best
+
+
+def check_nbest(nbest: NBest) -> None:
+    if not nbest.hypotheses:
+        raise InvalidInput("empty N-best list: nothing to rescore or correct", param="hypotheses")
+
+
+def rescore_many(nbests: Sequence[NBest], backend: LlmBackend | None, options: RescoreOptions, *, adapter: str | None = None) -> list[Correction]:
+    """Rescore several lists with one batched LLM call (none when λ = 0)."""
+    for nb in nbests:
+        check_nbest(nb)
+    t0 = time.perf_counter()
+    lm = None
+    if options.lam > 0:
+        if backend is None:
+            raise InvalidInput("rescoring with λ > 0 needs an LLM backend", param="lam")
+        lm = score_texts([h.text for nb in nbests for h in nb.hypotheses], backend, adapter)
+    seconds = (time.perf_counter() - t0) / max(len(nbests), 1)
+    info = StageInfo(
+        stage="rescore",
+        model=getattr(backend, "name", None) if lm is not None else None,
+        seconds=seconds,
+        options=options.model_dump(),
+    )
+    out = []
+    for nb in nbests:
+        scores = candidate_scores(nb, lm, options)
+        i = pick(scores)
+        text = nb.hypotheses[i].text
+        out.append(
+            Correction(
+                text=text, method="rescore", chosen=i, changed=text != nb.hypotheses[0].text,
+                scores=tuple(scores), info=info,
+            )
+        )
+    return out
+
+
+def rescore(nbest: NBest, backend: LlmBackend | None, options: RescoreOptions, *, adapter: str | None = None) -> Correction:
+    """Pick the hypothesis maximising (1-λ)·AM + λ·LM (see the module doc for the terms)."""
+    return rescore_many([nbest], backend, options, adapter=adapter)[0]

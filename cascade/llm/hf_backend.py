@@ -1,0 +1,222 @@
+"""In-process LLM on CPU: transformers (+peft LoRA adapters selected per call).
+
+The base model is loaded once; adapters are attached to it with peft on first
+use and switched per call (`set_adapter`, or `disable_adapter()` for the base).
+A lock serialises calls: one model, many callers (services run handlers in threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from cascade.config import LlmOptions
+from cascade.llm.base import TextScore, TokenLogprob
+from cascade.types import InvalidInput, ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+DOC_START_TOKENS = ("<|endoftext|>",)
+"""Token that conditions the first token of a text scored without a prefix (SmolLM2's document separator)."""
+
+
+def adapter_dir(adapter: str) -> Path:
+    """Resolve a LoRA adapter directory or raise ModelNotFound saying what is missing."""
+    path = Path(adapter).expanduser()
+    if not path.is_dir():
+        raise ModelNotFound(f"LoRA adapter directory not found: {adapter}", param="adapter")
+    if not (path / "adapter_config.json").is_file():
+        raise ModelNotFound(f"{adapter} is not a peft adapter directory (no adapter_config.json)", param="adapter")
+    return path.resolve()
+
+
+def split_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut a completion at the first stop string (the stop string itself is dropped)."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+class TransformersBackend:
+    """LlmBackend over a HF causal LM; fp32 on CPU."""
+
+    def __init__(self, model, tokenizer, *, name: str, options: LlmOptions):
+        self.base = model
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.options = options
+        self._adapters: dict[tuple[str, float], str] = {}
+        self._lock = threading.RLock()
+        self._start_id = self._doc_start_id()
+
+    @classmethod
+    def load(cls, options: LlmOptions, home: Path) -> TransformersBackend:
+        import torch
+
+        from cascade import models
+
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        model, tok = models.load_hf_llm(options.model, home)
+        return cls(model, tok, name=options.model, options=options)
+
+    def _doc_start_id(self) -> int:
+        vocab = self.tokenizer.get_vocab()
+        for t in DOC_START_TOKENS:
+            if t in vocab:
+                return vocab[t]
+        for tid in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
+            if tid is not None:
+                return tid
+        raise InvalidInput("tokenizer has no BOS/EOS token to condition scoring on", param="model")
+
+    # ------------------------------------------------------------------ adapters
+
+    def _adapter_name(self, adapter: str) -> str:
+        path = adapter_dir(adapter)
+        weights = next(iter(sorted(path.glob("adapter_model.*"))), None)
+        key = (str(path), weights.stat().st_mtime if weights else 0.0)
+        name = self._adapters.get(key)
+        if name is not None:
+            return name
+        from peft import PeftModel
+
+        name = f"adapter{len(self._adapters)}"
+        logger.info("loading LoRA adapter %s as %s", path, name)
+        try:
+            if self.model is self.base:
+                self.model = PeftModel.from_pretrained(self.base, str(path), adapter_name=name)
+            else:
+                self.model.load_adapter(str(path), adapter_name=name)
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            raise ModelNotFound(f"cannot load LoRA adapter {adapter}: {exc}".splitlines()[0], param="adapter") from exc
+        self.model.eval()
+        self._adapters[key] = name
+        return name
+
+    @contextlib.contextmanager
+    def _using(self, adapter: str | None) -> Iterator[object]:
+        """Hold the lock with the requested adapter active (None: the base model)."""
+        with self._lock:
+            if adapter:
+                self.model.set_adapter(self._adapter_name(adapter))
+                yield self.model
+            elif self.model is not self.base:
+                with self.model.disable_adapter():
+                    yield self.model
+            else:
+                yield self.model
+
+    # ------------------------------------------------------------------ scoring
+
+    def prompt_logprobs(self, texts: Sequence[str], *, adapter: str | None = None) -> list[list[TokenLogprob]]:
+        """Per-token log-probs of each text (the first conditioned on the document-start token)."""
+        encs = [self.tokenizer(t, add_special_tokens=False, return_offsets_mapping=True) for t in texts]
+        ids = [e["input_ids"] for e in encs]
+        lps = self._token_logprobs(ids, adapter)
+        out = []
+        for enc, lp in zip(encs, lps):
+            toks = self.tokenizer.convert_ids_to_tokens(enc["input_ids"])
+            out.append([TokenLogprob(token=t, offset=o[0], logprob=v) for t, o, v in zip(toks, enc["offset_mapping"], lp)])
+        return out
+
+    def score(self, texts: Sequence[str], *, adapter: str | None = None, prefix: str = "") -> list[TextScore]:
+        """Log-prob of each text after `prefix` (prefix and text tokenized together, as a server would)."""
+        per_token = self.prompt_logprobs([prefix + t for t in texts], adapter=adapter)
+        return [score_from_tokens(toks, len(prefix), len(prefix) + len(t)) for toks, t in zip(per_token, texts)]
+
+    def _token_logprobs(self, ids: list[list[int]], adapter: str | None) -> list[list[float]]:
+        import torch
+
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[list[float]] = [[] for _ in ids]
+        bs = self.options.batch_size
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._start_id
+        with self._using(adapter) as model, torch.inference_mode():
+            for b in range(0, len(order), bs):
+                chunk = [i for i in order[b : b + bs] if ids[i]]
+                if not chunk:
+                    continue
+                width = 1 + max(len(ids[i]) for i in chunk)
+                batch = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for r, i in enumerate(chunk):
+                    seq = [self._start_id, *ids[i]]
+                    batch[r, : len(seq)] = torch.tensor(seq)
+                    mask[r, : len(seq)] = 1
+                logits = model(input_ids=batch, attention_mask=mask).logits[:, :-1].float()
+                logp = torch.log_softmax(logits, dim=-1).gather(-1, batch[:, 1:, None])[..., 0]
+                for r, i in enumerate(chunk):
+                    out[i] = logp[r, : len(ids[i])].tolist()
+        return out
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        adapter: str | None = None,
+    ) -> list[str]:
+        """Completions of raw prompts, greedy unless temperature > 0; cut at the first stop string."""
+        if max_tokens < 1:
+            raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
+        out: list[str] = []
+        bs = self.options.batch_size
+        for b in range(0, len(prompts), bs):
+            out.extend(self._generate_batch(list(prompts[b : b + bs]), max_tokens, stop, temperature, adapter))
+        return out
+
+    def _generate_batch(self, prompts: list[str], max_tokens: int, stop: Sequence[str], temperature: float, adapter: str | None) -> list[str]:
+        import torch
+
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+        kwargs = {"do_sample": False} if temperature <= 0 else {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+        stops = [s for s in stop if s]
+        if stops:
+            kwargs.update(stop_strings=stops, tokenizer=tok)
+        with self._using(adapter) as model, torch.inference_mode():
+            gen = model.generate(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                max_new_tokens=max_tokens,
+                pad_token_id=pad,
+                eos_token_id=tok.eos_token_id,
+                **kwargs,
+            )
+        new = gen[:, enc["input_ids"].shape[1] :]
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        return [split_at_stop(t, stops) for t in texts]
+
+    def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def score_from_tokens(tokens: Sequence[TokenLogprob], prefix_chars: int, total_chars: int) -> TextScore:
+    """Sum the log-probs of the tokens that reach past the prefix (a straddling token counts as text)."""
+    total, n = 0.0, 0
+    for i, tok in enumerate(tokens):
+        end = tokens[i + 1].offset if i + 1 < len(tokens) else total_chars
+        if end <= prefix_chars:
+            continue
+        if tok.logprob is not None:
+            total += tok.logprob
+            n += 1
+    return TextScore(logprob=total, n_tokens=n)
