@@ -16,6 +16,7 @@ translated"); a rejected output falls back to Whisper's own translation of the s
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal
 from cascade import metrics, prompts
 from cascade.config import GerOptions, RescoreOptions, Settings, TranslateOptions
 from cascade.llm.base import LlmBackend
-from cascade.types import Correction, InvalidInput, NBest, StageInfo, Transcript, Unsupported
+from cascade.types import Correction, InvalidInput, NBest, Record, StageInfo, Transcript, Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +109,21 @@ def _with_corrections(transcript: Transcript, corrections: Iterable[Correction])
 # --------------------------------------------------------------------------- via transcript
 
 
+_LABEL = re.compile(
+    r"^\s*(?:(?:(?:the|an?)\s+)?(?:\w+\s+)?translation(?:\s+is)?\s*:|(?:in\s+)?[A-Z][a-z]+\s*:|"
+    r"(?:this|the)\s+(?:sentence|text)\s+translates\s+(?:in)?to\s+\w+\s+as\s*:?)\s*",
+    re.I,
+)
+
+
 def _clean(raw: str, source: str, log: dict[str, Any]) -> str:
+    """First line, tags and quotes stripped (GER's cleaner) after dropping a "Translation:" style label."""
     from cascade.ger import guards
 
-    return guards.clean_output(raw, [source], log)
+    first = next((ln for ln in (raw or "").splitlines() if ln.strip()), "")
+    unlabelled = _LABEL.sub("", first, count=1)
+    log["label_stripped"] = unlabelled != first
+    return guards.clean_output(unlabelled, [source], log)
 
 
 def check_translation(raw: str, source: str, cap: int, n_tokens: int | None, options: TranslateOptions,
@@ -186,13 +198,15 @@ def _direct_texts(transcript: Transcript, cfg: Settings) -> list[str | None] | N
     if cfg.translate.target != "en" or transcript.source is None or not Path(transcript.source).is_file():
         return None
     options = cfg.asr.model_copy(update={"task": "translate", "language": transcript.language})
-    direct = transcribe_all(transcript.source, options, home=cfg.home)
-    by_start = {round(s.start, 2): s.text for s in direct.segments}
-    return [by_start.get(round(s.start, 2)) for s in transcript.segments]
+    return _align(transcript, transcribe_all(transcript.source, options, home=cfg.home))
 
 
-def via_transcript(transcript: Transcript, backend: LlmBackend, cfg: Settings, *, method: Method) -> Transcript:
-    """Correct a source-language transcript's segments with cascade.ger, then translate them with the LLM."""
+def via_transcript(transcript: Transcript, backend: LlmBackend, cfg: Settings, *, method: Method,
+                   fallbacks: Sequence[str | None] | None = None) -> Transcript:
+    """Correct a source-language transcript's segments with cascade.ger, then translate them with the LLM.
+
+    `fallbacks`: Whisper's translation per segment, if the caller has it (else decoded when needed).
+    """
     from cascade.ger import correct_many
 
     source = transcript
@@ -203,7 +217,7 @@ def via_transcript(transcript: Transcript, backend: LlmBackend, cfg: Settings, *
     texts = [s.text for s in source.segments]
     translations = translate_texts(texts, backend, cfg.translate, source_language=transcript.language)
     if any(c.status == "fallback" for c in translations):
-        fallbacks = _direct_texts(transcript, cfg)
+        fallbacks = fallbacks if fallbacks is not None else _direct_texts(transcript, cfg)
         if fallbacks is not None:
             translations = [c.model_copy(update={"text": f}) if c.status == "fallback" and f else c
                             for c, f in zip(translations, fallbacks)]
@@ -225,3 +239,111 @@ def translate_step(transcript: Transcript, method: Method, cfg: Settings, *, ada
     corrections = correct_translations((s.nbest for s in transcript.segments), backend, method=method,
                                        ger=ger, rescore=rescore, batch_size=cfg.llm.batch_size)
     return _with_corrections(transcript, corrections)
+
+
+# --------------------------------------------------------------------------- evaluation (BLEU / chrF)
+
+
+class TranslationItem(Record):
+    """One utterance to translate with its reference translation (a manifest line)."""
+
+    id: str
+    audio: str
+    reference: str
+    language: str | None = None
+    split: str | None = None
+
+
+class MethodScore(Record):
+    method: str
+    bleu: float
+    chrf: float
+    seconds_per_utt: float
+    """ASR + LLM seconds per utterance for this method (the direct N-best decode is shared by none/rescore/ger)."""
+    changed: int = 0
+    """Utterances whose output differs from Whisper's 1-best translation."""
+    fallbacks: int = 0
+    outputs: tuple[str, ...] = ()
+
+
+class TranslationEval(Record):
+    n: int
+    target: str
+    model: str
+    llm: str | None
+    methods: tuple[MethodScore, ...]
+
+
+def load_manifest(path: str | Path, *, split: str | None = None, target: str = "en") -> list[TranslationItem]:
+    """Manifest JSONL lines with `audio` and `translation` (fleurs style); lines already in `target` are skipped."""
+    import json
+
+    path = Path(path)
+    items = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}:{n}: not JSON ({exc.msg})", param="manifest") from None
+        if not isinstance(row, dict) or not isinstance(row.get("translation"), str) or "audio" not in row:
+            raise InvalidInput(f"{path}:{n}: a translation manifest line needs 'audio' and 'translation'", param="manifest")
+        if (split and row.get("split") != split) or row.get("lang") == target:
+            continue
+        audio = Path(row["audio"]) if Path(row["audio"]).is_absolute() else path.parent / row["audio"]
+        items.append(TranslationItem(id=str(row.get("id", n)), audio=str(audio), reference=row["translation"],
+                                     language=row.get("lang"), split=row.get("split")))
+    if not items:
+        raise InvalidInput(f"{path}: no utterances to translate (split={split!r})", param="manifest")
+    return items
+
+
+def _decode(items: Sequence[TranslationItem], cfg: Settings, task: str) -> tuple[list[Transcript], float]:
+    from cascade.asr import transcribe_all
+
+    t0 = time.perf_counter()
+    out = [transcribe_all(it.audio, cfg.asr.model_copy(update={"task": task, "language": it.language}), home=cfg.home)
+           for it in items]
+    return out, time.perf_counter() - t0
+
+
+def _score(method: str, refs: list[str], outs: list[Transcript], base: list[str], seconds: float) -> MethodScore:
+    texts = [t.text for t in outs]
+    fallbacks = sum(s.correction is not None and s.correction.status != "ok" for t in outs for s in t.segments)
+    return MethodScore(method=method, bleu=round(metrics.bleu(refs, texts), 2), chrf=round(metrics.chrf(refs, texts), 2),
+                       seconds_per_utt=round(seconds / max(len(refs), 1), 3), changed=sum(a != b for a, b in zip(texts, base)),
+                       fallbacks=fallbacks, outputs=tuple(texts))
+
+
+def evaluate(items: Sequence[TranslationItem], cfg: Settings, methods: Sequence[str] = ("none", "rescore", "ger", "via"),
+             *, via_method: Method = "none") -> TranslationEval:
+    """BLEU/chrF of Whisper's 1-best translation (none) beside rescoring, fusion (ger) and the two-stage path (via)."""
+    from cascade import llm
+
+    refs = [it.reference for it in items]
+    direct, asr_s = _decode(items, cfg, "translate")
+    base = [t.text for t in direct]
+    backend = llm.load_backend(cfg.llm, cfg.home) if set(methods) - {"none"} else None
+    ger, rescore = stage_options(cfg)
+    scores = []
+    for method in methods:
+        t0 = time.perf_counter()
+        if method == "via":
+            source, via_asr = _decode(items, cfg, "transcribe")
+            via_cfg = cfg.model_copy(update={"translate": cfg.translate.model_copy(update={"via_transcript": True})})
+            outs = [via_transcript(t, backend, via_cfg, method=via_method, fallbacks=_align(t, d)) for t, d in zip(source, direct)]
+            scores.append(_score("via", refs, outs, base, time.perf_counter() - t0))
+            continue
+        outs = direct if method == "none" else [
+            _with_corrections(t, correct_translations((s.nbest for s in t.segments), backend, method=method,  # type: ignore[arg-type]
+                                                      ger=ger, rescore=rescore, batch_size=cfg.llm.batch_size))
+            for t in direct]
+        scores.append(_score(method, refs, outs, base, time.perf_counter() - t0 + asr_s))
+    return TranslationEval(n=len(items), target=cfg.translate.target, model=cfg.asr.model,
+                           llm=getattr(backend, "name", None), methods=tuple(scores))
+
+
+def _align(source: Transcript, direct: Transcript) -> list[str | None]:
+    by_start = {round(s.start, 2): s.text for s in direct.segments}
+    return [by_start.get(round(s.start, 2)) for s in source.segments]
