@@ -117,3 +117,13 @@ def test_demo_on_a_user_file_as_json(jfk_path: Path) -> None:
     assert result.exit_code == 0, result.output
     t = Transcript.model_validate_json(result.stdout)
     assert len(t.segments[0].nbest.hypotheses) >= 3
+
+
+def test_correct_rescore_hook_runs_the_llm(tmp_path: Path, jfk_path: Path) -> None:
+    result = run("transcribe", jfk_path, "--correct", "rescore", "--format", "json", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    seg = Transcript.model_validate_json((tmp_path / "jfk.json").read_text()).segments[0]
+    assert seg.correction is not None and seg.correction.method == "rescore"
+    assert seg.text == seg.correction.text and seg.correction.text in seg.nbest.texts
+    missing = tmp_path / "no-such-adapter"
+    assert_one_line_failure(run("transcribe", jfk_path, "--correct", "ger", "--adapter", missing), "no-such-adapter")

@@ -2,18 +2,17 @@
 
 The option aliases and `OutputOptions`/`run_files` are reusable: `translate`
 is `transcribe` with task=translate, and later options (correction, target
-language) plug into `OutputOptions` and `correct_transcript` without touching
+language) plug into `OutputOptions` and `corrector` without touching
 the command bodies.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -77,27 +76,33 @@ def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size:
         raise InvalidInput(f"invalid option {where}: {first['msg']}") from None
 
 
-def correct_transcript(transcript: Transcript, out: OutputOptions, cfg: Settings) -> Transcript:
-    """Apply the LLM correction step (cascade.ger) to every segment; 'none' returns it unchanged."""
-    if out.translate:
-        from cascade.ger.translate import translate_step
+Corrector = Callable[[Transcript], Transcript]
 
-        return translate_step(transcript, out.correct, cfg, adapter=out.adapter)  # type: ignore[arg-type]
-    if out.correct == "none" or not transcript.segments:
-        return transcript
+
+def corrector(out: OutputOptions, cfg: Settings) -> Corrector:
+    """The correction step for every transcript of a run: the LLM is loaded once, before any file.
+
+    'none' is the identity; 'rescore'/'ger' send each segment's N-best through cascade.ger.correct_many
+    and show the corrected text (the Correction is kept on the segment).
+    """
+    if out.correct == "none":
+        return lambda transcript: transcript
     from cascade import ger, llm
 
     llm_options = cfg.llm.model_copy(update={"adapter": out.adapter}) if out.adapter else cfg.llm
     backend = llm.load_backend(llm_options, cfg.home)
-    corrections = ger.correct_many(
-        (s.nbest for s in transcript.segments), backend, method=out.correct,
-        ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size,
-    )
-    segments = tuple(
-        s.model_copy(update={"correction": c, "text": c.text}) for s, c in zip(transcript.segments, corrections)
-    )
-    text = " ".join(s.text for s in segments)
-    return transcript.model_copy(update={"segments": segments, "text": text})
+
+    def apply(transcript: Transcript) -> Transcript:
+        corrections = ger.correct_many(
+            (s.nbest for s in transcript.segments), backend, method=out.correct,
+            ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size,
+        )
+        segments = tuple(
+            s.model_copy(update={"correction": c, "text": c.text}) for s, c in zip(transcript.segments, corrections)
+        )
+        return transcript.model_copy(update={"segments": segments, "text": " ".join(s.text for s in segments)})
+
+    return apply
 
 
 def _emit(transcript: Transcript, path: Path, out: OutputOptions, many: bool) -> None:
@@ -147,7 +152,8 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
     from cascade.asr import prepare
     from cascade.asr.formats import dump_hyporadise, hyporadise_records
 
-    prepare(cfg.asr, cfg.home)  # model and task errors: once, before any file
+    prepare(cfg.asr, cfg.home)  # model, task and LLM errors: once, before any file
+    correct = corrector(out, cfg)
     done: list[Transcript] = []
     records: list[dict[str, Any]] = []
     failed = 0
@@ -155,7 +161,7 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
     with Progress(*columns, console=err_console, transient=True) as progress:
         for path in files:
             try:
-                transcript = correct_transcript(transcribe_file(path, cfg, progress), out, cfg)
+                transcript = correct(transcribe_file(path, cfg, progress))
                 _emit(transcript, path, out, many=len(files) > 1)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
                 if os.environ.get("CASCADE_DEBUG"):
