@@ -119,6 +119,9 @@ class TtsOptions(Options):
     """Path to a Coqui checkpoint (model file or directory with config.json)."""
     speaker: str | None = None
     language: str | None = None
+    threads: int = Field(1, ge=0)
+    """Intra-op threads of the piper engine (onnxruntime); 0 = all cores. One leaves the other core to the
+    LLM while a streamed turn generates and speaks at once."""
 
 
 class ChatOptions(Options):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -223,15 +224,20 @@ def piper_voice(name: str) -> tuple[Path, Path]:
 
 
 @functools.lru_cache(maxsize=4)
-def load_piper_voice(name: str):
-    """A cached piper.PiperVoice for a bundled voice name or a path to an .onnx voice."""
+def load_piper_voice(name: str, threads: int = 0):
+    """A cached piper.PiperVoice for a bundled voice name or a path to an .onnx voice (threads 0 = all cores)."""
     try:
+        import onnxruntime
         from piper import PiperVoice
+        from piper.config import PiperConfig
     except ImportError as exc:  # pragma: no cover
         raise ModelNotFound("piper-tts is not installed: pip install piper-tts", param="engine") from exc
     onnx, config = piper_voice(name)
-    logger.info("loading piper voice %s from %s", name, onnx)
-    return PiperVoice.load(onnx, config_path=config)
+    logger.info("loading piper voice %s from %s (%s threads)", name, onnx, threads or "all")
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
+    return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))), session=session)
 
 
 @functools.lru_cache(maxsize=2)

@@ -21,7 +21,7 @@ class PiperEngine:
         from cascade.types import ModelNotFound
 
         try:
-            self.voice = models.load_piper_voice(options.voice)
+            self.voice = models.load_piper_voice(options.voice, options.threads)
         except ModelNotFound as exc:
             if options.voice in models.REGISTRY or options.voice.endswith(".onnx"):
                 raise
