@@ -88,7 +88,8 @@ def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ge
     return cand
 
 
-def _finish(nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend, info: StageInfo) -> Correction:
+def apply_guards(nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend, info: StageInfo | None = None) -> Correction:
+    """Turn one raw LLM output into a Correction: accepted, or the rescored best `base` with the reason."""
     log: dict[str, Any] = {"decoding": "greedy"}
     try:
         out, idx, dist = _guarded(nbest, raw, base, ger, log)
@@ -124,7 +125,7 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
         return out
     info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
     for i, raw in zip(todo, raws):
-        out[i] = _finish(chunk[i], raw or "", bases[i], ger, rescore, backend, info)
+        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info)
     return out
 
 

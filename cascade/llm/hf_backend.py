@@ -107,7 +107,8 @@ class TransformersBackend:
         """Hold the lock with the requested adapter active (None: the base model)."""
         with self._lock:
             if adapter:
-                self.model.set_adapter(self._adapter_name(adapter))
+                name = self._adapter_name(adapter)  # may wrap the base in a PeftModel first
+                self.model.set_adapter(name)
                 yield self.model
             elif self.model is not self.base:
                 with self.model.disable_adapter():
