@@ -135,10 +135,9 @@ def read_table(
     if first is None:
         raise InvalidInput(f"{path}: the table has a header but no rows", param="input")
     columns = _choose_columns(path, header, delim, id_column, text_column, ref_column)
-    read = TableRead(columns=columns, _rows=iter(()))
-    read._rows = _rows(path, columns, header, _prepend(first, reader), read.summary)
+    summary = TableSummary()
     logger.info("%s", columns.describe())
-    return read
+    return TableRead(columns, _rows(path, columns, header, _prepend(first, reader), summary), summary)
 
 
 # --------------------------------------------------------------------------- reading
