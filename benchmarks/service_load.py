@@ -1,7 +1,7 @@
 """Load on the ASR service over loopback: requests/s and p50/p95 latency at several client
 concurrencies, and the overhead of HTTP against calling cascade.asr in-process on the same clip.
 
-    python benchmarks/service_load.py [--clip PATH] [--levels 1,4,16] [--requests-per-client 4]
+    python benchmarks/service_load.py [--clip PATH] [--levels 1,4,16] [--requests 8]
 
 Prints ONE JSON line. The service is a real `cascade serve asr` subprocess (tiny.en, int8, CPU)
 with a queue deep enough that no request is turned away, so the figures are service time, not 429s.
@@ -32,7 +32,7 @@ def pct(values: list[float], q: float) -> float:
 def load_level(url: str, data: bytes, clients: int, per_client: int) -> dict:
     def worker(_: int) -> list[tuple[float, int]]:
         out = []
-        with httpx.Client(timeout=300) as http:
+        with httpx.Client(timeout=1800) as http:
             for _ in range(per_client):
                 t = time.perf_counter()
                 r = http.post(url, files={"file": ("clip.wav", data)}, data={"response_format": "json"})
@@ -70,19 +70,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     ap.add_argument("--levels", default="1,4,16")
-    ap.add_argument("--requests-per-client", type=int, default=4)
+    ap.add_argument("--requests", type=int, default=8, help="requests per level (at least one per client)")
     ap.add_argument("--max-concurrency", type=int, default=2, help="the service's running slots")
+    ap.add_argument("--log-dir", type=Path, default=None, help="keep the service's log here")
     args = ap.parse_args()
     data = args.clip.read_bytes()
     levels = [int(x) for x in args.levels.split(",")]
     env = {"CASCADE_SERVICE__MAX_CONCURRENCY": str(args.max_concurrency),
            "CASCADE_SERVICE__MAX_QUEUE": str(max(levels) * 2), "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "600"}
-    with tempfile.TemporaryDirectory() as logs:
-        svc = wait_ready(launch("asr", log_dir=Path(logs), env=env))
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = wait_ready(launch("asr", log_dir=args.log_dir or Path(tmp), env=env))
         try:
             url = svc.url + "/v1/audio/transcriptions"
             load_level(url, data, 1, 1)  # warm-up
-            results = [load_level(url, data, c, max(args.requests_per_client, 8 // c)) for c in levels]
+            results = [load_level(url, data, c, max(1, args.requests // c)) for c in levels]
         finally:
             svc.stop()
     inproc = in_process(data, repeats=5)

@@ -2,8 +2,8 @@
 
 One stack per module: ASR (tiny.en, API key, 2 MB upload cap, 20 s audio cap,
 1 running + 8 waiting), LLM (SmolLM2), TTS (piper) and a gateway that reaches the
-three over HTTP. The last test kills the LLM service while requests flow through the
-gateway, so it stays last.
+three over HTTP. The last two tests stop the TTS service, then kill the LLM service while
+requests flow through the gateway, so they stay last.
 """
 
 from __future__ import annotations
@@ -329,6 +329,18 @@ def test_gateway_corrected_transcription(stack, jfk_path):
     correction = out.segments[0].model_extra["correction"]
     assert correction["status"] == "ok" and correction["method"] == "rescore"
     assert JFK_WORDS in _words(out.text)
+
+
+def test_gateway_answers_text_only_when_tts_is_down(stack, short_clip):
+    stack["tts"].stop()
+    r = httpx.post(stack["gateway"].url + "/v1/voice/turn", headers={"Authorization": f"Bearer {KEY}"},
+                   files={"file": short_clip.open("rb")}, timeout=180)
+    assert r.status_code == 200, r.text
+    turn = r.json()
+    assert turn["status"] == "degraded" and list(turn["degraded"]) == ["tts"]
+    assert "unreachable" in turn["degraded"]["tts"]
+    assert turn["reply"]["text"].strip() and turn["audio"] is None and turn["speech"] is None
+    assert turn["correction"]["corrections"][0]["status"] == "ok"
 
 
 def test_gateway_degrades_when_the_llm_dies_mid_run(stack, short_clip):
