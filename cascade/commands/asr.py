@@ -85,6 +85,10 @@ def corrector(out: OutputOptions, cfg: Settings) -> Corrector:
     'none' is the identity; 'rescore'/'ger' send each segment's N-best through cascade.ger.correct_many
     and show the corrected text (the Correction is kept on the segment).
     """
+    if out.translate:  # translation N-best fusion/rescoring, or --via-transcript (cascade.ger.translate)
+        from cascade.ger.translate import translate_corrector
+
+        return translate_corrector(out.correct, cfg, adapter=out.adapter)  # type: ignore[arg-type]
     if out.correct == "none":
         return lambda transcript: transcript
     from cascade import ger, llm

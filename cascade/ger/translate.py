@@ -15,10 +15,11 @@ translated"); a rejected output falls back to Whisper's own translation of the s
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -224,17 +225,27 @@ def via_transcript(transcript: Transcript, backend: LlmBackend, cfg: Settings, *
     return _with_corrections(source, translations).model_copy(update={"task": "translate"})
 
 
-def translate_step(transcript: Transcript, method: Method, cfg: Settings, *, adapter: str | None = None) -> Transcript:
-    """The translate command's step after ASR: fusion/rescoring (direct) or correct-then-translate (via)."""
-    if not transcript.segments or (method == "none" and not cfg.translate.via_transcript):
-        return transcript
+def translate_corrector(method: Method, cfg: Settings, *, adapter: str | None = None) -> Callable[[Transcript], Transcript]:
+    """The translate command's step after ASR, for every file of a run (the LLM is loaded once, up front):
+    fusion/rescoring of Whisper's translation N-best, or correct-then-translate (--via-transcript)."""
+    if method == "none" and not cfg.translate.via_transcript:
+        return lambda transcript: transcript
     from cascade import llm
 
     if adapter:  # the fusion adapter travels with the GER options (the backend is cached without it)
         cfg = cfg.model_copy(update={"ger": cfg.ger.model_copy(update={"adapter": adapter})})
     backend = llm.load_backend(cfg.llm, cfg.home)
+    return functools.partial(translate_step, method=method, cfg=cfg, backend=backend)
+
+
+def translate_step(transcript: Transcript, *, method: Method, cfg: Settings, backend: LlmBackend) -> Transcript:
+    """Fuse/rescore a translation transcript's N-best lists, or (via_transcript) correct and translate a source one."""
+    if not transcript.segments:
+        return transcript
     if cfg.translate.via_transcript:
         return via_transcript(transcript, backend, cfg, method=method)
+    if method == "none":
+        return transcript
     ger, rescore = stage_options(cfg)
     corrections = correct_translations((s.nbest for s in transcript.segments), backend, method=method,
                                        ger=ger, rescore=rescore, batch_size=cfg.llm.batch_size)
