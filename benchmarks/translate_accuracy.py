@@ -48,7 +48,7 @@ def main() -> None:
         base = report.methods[0]
         out[split] = {"n": report.n, **{m.method: {
             "bleu": m.bleu, "chrf": m.chrf, "seconds_per_utt": m.seconds_per_utt, "changed": m.changed,
-            "fallbacks": m.fallbacks, "bleu_delta": round(m.bleu - base.bleu, 2), "chrf_delta": round(m.chrf - base.chrf, 2),
+            "fallbacks": m.fallbacks, "reasons": m.reasons, "bleu_delta": round(m.bleu - base.bleu, 2), "chrf_delta": round(m.chrf - base.chrf, 2),
         } for m in report.methods}}
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out))

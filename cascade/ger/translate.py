@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from cascade import metrics, prompts
 from cascade.config import GerOptions, RescoreOptions, Settings, TranslateOptions
 from cascade.llm.base import LlmBackend
@@ -274,6 +276,8 @@ class MethodScore(Record):
     changed: int = 0
     """Utterances whose output differs from Whisper's 1-best translation."""
     fallbacks: int = 0
+    reasons: dict[str, int] = Field(default_factory=dict)
+    """Why the guards rejected LLM outputs (fallback_reason -> count)."""
     outputs: tuple[str, ...] = ()
 
 
@@ -321,10 +325,12 @@ def _decode(items: Sequence[TranslationItem], cfg: Settings, task: str) -> tuple
 
 def _score(method: str, refs: list[str], outs: list[Transcript], base: list[str], seconds: float) -> MethodScore:
     texts = [t.text for t in outs]
-    fallbacks = sum(s.correction is not None and s.correction.status != "ok" for t in outs for s in t.segments)
+    rejected = [s.correction.fallback_reason or s.correction.status for t in outs for s in t.segments
+                if s.correction is not None and s.correction.status != "ok"]
+    reasons = {r: rejected.count(r) for r in sorted(set(rejected))}
     return MethodScore(method=method, bleu=round(metrics.bleu(refs, texts), 2), chrf=round(metrics.chrf(refs, texts), 2),
                        seconds_per_utt=round(seconds / max(len(refs), 1), 3), changed=sum(a != b for a, b in zip(texts, base)),
-                       fallbacks=fallbacks, outputs=tuple(texts))
+                       fallbacks=len(rejected), reasons=reasons, outputs=tuple(texts))
 
 
 def evaluate(items: Sequence[TranslationItem], cfg: Settings, methods: Sequence[str] = ("none", "rescore", "ger", "via"),
