@@ -1,6 +1,6 @@
 """Our N-best decode vs faster-whisper's own beam search: speed, memory, and 1-best WER.
 
-    python benchmarks/asr_nbest.py [--model tiny.en] [--repeats 2]
+    python benchmarks/asr_nbest.py [--model tiny.en] [--repeats 2] [--threads N]
 
 Audio: the 50 librispeech-test-other clips (dev 20 / test 30) and the real/
 recordings in ../shared/data. Both systems get the same decoded arrays and the
@@ -71,9 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="CTranslate2 CPU threads (0: its default)")
     args = parser.parse_args()
     cfg = load_settings()
-    options = cfg.asr.model_copy(update={"model": args.model, "n_best": 5, "beam_size": 5})
+    options = cfg.asr.model_copy(update={"model": args.model, "n_best": 5, "beam_size": 5, "cpu_threads": args.threads})
     rows = load_set()
     audio_s = sum(len(r["audio"]) for r in rows) / 16000
     run_ours(rows[:2], options, cfg.home), run_fw(rows[:2], options, cfg.home)  # warm-up
