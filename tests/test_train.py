@@ -40,7 +40,7 @@ def data_file(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 def adapter(tmp_path_factory: pytest.TempPathFactory, data_file: Path) -> Path:
     out = tmp_path_factory.mktemp("adapter") / "ger-test"
     args = ["train-ger", str(data_file), "--out", str(out), "--base", "smollm2", "--max-steps", "3", "--batch-size", "2",
-            "--eval-every", "2", "--save-every", "2", "--lr", "2e-3", "--max-length", "384"]  # fmt: skip
+            "--eval-every", "2", "--save-every", "2", "--lr", "2e-3", "--max-length", "384", "--layers", "4"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "3 steps" in res.output
@@ -80,7 +80,7 @@ def test_adapter_reloads_in_the_backend_and_changes_the_model(adapter: Path, hom
 
 def test_resume_continues_from_the_checkpoint(tmp_path: Path, data_file: Path, home: Path) -> None:
     utts = trainer.load_data([str(data_file)])
-    cfg = LoraTrainConfig(max_steps=2, batch_size=4, save_every=1, eval_every=10, max_length=384, lr=1e-3)
+    cfg = LoraTrainConfig(max_steps=2, batch_size=2, save_every=1, eval_every=10, max_length=384, lr=1e-3, layers=2)
     first = trainer.train(utts, tmp_path, cfg, GerOptions(), home=home)
     assert first.steps == 2 and (tmp_path / "checkpoints" / "step-000002" / "optim.pt").exists()
     seen: list[int] = []

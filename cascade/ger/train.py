@@ -362,7 +362,8 @@ def _loop(model, opt, sched, rows, dev_rows, cfg, state, total, per_epoch, pad_i
             sched.step()
             opt.zero_grad(set_to_none=True)
             state["step"] += 1
-            loss_ema = float(loss) if loss_ema is None else 0.9 * loss_ema + 0.1 * float(loss)
+            value = loss.detach().item()
+            loss_ema = value if loss_ema is None else 0.9 * loss_ema + 0.1 * value
             event = {"step": state["step"], "total": total, "loss": loss_ema, "epoch": state["step"] / per_epoch}
             done = state["step"] >= total
             if dev_rows and (state["step"] % cfg.eval_every == 0 or done):
