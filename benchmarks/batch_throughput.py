@@ -10,7 +10,7 @@
 Every run is the real `cascade correct-batch` in a subprocess; peak RSS is sampled
 over the whole process tree (workers included) every 0.1 s with psutil.
 
-    python benchmarks/batch_throughput.py [--rescore-n 400] [--ger-n 40] [--lines 1000000]
+    python benchmarks/batch_throughput.py [--rescore-n 200] [--ger-n 24] [--lines 1000000]
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def none_runs(tmp: Path, lines: int) -> dict[str, object]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--rescore-n", type=int, default=400)
-    ap.add_argument("--ger-n", type=int, default=40)
+    ap.add_argument("--rescore-n", type=int, default=200)
+    ap.add_argument("--ger-n", type=int, default=24)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lam", type=float, default=0.3, help="rescoring weight (λ = 0 would not run the LLM)")
     ap.add_argument("--skip-none", action="store_true")
