@@ -214,3 +214,24 @@ def chrf(refs: Sequence[str], hyps: Sequence[str]) -> float:
     import sacrebleu
 
     return float(sacrebleu.corpus_chrf(list(hyps), [list(refs)]).score)
+
+
+class MethodScore(Record):
+    """WER of one method's outputs on one data set, raw and normalised (fractions)."""
+
+    method: str
+    wer: float
+    wer_raw: float
+    n: int
+
+
+def score_methods(refs: Sequence[str], nbests: Sequence[NBest], outputs: dict[str, Sequence[str]]) -> list[MethodScore]:
+    """1-best, each method's outputs and the two oracles (o_nb, o_cp) on the same references."""
+    rows = [MethodScore(method="1-best", wer=wer(refs, [nb.texts[0] if nb.texts else "" for nb in nbests]),
+                        wer_raw=wer(refs, [nb.texts[0] if nb.texts else "" for nb in nbests], normalize=False), n=len(refs))]
+    for name, hyps in outputs.items():
+        rows.append(MethodScore(method=name, wer=wer(refs, hyps), wer_raw=wer(refs, hyps, normalize=False), n=len(refs)))
+    rows.append(MethodScore(method="o_nb", wer=oracle_nbest(refs, nbests), wer_raw=oracle_nbest(refs, nbests, normalize=False), n=len(refs)))
+    rows.append(MethodScore(method="o_cp", wer=oracle_composition(refs, nbests),
+                            wer_raw=oracle_composition(refs, nbests, normalize=False), n=len(refs)))
+    return rows

@@ -80,11 +80,17 @@ def _guarded(nbest: NBest, raw: str, base: Correction, ger: GerOptions, log: dic
 
 def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ger: GerOptions, rescore: RescoreOptions, log: dict[str, Any]) -> CandidateScore:
     """Score the output like a hypothesis and check it against the rescored best."""
-    am = guards.output_am(base.scores[idx].am or 0.0, dist, ger)
+    if dist == 0.0 and base.scores[idx].text == out:  # a hypothesis verbatim: its own scores, not a re-score
+        known = base.scores[idx]
+        cand = CandidateScore(text=out, am=known.am, lm=known.lm, combined=known.combined, source="llm")
+        if ger.score_gate:
+            guards.check_score(known.combined, base.scores[base.chosen or 0].combined, ger, log)  # type: ignore[arg-type]
+        return cand
+    am = guards.output_am(base.scores[idx].am if base.scores[idx].am is not None else 0.0, dist, ger)
     lm = lm_term(out, lm_scores.get(out), rescore) if rescore.lam > 0 else None
     cand = CandidateScore(text=out, am=am, lm=lm, combined=combine(am, lm, rescore.lam), source="llm")
     if ger.score_gate:
-        guards.check_score(cand.combined or 0.0, base.scores[base.chosen or 0].combined or 0.0, ger, log)
+        guards.check_score(cand.combined, base.scores[base.chosen or 0].combined, ger, log)  # type: ignore[arg-type]
     return cand
 
 
@@ -93,7 +99,8 @@ def apply_guards(nbest: NBest, raw: str, base: Correction, ger: GerOptions, resc
     log: dict[str, Any] = {"decoding": "greedy"}
     try:
         out, idx, dist = _guarded(nbest, raw, base, ger, log)
-        lm_scores = score_texts([out], backend) if rescore.lam > 0 and ger.score_gate else {}
+        verbatim = out in nbest.texts
+        lm_scores = score_texts([out], backend) if rescore.lam > 0 and ger.score_gate and not verbatim else {}
         cand = _gate(out, idx, dist, base, lm_scores, ger, rescore, log)
     except guards.Rejected as rej:
         log["accepted"] = False

@@ -100,5 +100,5 @@ def output_am(nearest_am: float, dist: float, ger: GerOptions) -> float:
 
 def check_score(combined: float, best_combined: float, ger: GerOptions, log: dict[str, Any]) -> None:
     log.update(output_score=round(combined, 4), best_score=round(best_combined, 4), score_margin=ger.score_margin)
-    if combined < best_combined + ger.score_margin:
+    if combined < best_combined + ger.score_margin - 1e-9:
         raise Rejected("below_rescored_best")

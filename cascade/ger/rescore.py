@@ -83,9 +83,12 @@ def candidate_scores(nbest: NBest, lm: dict[str, TextScore] | None, options: Res
 
 def pick(scores: Sequence[CandidateScore]) -> int:
     """Index of the best combined score (first on ties)."""
+    def value(s: CandidateScore) -> float:
+        return s.combined if s.combined is not None else EMPTY_SCORE
+
     best = 0
     for i, s in enumerate(scores):
-        if s.combined is not None and s.combined > (scores[best].combined or EMPTY_SCORE):
+        if value(s) > value(scores[best]):
             best = i
     return best
 
@@ -129,3 +132,19 @@ def rescore_many(nbests: Sequence[NBest], backend: LlmBackend | None, options: R
 def rescore(nbest: NBest, backend: LlmBackend | None, options: RescoreOptions, *, adapter: str | None = None) -> Correction:
     """Pick the hypothesis maximising (1-λ)·AM + λ·LM (see the module doc for the terms)."""
     return rescore_many([nbest], backend, options, adapter=adapter)[0]
+
+
+def tune_lambda(
+    nbests: Sequence[NBest], refs: Sequence[str], backend: LlmBackend, options: RescoreOptions, grid: Sequence[float]
+) -> tuple[float, list[tuple[float, float]]]:
+    """Grid-search λ for the lowest normalised WER (LLM scores computed once); ties keep the smaller λ."""
+    from cascade import metrics
+
+    lm = score_texts([h.text for nb in nbests for h in nb.hypotheses], backend)
+    table = []
+    for lam in grid:
+        opts = options.model_copy(update={"lam": float(lam)})
+        picks = [nb.hypotheses[pick(candidate_scores(nb, lm if lam > 0 else None, opts))].text for nb in nbests]
+        table.append((float(lam), metrics.wer(refs, picks)))
+    best = min(table, key=lambda row: (round(row[1], 12), row[0]))
+    return best[0], table

@@ -1,0 +1,172 @@
+"""`cascade correct`, `cascade eval`, `cascade tune`: N-best rescoring and GER from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from cascade.cli import cli_errors, console, fail, settings
+from cascade.config import DEFAULT_CONFIG, Settings, save_yaml
+from cascade.types import Correction, InvalidInput, NBest, Utterance
+
+app = typer.Typer()
+
+Method = Literal["none", "rescore", "ger"]
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="none, rescore or ger.")]
+AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="LoRA adapter directory (or served name) for GER.")]
+LamOpt = Annotated[float | None, typer.Option("--lam", help="λ in (1-λ)·AM + λ·LM (default: the config's, see `cascade tune`).")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Only the first N utterances of each file.", min=1)]
+PromptOpt = Annotated[str | None, typer.Option("--prompt", help="GER prompt template, e.g. ger/numbered.")]
+
+
+def _cfg(lam: float | None, adapter: str | None, prompt: str | None, constrained: bool | None = None) -> Settings:
+    return settings(rescore={"lam": lam}, ger={"adapter": adapter, "prompt": prompt, "constrained": constrained})
+
+
+def _method(name: str) -> Method:
+    if name not in ("none", "rescore", "ger"):
+        raise InvalidInput(f"unknown method {name!r} (none, rescore, ger)", param="method")
+    return name  # type: ignore[return-value]
+
+
+def _backend(cfg: Settings, method: str):
+    if method == "none" or (method == "rescore" and cfg.rescore.lam == 0):
+        return None
+    from cascade.llm import load_backend
+
+    return load_backend(cfg.llm, cfg.home)
+
+
+def _inputs(file: Path | None, hyps: list[str] | None, limit: int | None) -> list[Utterance]:
+    from cascade.ger.data import load_hyporadise
+
+    if file is not None and hyps:
+        raise InvalidInput("give either a file or --hyp strings, not both", param="hyp")
+    if hyps:
+        return [Utterance(id="cli", nbest=NBest.from_texts([" ".join(h.split()) for h in hyps]))]
+    if file is None:
+        raise InvalidInput("nothing to correct: give a HyPoradise JSON/JSONL file or --hyp strings", param="file")
+    return load_hyporadise(file, limit=limit)
+
+
+def _explain(utt: Utterance, c: Correction) -> None:
+    table = Table("#", "candidate", "AM", "LM", "combined", title=f"{utt.id}: {c.method} -> {c.status}", title_justify="left")
+    for i, s in enumerate(c.scores):
+        mark = "*" if (s.source == "llm" and c.chosen is None and c.status == "ok") or (s.source == "hypothesis" and i == c.chosen) else ""
+        label = "llm" if s.source == "llm" else str(i)
+        fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+        table.add_row(f"{label}{mark}", s.text, fmt(s.am), fmt(s.lm), fmt(s.combined))
+    console.print(table)
+    if c.raw_output is not None:
+        console.print(f"raw output: {c.raw_output!r}", highlight=False)
+    if c.guards:
+        console.print("guards: " + ", ".join(f"{k}={v}" for k, v in c.guards.items()), highlight=False)
+    if c.fallback_reason:
+        console.print(f"fallback: {c.fallback_reason}", highlight=False)
+
+
+@app.command("correct")
+@cli_errors
+def correct_cmd(
+    file: Annotated[Path | None, typer.Argument(help="HyPoradise JSON or JSONL N-best file.")] = None,
+    hyp: Annotated[list[str] | None, typer.Option("--hyp", help="A hypothesis, best first (repeat).")] = None,
+    method: MethodOpt = "ger",
+    adapter: AdapterOpt = None,
+    lam: LamOpt = None,
+    prompt: PromptOpt = None,
+    constrained: Annotated[bool, typer.Option("--constrained", help="Snap the GER output to the nearest hypothesis.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show candidates, scores and guard decisions.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One Correction JSON per line.")] = False,
+    limit: LimitOpt = None,
+) -> None:
+    """Correct N-best lists: print one corrected transcription per utterance."""
+    from cascade import ger
+
+    m = _method(method)
+    cfg = _cfg(lam, adapter, prompt, constrained or None)
+    utts = _inputs(file, hyp, limit)
+    results = ger.correct_many((u.nbest for u in utts), _backend(cfg, m), method=m, ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size)
+    for utt, c in zip(utts, results):
+        if as_json:
+            print(json.dumps({"id": utt.id, **c.model_dump(mode="json")}))
+        elif explain:
+            _explain(utt, c)
+        else:
+            print(c.text)
+
+
+def _run_methods(utts: list[Utterance], methods: list[Method], cfg: Settings) -> dict[str, list[str]]:
+    from cascade import ger
+
+    out = {}
+    for m in methods:
+        res = ger.correct_many((u.nbest for u in utts), _backend(cfg, m), method=m, ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size)
+        out[m if m != "ger" or not cfg.ger.adapter else "ger+lora"] = [c.text for c in res]
+    return out
+
+
+@app.command("eval")
+@cli_errors
+def eval_cmd(
+    data: Annotated[list[Path], typer.Argument(help="HyPoradise JSON/JSONL files or audio manifests (JSONL with 'audio').")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Comma-separated methods: rescore, ger.")] = "rescore,ger",
+    adapter: AdapterOpt = None,
+    lam: LamOpt = None,
+    prompt: PromptOpt = None,
+    limit: LimitOpt = None,
+    asr: Annotated[bool, typer.Option("--asr", help="Run our ASR on audio manifests even when they carry an N-best.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
+) -> None:
+    """WER (normalised / raw) of 1-best, the chosen methods and the oracles o_nb, o_cp per data set."""
+    from cascade import metrics
+    from cascade.ger.data import load_eval_set
+
+    cfg = _cfg(lam, adapter, prompt)
+    methods = [_method(m.strip()) for m in method.split(",") if m.strip() and m.strip() != "none"]
+    rows = []
+    for path in data:
+        utts = [u for u in load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home) if u.reference is not None]
+        if not utts:
+            fail(f"{path}: no utterance with a reference to evaluate against")
+        scores = metrics.score_methods([u.reference or "" for u in utts], [u.nbest for u in utts], _run_methods(utts, methods, cfg))
+        rows += [{"data": path.name, **s.model_dump()} for s in scores]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("data", "n", "method", "WER %", "raw WER %")
+    for r in rows:
+        table.add_row(r["data"], str(r["n"]), r["method"], f"{100 * r['wer']:.2f}", f"{100 * r['wer_raw']:.2f}")
+    console.print(table)
+
+
+@app.command("tune")
+@cli_errors
+def tune_cmd(
+    dev: Annotated[list[Path], typer.Option("--dev", help="Dev N-best data (HyPoradise JSON/JSONL); repeat for several.")],
+    out: Annotated[Path, typer.Option("--out", help="YAML config to write rescore.lam into.")] = DEFAULT_CONFIG,
+    limit: LimitOpt = None,
+    step: Annotated[float, typer.Option("--step", help="Grid step for λ in [0, 1].", min=0.01, max=0.5)] = 0.05,
+    length_norm: Annotated[str | None, typer.Option("--length-norm", help="none, tokens or words.")] = None,
+) -> None:
+    """Grid-search λ on dev data for the lowest normalised WER and write it to the config."""
+    from cascade.ger.data import load_hyporadise
+    from cascade.ger.rescore import tune_lambda
+    from cascade.llm import load_backend
+
+    cfg = settings(rescore={"length_norm": length_norm})
+    utts = [u for p in dev for u in load_hyporadise(p, limit=limit) if u.reference is not None]
+    if not utts:
+        fail("no dev utterance with a reference")
+    grid = [round(i * step, 4) for i in range(int(round(1 / step)) + 1)]
+    lam, table = tune_lambda([u.nbest for u in utts], [u.reference or "" for u in utts], load_backend(cfg.llm, cfg.home), cfg.rescore, grid)
+    t = Table("λ", "WER %")
+    for g, w in table:
+        t.add_row(f"{g:.2f}" + (" *" if g == lam else ""), f"{100 * w:.2f}")
+    console.print(t)
+    section = {"lam": lam, **({"length_norm": length_norm} if length_norm else {})}
+    save_yaml({"rescore": section}, out)
+    console.print(f"rescore.lam = {lam} written to {out} ({len(utts)} dev utterances)", highlight=False)
