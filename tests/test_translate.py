@@ -86,21 +86,30 @@ def test_via_transcript_translates_the_german_transcript(german: Path, tmp_path:
     assert len(words(t.text) & GERMAN) <= 1 or c.status == "fallback", t.text
 
 
-def test_bleu_and_chrf_equal_sacrebleu(shared_data: Path, fused: Transcript) -> None:
+def test_eval_translate_bleu_and_chrf_equal_sacrebleu(shared_data: Path, fused: Transcript) -> None:
     import sacrebleu
 
     from cascade import metrics
 
-    items = [i for i in T.load_manifest(shared_data / "fleurs" / "manifest.jsonl", split="dev") if i.id == "fleurs-de-000"]
-    cfg = load_settings({"asr": {"model": "base"}})
-    report = T.evaluate(items, cfg, methods=("none",))
+    manifest = shared_data / "fleurs" / "manifest.jsonl"
+    result = run("eval", manifest, "--task", "translate", "--split", "dev", "--limit", "1", "--method", "none", "--json")
+    assert result.exit_code == 0, result.output
+    report = T.TranslationEval.model_validate_json(result.stdout.strip())
     score = report.methods[0]
-    refs, hyps = [items[0].reference], list(score.outputs)
+    item = T.load_manifest(manifest, split="dev")[0]
+    refs, hyps = [item.reference], list(score.outputs)
+    assert report.n == 1 and item.id == "fleurs-de-000" and score.method == "none"
     assert score.bleu == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)
     assert score.chrf == round(sacrebleu.corpus_chrf(hyps, [refs]).score, 2)
     assert 0 < score.bleu < 100 and score.chrf > 20
     fused_text = [fused.text]
     assert metrics.bleu(refs, fused_text) == sacrebleu.corpus_bleu(fused_text, [refs]).score
+    assert metrics.chrf(refs, fused_text) == sacrebleu.corpus_chrf(fused_text, [refs]).score
+
+
+def test_eval_translate_refuses_unknown_methods(shared_data: Path) -> None:
+    result = run("eval", shared_data / "fleurs" / "manifest.jsonl", "--task", "translate", "--method", "bogus")
+    assert_one_line_failure(result, "unknown method 'bogus'")
 
 
 def test_manifest_keeps_non_english_lines_with_references(shared_data: Path) -> None:

@@ -120,12 +120,21 @@ def eval_cmd(
     limit: LimitOpt = None,
     asr: Annotated[bool, typer.Option("--asr", help="Run our ASR on audio manifests even when they carry an N-best.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
+    task: Annotated[str, typer.Option("--task", help="transcribe (WER) or translate (BLEU/chrF against a manifest's 'translation').")] = "transcribe",
+    split: Annotated[str | None, typer.Option("--split", help="--task translate: only manifest lines of this split.")] = None,
 ) -> None:
-    """WER (normalised / raw) of 1-best, the chosen methods and the oracles o_nb, o_cp per data set."""
+    """WER (normalised / raw) of 1-best, the chosen methods and the oracles o_nb, o_cp per data set.
+
+    --task translate: BLEU/chrF of Whisper's 1-best translation beside rescore, ger (N-best fusion) and via.
+    """
     from cascade import metrics
     from cascade.ger.data import load_eval_set
 
     cfg = _cfg(lam, adapter, prompt)
+    if task == "translate":
+        return _eval_translate(data, method, cfg, split, limit, as_json)
+    if task != "transcribe":
+        raise InvalidInput(f"unknown task {task!r} (transcribe, translate)", param="task")
     methods = [_method(m.strip()) for m in method.split(",") if m.strip() and m.strip() != "none"]
     rows = []
     for path in data:
@@ -141,6 +150,27 @@ def eval_cmd(
     for r in rows:
         table.add_row(r["data"], str(r["n"]), r["method"], f"{100 * r['wer']:.2f}", f"{100 * r['wer_raw']:.2f}")
     console.print(table)
+
+
+def _eval_translate(data: list[Path], method: str, cfg: Settings, split: str | None, limit: int | None, as_json: bool) -> None:
+    """`eval --task translate`: one table per manifest (cascade.ger.translate.evaluate)."""
+    from cascade.ger import translate as T
+
+    methods = ("none", *[m.strip() for m in method.split(",") if m.strip() not in ("", "none")])
+    unknown = sorted(set(methods) - {"none", "rescore", "ger", "via"})
+    if unknown:
+        raise InvalidInput(f"unknown method {unknown[0]!r} for --task translate (rescore, ger, via)", param="method")
+    if cfg.asr.model == "tiny.en":  # the default ASR model is English-only; translation needs a multilingual one
+        cfg = cfg.model_copy(update={"asr": cfg.asr.model_copy(update={"model": "base"})})
+    for path in data:
+        report = T.evaluate(T.load_manifest(path, split=split)[:limit], cfg, methods)
+        if as_json:
+            print(report.model_dump_json())
+            continue
+        table = Table("method", "BLEU", "chrF (Δ BLEU / Δ chrF)", "s/utt", "changed", "fallbacks", title=f"{path.name}: {report.n} utterances")
+        for row in T.report_rows(report):
+            table.add_row(*row)
+        console.print(table)
 
 
 @app.command("tune")

@@ -364,3 +364,15 @@ def evaluate(items: Sequence[TranslationItem], cfg: Settings, methods: Sequence[
 def _align(source: Transcript, direct: Transcript) -> list[str | None]:
     by_start = {round(s.start, 2): s.text for s in direct.segments}
     return [by_start.get(round(s.start, 2)) for s in source.segments]
+
+
+def report_rows(report: TranslationEval) -> list[tuple[str, str, str, str, str, str]]:
+    """Table rows for `cascade eval --task translate`: method, BLEU, chrF (delta vs the 1-best), s/utt, changed, fallbacks."""
+    base = report.methods[0]
+    rows = []
+    for m in report.methods:
+        delta = "" if m is base else f" ({m.bleu - base.bleu:+.2f} / {m.chrf - base.chrf:+.2f})"
+        why = ", ".join(f"{k} {v}" for k, v in m.reasons.items())
+        rows.append((m.method if m.method != "none" else "1-best", f"{m.bleu:.2f}", f"{m.chrf:.2f}{delta}",
+                     f"{m.seconds_per_utt:.2f}", str(m.changed), f"{m.fallbacks} {why}".strip()))
+    return rows
