@@ -48,20 +48,28 @@ def load_level(url: str, data: bytes, clients: int, per_client: int) -> dict:
             "rps": round(len(ok) / wall, 3), "p50_s": round(pct(ok, 0.5), 3), "p95_s": round(pct(ok, 0.95), 3)}
 
 
-def in_process(data: bytes, repeats: int) -> float:
-    """Median seconds for decode + transcribe_all in this process (model loaded once, first call discarded)."""
+def overhead(url: str, data: bytes, repeats: int) -> tuple[float, float]:
+    """Median seconds of (HTTP request, in-process decode + transcribe_all) on the same clip.
+
+    The two are interleaved pair by pair so both see the same machine load; the in-process
+    model is loaded (and one call discarded) before timing.
+    """
     from cascade.asr import transcribe_all
     from cascade.audio import load_audio
     from cascade.config import load_settings
 
     s = load_settings()
-    times = []
-    for i in range(repeats + 1):
-        t = time.perf_counter()
-        transcribe_all(load_audio(data), s.asr, home=s.home)
-        if i:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    transcribe_all(load_audio(data), s.asr, home=s.home)
+    http_s, local_s = [], []
+    with httpx.Client(timeout=1800) as http:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            http.post(url, files={"file": ("clip.wav", data)}, data={"response_format": "json"}).raise_for_status()
+            http_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            transcribe_all(load_audio(data), s.asr, home=s.home)
+            local_s.append(time.perf_counter() - t)
+    return statistics.median(http_s), statistics.median(local_s)
 
 
 def main() -> None:
@@ -73,6 +81,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=8, help="requests per level (at least one per client)")
     ap.add_argument("--max-concurrency", type=int, default=2, help="the service's running slots")
     ap.add_argument("--log-dir", type=Path, default=None, help="keep the service's log here")
+    ap.add_argument("--overhead-pairs", type=int, default=6, help="interleaved HTTP/in-process pairs")
     args = ap.parse_args()
     data = args.clip.read_bytes()
     levels = [int(x) for x in args.levels.split(",")]
@@ -84,15 +93,14 @@ def main() -> None:
             url = svc.url + "/v1/audio/transcriptions"
             load_level(url, data, 1, 1)  # warm-up
             results = [load_level(url, data, c, max(1, args.requests // c)) for c in levels]
+            http_p50, inproc = overhead(url, data, args.overhead_pairs)
         finally:
             svc.stop()
-    inproc = in_process(data, repeats=5)
-    http_p50 = results[0]["p50_s"] if levels[0] == 1 else None
     print(json.dumps({
         "benchmark": "service_load", "clip": args.clip.name, "clip_bytes": len(data),
         "service_max_concurrency": args.max_concurrency, "levels": results,
-        "in_process_p50_s": round(inproc, 3), "http_c1_p50_s": http_p50,
-        "http_over_in_process": round(http_p50 / inproc, 3) if http_p50 else None,
+        "overhead_pairs": args.overhead_pairs, "in_process_p50_s": round(inproc, 3),
+        "http_p50_s": round(http_p50, 3), "http_over_in_process": round(http_p50 / inproc, 3),
         "cpu_cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
     }))
 
