@@ -262,3 +262,29 @@ def write(path: str | Path, rows: Sequence[ReportRow], **kwargs: object) -> Path
     os.replace(tmp, path)
     return path
 
+
+
+def rows_from_batch_output(path: str | Path, *, dataset: str, limit: int = 20_000) -> tuple[list[ReportRow], int]:
+    """Report rows from a correct-batch JSONL output (first `limit` records); also returns the records seen.
+
+    Error records are counted by the batch summary, not shown as diffs.
+    """
+    import json
+
+    rows: list[ReportRow] = []
+    seen = 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            seen += 1
+            if len(rows) >= limit:
+                continue
+            rec = json.loads(line)
+            if rec.get("corrected") is None:
+                continue
+            notes = {"status": rec["status"]} if rec.get("status") not in (None, "ok") else {}
+            if rec.get("fallback_reason"):
+                notes["fallback"] = rec["fallback_reason"]
+            rows.append(ReportRow(dataset=dataset, id=str(rec["id"]), reference=rec.get("reference"),
+                                  outputs={BASELINE: rec.get("original") or "", rec.get("method") or "corrected": rec["corrected"]},
+                                  notes=notes))
+    return rows, seen

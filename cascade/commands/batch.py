@@ -36,6 +36,8 @@ def correct_batch(
     id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
     text_column: Annotated[str | None, typer.Option("--text-column", help="CSV/TSV: the transcript column.")] = None,
     ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report "
+                                                "(summary, WER when references exist, largest changes); needs a .jsonl --out.")] = None,
 ) -> None:
     """Correct a file of ASR transcripts (1-best or N-best), keeping its format; resumable after a crash."""
     from cascade.batch import correct_file
@@ -44,6 +46,9 @@ def correct_batch(
     a = str(adapter) if adapter else None
     columns = {"id_column": id_column, "text_column": text_column, "ref_column": ref_column}
     method, fusion = _fusion_mode(mode, join, len(input_paths))
+    if report is not None and (out_format or out.suffix.lstrip(".")) != "jsonl":
+        raise InvalidInput("--report reads the originals and corrections from a .jsonl --out; write .jsonl, then "
+                           "convert it with `cascade correct-batch OUT.jsonl --out FILE.srt`", param="report")
     s = settings(batch={"method": method, "workers": workers, "batch_size": batch_size, "engine": engine},
                  llm={"adapter": a}, ger={"adapter": a}, fusion=fusion)
     with _progress(input_paths[0]) as tick:
@@ -60,6 +65,19 @@ def correct_batch(
         f"done {summary.done} (resumed {summary.resumed}, new {summary.new}), changed {summary.changed}, "
         f"fallbacks {summary.fallbacks}, errors {summary.errors}, duplicates {summary.duplicates}; "
         f"{summary.seconds:.1f} s, {summary.records_per_s:.1f} records/s -> {out}", highlight=False, soft_wrap=True)
+    if report is not None:
+        _write_report(report, out, summary)
+
+
+def _write_report(path: Path, out: Path, summary: Any) -> None:
+    from cascade import report as reports
+
+    rows, seen = reports.rows_from_batch_output(out, dataset=out.stem)
+    facts = summary.model_dump(exclude={"output"})
+    if seen > len(rows):
+        facts["report covers"] = f"the first {len(rows)} of {seen} records"
+    reports.write(path, rows, title=f"Batch correction: {out.name}", summary=facts)
+    console.print(f"report -> {path}", highlight=False)
 
 
 def _fusion_mode(mode: str | None, join: bool, n_inputs: int) -> tuple[str | None, dict[str, str] | None]:
