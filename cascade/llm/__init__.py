@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cascade.config import LlmOptions
 from cascade.llm.base import LlmBackend, TextScore, TokenLogprob
-from cascade.types import InvalidInput
+from cascade.types import InvalidInput, Unsupported
 
 __all__ = ["LlmBackend", "TextScore", "TokenLogprob", "load_backend"]
 
@@ -58,9 +58,7 @@ def _create_backend(options: LlmOptions, home: Path) -> LlmBackend:
 
         return TransformersBackend.load(options, home)
     if options.backend == "ct2":
-        from cascade.llm.ct2_backend import Ct2Backend
-
-        return Ct2Backend.load(options, home)
+        raise Unsupported("the ct2 LLM backend is not implemented yet: use backend transformers or openai", param="backend")
     if options.backend == "openai":
         from cascade.llm.openai_backend import OpenAIBackend
 
