@@ -30,6 +30,8 @@ def _template(name: str, root: Path) -> tuple[jinja2.Template, PromptRef]:
         known = sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.jinja"))
         raise InvalidInput(f"unknown prompt {name!r} (known: {', '.join(known)})", param="prompt")
     source = path.read_text(encoding="utf-8")
+    # The file's final newline is dropped (keep_trailing_newline=False), so a prompt can end exactly where the
+    # model must continue (e.g. "...assistant\n<hyp>"). A template that must end in a newline writes {{ "\n" }}.
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
     ref = PromptRef(name=name, hash=hashlib.sha256(source.encode()).hexdigest()[:12])
     return env.from_string(source), ref
