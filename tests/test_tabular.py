@@ -150,3 +150,18 @@ def test_cli_csv_prints_choice_and_converts(frag: Path, tmp_path: Path) -> None:
     assert [r["id"] for r in recs][:2] == ["1089-134686-0008", "1089-134686-0015"]
     empty = next(r for r in recs if r["id"] == "8230-279154-0019")
     assert empty["original"] == "" and empty["reference"].startswith("IT WOULD SEEM")
+
+
+def test_eval_reads_csv_export_with_detection_and_flags(frag: Path) -> None:
+    result = runner.invoke(app, ["eval", str(frag / "deepspeech.csv"), "--method", "none", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "reference 'actual' (detected)" in result.output
+    rows = json.loads(result.output.strip().splitlines()[-1])
+    best = next(r for r in rows if r["method"] == "1-best")
+    assert best["n"] == 7 and 0 < best["wer"] < best["wer_raw"]  # raw: upper-case reference vs lower-case output
+    swapped = runner.invoke(app, ["eval", str(frag / "deepspeech.csv"), "--method", "none", "--json",
+                                  "--text-column", "actual", "--ref-column", "actual"])
+    assert swapped.exit_code == 0, swapped.output
+    assert next(r for r in json.loads(swapped.output.strip().splitlines()[-1]) if r["method"] == "1-best")["wer"] == 0
+    missing = runner.invoke(app, ["eval", str(frag / "deepspeech.csv"), "--ref-column", "truth"])
+    assert missing.exit_code == 1 and "no column 'truth'" in missing.output and "Traceback" not in missing.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,7 +10,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from cascade.cli import cli_errors, console, fail, settings
+from cascade.cli import cli_errors, console, err_console, fail, settings
 from cascade.config import DEFAULT_CONFIG, Settings, save_yaml
 from cascade.types import Correction, InvalidInput, NBest, Utterance
 
@@ -122,6 +123,9 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
     task: Annotated[str, typer.Option("--task", help="transcribe (WER) or translate (BLEU/chrF against a manifest's 'translation').")] = "transcribe",
     split: Annotated[str | None, typer.Option("--split", help="--task translate: only manifest lines of this split.")] = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
+    text_column: Annotated[str | None, typer.Option("--text-column", help="CSV/TSV: the transcript column.")] = None,
+    ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
 ) -> None:
     """WER (normalised / raw) of 1-best, the chosen methods and the oracles o_nb, o_cp per data set.
 
@@ -138,7 +142,10 @@ def eval_cmd(
     methods = [_method(m.strip()) for m in method.split(",") if m.strip() and m.strip() != "none"]
     rows = []
     for path in data:
-        utts = [u for u in load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home) if u.reference is not None]
+        if path.suffix.lower() in (".csv", ".tsv"):  # a recogniser's export: columns detected (cascade.tabular)
+            utts = _table_utterances(path, limit, {"id_column": id_column, "text_column": text_column, "ref_column": ref_column})
+        else:
+            utts = [u for u in load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home) if u.reference is not None]
         if not utts:
             fail(f"{path}: no utterance with a reference to evaluate against")
         scores = metrics.score_methods([u.reference or "" for u in utts], [u.nbest for u in utts], _run_methods(utts, methods, cfg))
@@ -150,6 +157,15 @@ def eval_cmd(
     for r in rows:
         table.add_row(r["data"], str(r["n"]), r["method"], f"{100 * r['wer']:.2f}", f"{100 * r['wer_raw']:.2f}")
     console.print(table)
+
+
+def _table_utterances(path: Path, limit: int | None, columns: dict[str, str | None]) -> list[Utterance]:
+    from cascade.tabular import read_table
+
+    table = read_table(path, **{k: v for k, v in columns.items() if v is not None})
+    utts = [u for u in itertools.islice(table, limit) if u.reference is not None]
+    err_console.print(f"{table.columns.describe()}; {table.summary.describe()}", highlight=False, soft_wrap=True)
+    return utts
 
 
 def _eval_translate(data: list[Path], method: str, cfg: Settings, split: str | None, limit: int | None, as_json: bool) -> None:
