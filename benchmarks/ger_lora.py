@@ -54,13 +54,13 @@ def tiny_en_lists(split: str, home: Path, limit: int) -> list[Utterance]:
 def run_set(utts: list[Utterance], backend, methods: list[str], adapter: str | None, settings) -> dict:  # noqa: ANN001
     refs = [u.reference or "" for u in utts]
     nbs = [u.nbest for u in utts]
-    row: dict = {"n": len(utts), "o_nb": round(oracle_nbest(refs, nbs), 2), "o_cp": round(oracle_composition(refs, nbs), 2)}
+    row: dict = {"n": len(utts), "o_nb": round(100 * oracle_nbest(refs, nbs), 2), "o_cp": round(100 * oracle_composition(refs, nbs), 2)}
     for name in methods:
         method = "ger" if name.startswith("ger") else name
         ger = settings.ger.model_copy(update={"adapter": adapter if name == "ger_lora" else None})
         t0 = time.perf_counter()
         outs = list(correct_many(nbs, backend, method=method, ger=ger, rescore=settings.rescore, batch_size=8))
-        row[name] = round(wer(refs, [c.text for c in outs]), 2)
+        row[name] = round(100 * wer(refs, [c.text for c in outs]), 2)  # percent
         row[f"{name}_s_per_utt"] = round((time.perf_counter() - t0) / max(1, len(utts)), 3)
         if method == "ger":
             row[f"{name}_changed"] = sum(c.changed for c in outs)
