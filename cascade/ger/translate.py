@@ -138,7 +138,7 @@ def check_translation(raw: str, source: str, cap: int, n_tokens: int | None, opt
     log.update(tokens=n_tokens, token_cap=cap)
     if not out:
         raise Rejected("empty_output")
-    if n_tokens is not None and n_tokens >= cap:
+    if n_tokens is not None and n_tokens >= cap and "\n" not in raw.strip():  # the answer line itself was cut
         raise Rejected("hit_token_cap")
     src_words = metrics.normalize(source).split() or source.split()
     out_words = metrics.normalize(out).split() or out.split()
@@ -174,7 +174,8 @@ def translate_texts(
     caps = [max(options.min_new_tokens, int(options.max_new_tokens_factor * (count(s) if count else len(s) // 3))) for s in sources]
     t0 = time.perf_counter()
     todo = [i for i, s in enumerate(sources) if s.strip()]
-    raws = dict(zip(todo, backend.generate([rendered[i] for i in todo], max_tokens=max(caps, default=1), stop=["\n", RESPONSE_END])))
+    # no "\n" stop: SmolLM2 often opens with a blank line, which a "\n" stop turns into an empty answer
+    raws = dict(zip(todo, backend.generate([rendered[i] for i in todo], max_tokens=max(caps, default=1), stop=[RESPONSE_END])))
     info = StageInfo(stage="translate", model=getattr(backend, "name", None), seconds=(time.perf_counter() - t0) / max(len(todo), 1),
                      options=options.model_dump(), prompt_name=ref.name, prompt_hash=ref.hash)
     out = []
