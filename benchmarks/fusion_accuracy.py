@@ -127,12 +127,27 @@ def tune_and_report(dev, test, refs_dev, refs_test, generate: bool) -> dict[str,
     return out
 
 
+def report_rows(joined: dict[str, fusion.Joined], baseline: str) -> list:
+    """Per-utterance rows for the HTML report: the best single system (as the 1-best), our rover, the oracle."""
+    from cascade.report import BASELINE, ReportRow
+
+    rows = []
+    for split, j in joined.items():
+        fused = [c.text for c in fusion.fuse_many(j.inputs, "rover")]
+        rows += [ReportRow(dataset=split, id=i.id, reference=i.reference,
+                           outputs={BASELINE: _system_text(i, baseline), "rover": f, "oracle": _oracle(i)})
+                 for i, f in zip(j.inputs, fused)]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lm-n", type=int, default=100, help="utterances per split for the LLM+agreement pick")
     ap.add_argument("--llm-n", type=int, default=20, help="utterances per split for LLM fusion (generation)")
     ap.add_argument("--adapter", default=None, help="LoRA adapter trained on dev fusion data (train-ger)")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--report", default=None, help="also write an HTML report (rover and oracle against the best "
+                    "single system on dev, per utterance)")
     args = ap.parse_args()
     paths = {s: [DATA / s / f"{n}.csv" for n in SYSTEMS] for s in ("dev", "test")}
     joined = {s: fusion.join(p) for s, p in paths.items()}
@@ -157,6 +172,13 @@ def main() -> None:
                                           refs["test"][: args.llm_n], generate=True)
         if not args.adapter:
             result["llm_fusion_adapter"] = "not run: no --adapter given"
+    if args.report:
+        from cascade import report
+
+        best = min(SYSTEMS, key=lambda n: result["dev"][n]["wer"])  # chosen on dev
+        report.write(args.report, report_rows(joined, best), title=f"Fusion of {', '.join(SYSTEMS)} "
+                     f"(1-best = {best}, the best single system on dev)", summary={"llm": result.get("llm", "not run")})
+        result["report"] = args.report
     print(json.dumps(result))
 
 
