@@ -140,6 +140,9 @@ def test_vllm_command_uses_only_flags_vllm_accepts(config):
     assert command[command.index("--served-model-name") + 1] == gpu["llm"]["model"]
     name, path = command[command.index("--lora-modules") + 1].split("=", 1)
     assert name == gpu["ger"]["adapter"]
-    mounts = [v["target"] for v in llm["volumes"]]
-    assert any(path.startswith(m + "/") for m in mounts), (path, mounts)
+    mounts = {v["target"]: v["source"] for v in llm["volumes"]}
+    target = next((m for m in mounts if path.startswith(m + "/")), None)
+    assert target is not None, (path, mounts)
+    shipped = Path(mounts[target]) / path[len(target) + 1:]
+    assert (shipped / "adapter_config.json").is_file(), f"the served adapter {shipped} is not shipped"
     assert "--enable-lora" in command
