@@ -279,6 +279,11 @@ def make_nbest(
             steps = [spoken, *steps]
         segments, _info = transcribe(audio, asr, home=home)
         texts, scores = nbest_record(segments, asr.n_best)
+        if item.audio is None and not any(t.strip() for t in texts):
+            # degraded past recognition (VAD heard nothing): an empty list would teach the LLM to invent the
+            # reference, so this sentence is decoded from its clean rendering instead
+            texts, scores = nbest_record(transcribe(clean, asr, home=home)[0], asr.n_best)
+            steps = [steps[0], "clean(degraded unrecognisable)"]
         yield {
             "id": item.id,
             "input": texts,
