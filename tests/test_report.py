@@ -46,3 +46,19 @@ def test_report_without_references_lists_changes():
     page = render(rows, title="no refs")
     assert "3 changed utterances" in page
     assert 'class="wer"' not in page, "no WER table without references"
+
+
+def test_eval_report_matches_the_eval_table(shared_data, tmp_path):
+    import json
+
+    data = shared_data / "hyporadise" / "dev" / "atis.json"
+    rep = tmp_path / "eval.html"
+    result = runner.invoke(app, ["eval", str(data), "--limit", "8", "--method", "rescore", "--lam", "0",
+                                 "--json", "--report", str(rep)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    page = rep.read_text()
+    for method in ("1-best", "rescore", "o_nb"):
+        wer = next(r["wer"] for r in rows if r["method"] == method)
+        assert f"{100 * wer:.2f}" in page, method
+    assert "<svg" in page and "Helped / hurt / neutral" in page

@@ -126,6 +126,8 @@ def eval_cmd(
     id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
     text_column: Annotated[str | None, typer.Option("--text-column", help="CSV/TSV: the transcript column.")] = None,
     ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report: WER table "
+                                                "and chart, helped/hurt/neutral, largest wins and regressions.")] = None,
 ) -> None:
     """WER (normalised / raw) of 1-best, the chosen methods and the oracles o_nb, o_cp per data set.
 
@@ -140,7 +142,7 @@ def eval_cmd(
     if task != "transcribe":
         raise InvalidInput(f"unknown task {task!r} (transcribe, translate)", param="task")
     methods = [_method(m.strip()) for m in method.split(",") if m.strip() and m.strip() != "none"]
-    rows = []
+    rows, report_rows = [], []
     for path in data:
         if path.suffix.lower() in (".csv", ".tsv"):  # a recogniser's export: columns detected (cascade.tabular)
             utts = _table_utterances(path, limit, {"id_column": id_column, "text_column": text_column, "ref_column": ref_column})
@@ -148,8 +150,15 @@ def eval_cmd(
             utts = [u for u in load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home) if u.reference is not None]
         if not utts:
             fail(f"{path}: no utterance with a reference to evaluate against")
-        scores = metrics.score_methods([u.reference or "" for u in utts], [u.nbest for u in utts], _run_methods(utts, methods, cfg))
+        outputs = _run_methods(utts, methods, cfg)
+        scores = metrics.score_methods([u.reference or "" for u in utts], [u.nbest for u in utts], outputs)
         rows += [{"data": path.name, **s.model_dump()} for s in scores]
+        report_rows += _report_rows(path.stem, utts, outputs)
+    if report is not None:
+        from cascade import report as reports
+
+        reports.write(report, report_rows, title=f"Evaluation: {', '.join(p.name for p in data)}")
+        err_console.print(f"report -> {report}", highlight=False)
     if as_json:
         print(json.dumps(rows))
         return
@@ -157,6 +166,18 @@ def eval_cmd(
     for r in rows:
         table.add_row(r["data"], str(r["n"]), r["method"], f"{100 * r['wer']:.2f}", f"{100 * r['wer_raw']:.2f}")
     console.print(table)
+
+
+def _report_rows(dataset: str, utts: list[Utterance], outputs: dict[str, list[str]]) -> list:
+    """One report row per utterance: 1-best, each method's text and the o_nb oracle."""
+    from cascade import metrics
+    from cascade.report import BASELINE, ReportRow
+
+    return [ReportRow(dataset=dataset, id=u.id, reference=u.reference,
+                      outputs={BASELINE: u.nbest.texts[0] if u.nbest.hypotheses else "",
+                               **{m: texts[i] for m, texts in outputs.items()},
+                               "o_nb": metrics.oracle_nbest_pick(u.reference or "", u.nbest)})
+            for i, u in enumerate(utts)]
 
 
 def _table_utterances(path: Path, limit: int | None, columns: dict[str, str | None]) -> list[Utterance]:
