@@ -23,25 +23,35 @@ from cascade.config import load_settings
 LAM = 0.3
 BATCH = 2
 N = 12
+N_KILL = 48
 SETTINGS = load_settings({"batch": {"method": "rescore", "batch_size": BATCH}, "rescore": {"lam": LAM}})
 
 
-@pytest.fixture(scope="module")
-def job(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, bytes]:
-    """A HyPoradise file of N real ATIS dev 5-best lists and its uninterrupted rescored output."""
-    tmp = tmp_path_factory.mktemp("batch_llm")
+def _job(tmp: Path, shared_data: Path, n: int) -> tuple[Path, bytes]:
+    """A HyPoradise file of n real ATIS dev 5-best lists and its uninterrupted rescored output."""
     src = tmp / "atis.json"
-    src.write_text(json.dumps(json.loads((shared_data / "hyporadise/dev/atis.json").read_text())[:N]))
+    src.write_text(json.dumps(json.loads((shared_data / "hyporadise/dev/atis.json").read_text())[:n]))
     ref = tmp / "ref.jsonl"
     summary = correct_file(src, ref, SETTINGS)
-    assert summary.done == N and summary.errors == 0
+    assert summary.done == n and summary.errors == 0
     recs = [json.loads(x) for x in ref.read_text().splitlines()]
     assert all(r["method"] == "rescore" and r["scores"][0]["lm"] is not None for r in recs), "the LLM scored them"
     return src, ref.read_bytes()
 
 
-def test_kill_9_at_random_moments_then_resume_is_byte_identical(job: tuple[Path, bytes], tmp_path: Path) -> None:
-    src, ref = job
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, bytes]:
+    return _job(tmp_path_factory.mktemp("batch_llm"), shared_data, N)
+
+
+@pytest.fixture(scope="module")
+def long_job(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, bytes]:
+    """Long enough (N_KILL records) that an idle machine does not finish it between kills."""
+    return _job(tmp_path_factory.mktemp("batch_llm_kill"), shared_data, N_KILL)
+
+
+def test_kill_9_at_random_moments_then_resume_is_byte_identical(long_job: tuple[Path, bytes], tmp_path: Path) -> None:
+    src, ref = long_job
     out = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "cascade", "correct-batch", str(src), "--out", str(out), "--mode", "rescore",
            "--batch-size", str(BATCH)]
@@ -55,9 +65,9 @@ def test_kill_9_at_random_moments_then_resume_is_byte_identical(job: tuple[Path,
             deadline = time.monotonic() + 120
             while proc.poll() is None and time.monotonic() < deadline and (out.stat().st_size if out.exists() else 0) <= before:
                 time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 1.0))
+            time.sleep(rng.uniform(0.0, 0.3))
         else:  # anywhere: during start-up, model load or scoring
-            time.sleep(rng.uniform(0.5, 8.0))
+            time.sleep(rng.uniform(0.3, 4.0))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
@@ -67,7 +77,7 @@ def test_kill_9_at_random_moments_then_resume_is_byte_identical(job: tuple[Path,
     assert any(0 < s < len(ref) for s in sizes), f"no kill landed mid-output: {sizes}"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"done {N}" in done.stdout
+    assert f"done {N_KILL}" in done.stdout
     assert out.read_bytes() == ref
 
 
