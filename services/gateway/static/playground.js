@@ -116,6 +116,7 @@ function renderSegment(seg, correction) {
 function stageTimings(transcript, corrections, timings) {
   if (timings) return Object.entries(timings);
   const rows = (transcript.stages || []).map((s) => [s.stage, s.seconds]);
+  if (rows.some(([stage]) => stage.startsWith("correct"))) return rows; // the transcript already timed it
   const corr = corrections.filter((c) => c && c.info).reduce((t, c) => t + (c.info.seconds || 0), 0);
   if (corr) rows.push(["correct", corr]);
   return rows;
