@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from cascade.config import FusionOptions, load_settings  # noqa: E402
 from cascade.ger import fusion  # noqa: E402
 from cascade.ger.rover import nist_rover, rover, tokens  # noqa: E402
-from cascade.metrics import normalize, wer  # noqa: E402
+from cascade.metrics import normalize, wer, word_edits  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "asr-outputs" / "librispeech-test-clean"
 SYSTEMS = ("deepspeech", "google", "azure", "watson")
@@ -81,7 +81,7 @@ def _agreement_pick(inp) -> str:  # noqa: ANN001
 def _oracle(inp) -> str:  # noqa: ANN001
     ref = normalize(inp.reference or "").split()
     texts = [normalize(o.text) for o in inp.outputs]
-    return min(texts, key=lambda t: fusion._edits(ref, t.split()))
+    return min(texts, key=lambda t: word_edits(ref, t.split()))
 
 
 def llm_features(joined: fusion.Joined, n: int, backend, ger_generate: bool, adapter: str | None, batch: int):  # noqa: ANN001, ANN201

@@ -87,20 +87,16 @@ def cer(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> flo
     return errors / ref_len if ref_len else float(errors > 0)
 
 
-def _edits(a: Sequence[str], b: Sequence[str]) -> int:
-    """Word-level Levenshtein distance."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
+def word_edits(a: Sequence[str], b: Sequence[str]) -> int:
+    """Levenshtein distance between two word sequences (kaldialign)."""
+    import kaldialign
+
+    return int(kaldialign.edit_distance(list(a), list(b))["total"]) if (a or b) else 0
 
 
 def edit_distance(a: str, b: str) -> int:
     """Word edit distance between two strings (split on whitespace)."""
-    return _edits(a.split(), b.split())
+    return word_edits(a.split(), b.split())
 
 
 def _texts(nbest: NBest | Sequence[str]) -> list[str]:
@@ -117,7 +113,7 @@ def oracle_nbest_pick(ref: str, nbest: NBest | Sequence[str], normalize: bool = 
     texts = _texts(nbest) or [""]
     f = _norm if normalize else (lambda s: s)
     r = f(ref).split()
-    return min(texts, key=lambda t: _edits(r, f(t).split()))
+    return min(texts, key=lambda t: word_edits(r, f(t).split()))
 
 
 def confusion_network(texts: Sequence[str]) -> list[list[tuple[str, ...]]]:
@@ -172,7 +168,7 @@ def oracle_composition_pick(ref: str, nbest: NBest | Sequence[str], normalize: b
                 continue
             for alt in slots[s]:
                 for k in range(j, min(len(r), j + len(alt)) + 1):
-                    c = cost[s][j] + _edits(alt, r[j:k])
+                    c = cost[s][j] + word_edits(alt, r[j:k])
                     if c < cost[s + 1][k]:
                         cost[s + 1][k], back[s + 1][k] = c, (j, alt)
     words: list[str] = []

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from cascade.config import FusionOptions, GerOptions, Settings
 from cascade.ger.rover import rover, tokens
+from cascade.metrics import word_edits
 from cascade.types import (
     CandidateScore,
     Correction,
@@ -155,16 +156,10 @@ def _words(text: str, options: FusionOptions) -> list[str]:
     return tokens(text)
 
 
-def _edits(a: Sequence[str], b: Sequence[str]) -> int:
-    import kaldialign
-
-    return int(kaldialign.edit_distance(list(a), list(b))["total"]) if (a or b) else 0
-
-
 def agreement(candidate: Sequence[str], systems: Sequence[Sequence[str]]) -> float:
     """-(word edits to every system) / (their words): 0 when all systems wrote exactly the candidate."""
     total = sum(len(s) for s in systems) or 1
-    return -sum(_edits(candidate, s) for s in systems) / total
+    return -sum(word_edits(candidate, s) for s in systems) / total
 
 
 @dataclass

@@ -70,7 +70,7 @@ def nearest(text: str, hypotheses: Sequence[str]) -> tuple[int, float]:
     best, best_d = 0, float("inf")
     for i, h in enumerate(hypotheses):
         ref = metrics.normalize(h).split()
-        d = metrics._edits(ref, out) / max(len(ref), 1)
+        d = metrics.word_edits(ref, out) / max(len(ref), 1)
         if d < best_d:
             best, best_d = i, d
     return best, best_d

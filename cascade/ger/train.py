@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.config import GerOptions, LoraTrainConfig
+from cascade.metrics import word_edits
 from cascade.types import InvalidInput, Utterance
 
 logger = logging.getLogger(__name__)
@@ -64,16 +65,6 @@ def _words(text: str) -> list[str]:
     return normalize(text).split()
 
 
-def _edit(a: list[str], b: list[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, wa in enumerate(a, 1):
-        cur = [i]
-        for j, wb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (wa != wb)))
-        prev = cur
-    return prev[-1]
-
-
 def choose_target(utt: Utterance, mode: str) -> tuple[str, int | None]:
     """The text the adapter learns to write for this N-best list, and which hypothesis it copies."""
     ref = utt.reference or ""
@@ -83,7 +74,7 @@ def choose_target(utt: Utterance, mode: str) -> tuple[str, int | None]:
     for i, hw in enumerate(hyp_w):
         if hw == ref_w:
             return hyps[i], i
-    oracle = min(range(len(hyps)), key=lambda i: (_edit(ref_w, hyp_w[i]), i))
+    oracle = min(range(len(hyps)), key=lambda i: (word_edits(ref_w, hyp_w[i]), i))
     if mode == "oracle":
         return hyps[oracle], oracle
     if mode == "composable" and not set(ref_w) <= {w for hw in hyp_w for w in hw}:
