@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from cascade import models
@@ -30,8 +30,6 @@ async def page() -> FileResponse:
 async def asset(name: str) -> FileResponse:
     path = STATIC / name
     if path.suffix not in (".js", ".css") or path.parent != STATIC or not path.is_file():
-        from fastapi import HTTPException
-
         raise HTTPException(404, f"no playground asset {name!r}")
     return FileResponse(path, media_type=_TYPES[path.suffix])
 
