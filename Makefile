@@ -10,7 +10,7 @@ APT_PACKAGES := ffmpeg espeak-ng sox sctk libsndfile1 chromium chromium-driver
 FILE ?=
 ARGS ?=
 
-.PHONY: setup system-deps demo test test-all bench clean-venv coqui-env
+.PHONY: setup system-deps demo test test-all bench clean-venv coqui-env ger-adapter
 
 # Debian packages the tests and audio tools use (installed only when missing).
 system-deps:
@@ -50,3 +50,18 @@ test-all: setup coqui-env
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The shipped GER adapter (cascade/adapters/ger-smollm2), rebuilt from scratch by the project's own commands:
+# make-nbest (~5 min) then train-ger (~20 min on 2 CPU cores). Never reads a test split.
+DATA ?= ../shared/data
+GER_RUN ?= $(CACHE)/ger-runs/smollm2
+ger-adapter: setup
+	mkdir -p $(GER_RUN)
+	test -s $(GER_RUN)/synth-tiny.json || $(VENV)/bin/cascade make-nbest $(DATA)/text/harvard-sentences.txt@160 \
+	  $(DATA)/text/parallel/deu-eng/multi30k_test_2016_flickr.eng@60 $(DATA)/hyporadise/dev/ls_clean.json@60:100 \
+	  $(DATA)/hyporadise/dev/wsj_score.json@60:100 -o $(GER_RUN)/synth-tiny.json
+	CASCADE_TRAIN__DEV_FRACTION=0.05 $(VENV)/bin/cascade train-ger $(GER_RUN)/synth-tiny.json@:100 \
+	  $(DATA)/hyporadise/dev/{atis,chime4,ls_clean,swbd,td3,wsj_score}.json@60:200 $(DATA)/hyporadise/train/atis.json@300 \
+	  --out $(GER_RUN)/adapter --base smollm2 --epochs 1 --batch-size 8 --lr 1e-3 --max-length 320 --layers 12 \
+	  --target reference --eval-every 20 --save-every 20 --patience 3
+	cp $(GER_RUN)/adapter/{adapter_config.json,adapter_model.safetensors,training_config.json,trainer_state.json,README.md} cascade/adapters/ger-smollm2/

@@ -106,6 +106,16 @@ class GerOptions(Options):
     """AM of an LLM output = the nearest hypothesis' AM minus this per differing word (score gate)."""
     min_new_tokens: int = Field(16, ge=1)
     """Floor of the token cap (short hypotheses still get room for a fix)."""
+    max_changed_words: int | None = 1
+    """With an adapter: reject outputs more than this many word edits away from the rescored best
+    (None: no limit). Chosen on dev together with posterior_margin."""
+    posterior_margin: float | None = 8.0
+    """With an adapter, the trained GER model judges its own change: an output that differs from the
+    rescored best is kept only when its log-probability as the answer (prompt-conditioned, under the
+    adapter, in nats) beats the best's by this margin. It replaces the AM+LM score gate there, which at
+    λ = 0 can never prefer a change. None: the score gate also with an adapter. The default is what
+    benchmarks/ger_accuracy.py chose on dev for the shipped adapter (the most cautious setting tried:
+    no margin made the dev split better without making a dev set worse)."""
 
 
 class TtsOptions(Options):

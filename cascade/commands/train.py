@@ -123,6 +123,8 @@ def train_ger(
         def show(ev: dict) -> None:
             dev = f" dev {ev['dev_loss']:.3f}" if "dev_loss" in ev else ""
             bar.update(task, total=ev["total"], completed=ev["step"], info=f"loss {ev['loss']:.3f}{dev} ep {ev['epoch']:.2f}")
+            if not err_console.is_terminal and (dev or ev["step"] % 10 == 0):  # a log file gets plain lines, not a bar
+                err_console.print(f"step {ev['step']}/{ev['total']} loss {ev['loss']:.3f}{dev} eta {ev['eta_s'] / 60:.0f} min")
 
         res = trainer.train(utts, out, cfg.train, cfg.ger, home=cfg.home, resume=resume, progress=show, sources=data)
     why = "early stop" if res.stopped_early else "done"

@@ -94,9 +94,16 @@ def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ge
     return cand
 
 
+def uses_posterior_gate(ger: GerOptions) -> bool:
+    """An adapter with a posterior margin is judged by its own log-probabilities, not by the score gate."""
+    return bool(ger.adapter) and ger.posterior_margin is not None
+
+
 def apply_guards(nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend, info: StageInfo | None = None) -> Correction:
     """Turn one raw LLM output into a Correction: accepted, or the rescored best `base` with the reason."""
     log: dict[str, Any] = {"decoding": "greedy"}
+    if uses_posterior_gate(ger):
+        ger = ger.model_copy(update={"score_gate": False})  # posterior_gate() decides after the text guards
     try:
         out, idx, dist = _guarded(nbest, raw, base, ger, log)
         verbatim = out in nbest.texts
@@ -111,6 +118,28 @@ def apply_guards(nbest: NBest, raw: str, base: Correction, ger: GerOptions, resc
         text=out, method="ger", status="ok", chosen=chosen, changed=out != nbest.texts[0],
         scores=(*base.scores, cand), guards=log, raw_output=raw, info=info,
     )
+
+
+def posterior_gate(prompt: str, corr: Correction, base: Correction, backend: LlmBackend, ger: GerOptions) -> Correction:
+    """Keep an accepted change only when it is small (`max_changed_words`) and the adapter prefers it to the
+    rescored best by `posterior_margin` nats.
+
+    Both texts are scored as the answer to the very prompt the adapter was trained on (text +
+    RESPONSE_END, as in training), so the margin is the GER model's own confidence in the change.
+    """
+    if corr.status != "ok" or corr.text == base.text:
+        return corr
+    log = dict(corr.guards)
+    try:
+        guards.check_changes(corr.text, base.text, ger, log)
+    except guards.Rejected as rej:
+        return _fallback(base, rej.reason, {**log, "accepted": False}, corr.raw_output, corr.info)
+    best, out = backend.score([base.text + RESPONSE_END, corr.text + RESPONSE_END], prefix=prompt, adapter=ger.adapter)
+    gain = out.logprob - best.logprob
+    log.update(posterior_gain=round(gain, 4), posterior_margin=ger.posterior_margin)
+    if gain < (ger.posterior_margin or 0.0) - 1e-9:
+        return _fallback(base, "below_posterior_margin", {**log, "accepted": False}, corr.raw_output, corr.info)
+    return corr.model_copy(update={"guards": log})
 
 
 def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions) -> list[Correction]:
@@ -131,8 +160,10 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
             out[i] = _fallback(bases[i], f"llm_unavailable: {exc.message}", {}, None, info, status="unavailable")
         return out
     info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
-    for i, raw in zip(todo, raws):
+    for i, (prompt, _), raw in zip(todo, rendered, raws):
         out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info)
+        if uses_posterior_gate(ger):
+            out[i] = posterior_gate(prompt, out[i], bases[i], backend, ger)
     return out
 
 

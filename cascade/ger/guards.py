@@ -4,7 +4,9 @@ Order: clean the raw output (first line, tags/prefixes/quotes stripped, the hypo
 casing/punctuation style) -> non-empty -> length (words <= factor x longest hypothesis + 2)
 -> word edit distance to the nearest hypothesis <= max_edit_distance (fraction of that
 hypothesis' words, on normalised text) -> optional snap to the nearest hypothesis ->
-score gate: the output's combined (1-λ)·AM + λ·LM must not fall below the rescored best's.
+score gate: the output's combined (1-λ)·AM + λ·LM must not fall below the rescored best's; with
+a LoRA adapter the posterior gate replaces it (correct.posterior_gate: at most max_changed_words
+word edits from the rescored best, and the adapter's own log-probability margin).
 
 The output has no acoustic score of its own: its AM is the nearest hypothesis' AM minus
 `output_am_penalty` x (edit distance fraction), so an output identical to a hypothesis gets
@@ -102,3 +104,13 @@ def check_score(combined: float, best_combined: float, ger: GerOptions, log: dic
     log.update(output_score=round(combined, 4), best_score=round(best_combined, 4), score_margin=ger.score_margin)
     if combined < best_combined + ger.score_margin - 1e-9:
         raise Rejected("below_rescored_best")
+
+
+def check_changes(text: str, best: str, ger: GerOptions, log: dict[str, Any]) -> None:
+    """At most `max_changed_words` word edits away from the rescored best (normalised text)."""
+    if ger.max_changed_words is None:
+        return
+    changed = metrics.word_edits(metrics.normalize(best).split(), metrics.normalize(text).split())
+    log.update(changed_words=changed, max_changed_words=ger.max_changed_words)
+    if changed > ger.max_changed_words:
+        raise Rejected("too_many_changes")
