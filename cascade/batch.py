@@ -350,6 +350,42 @@ def journal_path(out: Path, out_format: str) -> Path:
     return out if out_format == "jsonl" else out.with_name(out.name + ".partial.jsonl")
 
 
+def run_path(out: Path) -> Path:
+    """Sidecar with the settings an unfinished run was started with (removed when the run completes)."""
+    return out.with_name(out.name + ".run.json")
+
+
+def run_fingerprint(settings: Settings) -> dict[str, Any]:
+    """The settings besides the input that decide the output bytes. LLM numerics depend on threads, so a
+    GER run resumed with other --workers would not reproduce the uninterrupted output."""
+    opts = settings.batch
+    fp: dict[str, Any] = {"method": opts.method, "batch_size": opts.batch_size}
+    if opts.method != "none":
+        fp.update(engine=opts.engine, workers=opts.workers, llm=settings.llm.model_dump(mode="json", include={"backend", "model", "threads", "base_url"}),
+                  rescore=settings.rescore.model_dump(mode="json"), ger=settings.ger.model_dump(mode="json"),
+                  fusion=settings.fusion.model_dump(mode="json"))
+    return fp
+
+
+def _check_run(path: Path, fp: dict[str, Any], resuming: bool) -> None:
+    """Refuse to resume with settings that change the output; then record this run's settings."""
+    if resuming and path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict):
+            diff = [f"{k} {old.get(k)!r} -> {v!r}" if not isinstance(v, dict) else f"{k} options"
+                    for k, v in fp.items() if old.get(k) != v]
+            if diff:
+                raise InvalidInput(f"{path.name[:-len('.run.json')]} was started with other settings ({'; '.join(diff)}): resume "
+                                   "with the same ones (they change the output) or choose another --out", param="out")
+    try:
+        path.write_text(json.dumps(fp, sort_keys=True), encoding="utf-8")
+    except OSError as exc:  # a safety net only: never the reason a run fails
+        logger.warning("could not record the run settings in %s: %s", path, exc)
+
+
 def _assemble(journal: Path, out: Path, fmt: str) -> None:
     """Render the journal into `fmt` in a temp file, fsync, rename over `out`, then drop the journal."""
     tmp = out.with_name(f".{out.name}.tmp")
@@ -460,6 +496,7 @@ def run_batch(
         raise InvalidInput("the input holds no records")
     stream, keep = _resume(journal, chunks(itertools.chain([first], it), opts.method, opts.batch_size), opts.method,
                            stats)
+    _check_run(run_path(out), run_fingerprint(settings), resuming=keep > 0)
     if stats.done:
         logger.info("resuming %s: %d records already done", journal, stats.done)
     resumed = stats.done
@@ -475,6 +512,7 @@ def run_batch(
         writer.close()
     if journal != out:
         _assemble(journal, out, out_format)
+    run_path(out).unlink(missing_ok=True)
     seconds = time.monotonic() - start
     return summary.model_copy(update={
         "done": stats.done, "new": stats.new, "resumed": resumed, "changed": stats.changed,

@@ -173,3 +173,33 @@ def test_disk_full_keeps_whole_records_and_resumes(tmp_path: Path) -> None:
     assert not txt.exists() and not list(tmp_path.glob(".out.txt.tmp"))
     correct_file(src, out, NONE)
     assert out.read_bytes() == ref.read_bytes()
+
+
+def test_resume_with_settings_that_change_the_output_is_refused(tmp_path: Path) -> None:
+    """GER numerics depend on threads/workers: a resumed run must repeat the settings it was started with."""
+    from cascade.records import detect_format, read_items
+
+    src = tmp_path / "text"
+    src.write_text(_lines(100))
+    rescore = load_settings({"batch": {"method": "rescore", "batch_size": 8}})  # λ = 0: no LLM is loaded
+    ref = tmp_path / "ref.jsonl"
+    correct_file(src, ref, rescore)
+
+    def crash_after(n: int):
+        for i, item in enumerate(read_items(src, detect_format(src, None), lambda _: None)):
+            if i == n:
+                raise RuntimeError("killed")
+            yield item
+
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        batch.run_batch(crash_after(50), out, "jsonl", rescore)
+    cut = out.read_bytes()
+    assert 0 < len(cut) < len(ref.read_bytes()) and batch.run_path(out).exists()
+    other = rescore.model_copy(update={"batch": rescore.batch.model_copy(update={"workers": 2})})
+    with pytest.raises(Exception, match=r"started with other settings \(workers 1 -> 2\)"):
+        correct_file(src, out, other)
+    assert out.read_bytes() == cut  # nothing lost
+    assert correct_file(src, out, rescore).resumed > 0
+    assert out.read_bytes() == ref.read_bytes() and not batch.run_path(out).exists()
+    assert correct_file(src, out, other).done == 100  # a finished output can be read back with any settings
