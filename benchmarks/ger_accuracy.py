@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cascade import ger, metrics
 from cascade.config import load_settings
+from cascade.ger import guards
 from cascade.ger.data import load_hyporadise, transcribe_manifest, utterance_to_record
 from cascade.ger.rescore import tune_lambda
 from cascade.llm import load_backend
@@ -62,16 +63,12 @@ def run(utts: list[Utterance], backend, method: str, gopts, settings) -> tuple[l
     return res, (time.perf_counter() - t0) / max(len(utts), 1)
 
 
-def changed_words(a: str, b: str) -> int:
-    return metrics.word_edits(metrics.normalize(a).split(), metrics.normalize(b).split())
-
-
 def with_gate(lora: list[Correction], rescored: list[Correction], margin: float, max_changes: int | None) -> list[str]:
     """What GER + adapter returns at (margin, max_changed_words), from a run that accepted every change."""
     out = []
     for c, r in zip(lora, rescored):
         gain = c.guards.get("posterior_gain")
-        ok = gain is None or (gain >= margin - 1e-9 and (max_changes is None or changed_words(c.text, r.text) <= max_changes))
+        ok = gain is None or (gain >= margin - 1e-9 and (max_changes is None or guards.changed_words(c.text, r.text) <= max_changes))
         out.append(c.text if ok else r.text)
     return out
 
@@ -111,7 +108,8 @@ def main() -> None:
     base = load_settings({"llm": {"threads": args.threads}})
     backend = load_backend(base.llm, base.home)
     t0 = time.perf_counter()
-    data = {split: load_sets(split, args, base) for split in ("dev", *(["test"] if "test" in args.splits else []))}
+    splits = [s for s in ("dev", "test") if s in args.splits.split(",")]
+    data = {split: load_sets(split, args, base) for split in {"dev", *splits}}
     hypo_dev = [u for k, us in data["dev"].items() if not k.startswith("ls-other") for u in us]
     lam, grid = tune_lambda([u.nbest for u in hypo_dev], [u.reference or "" for u in hypo_dev], backend, base.rescore, [i / 20 for i in range(21)])
     settings = base.model_copy(update={"rescore": base.rescore.model_copy(update={"lam": lam})})
@@ -121,7 +119,6 @@ def main() -> None:
     zero_shot = "ger" in args.methods.split(",")
     margin, max_changes = args.margin, args.max_changes
     dump = args.dump.open("w") if args.dump else None
-    splits = [s for s in ("dev", "test") if s in args.splits.split(",")]
     for split in splits:
         kept = {}
         for name, utts in data[split].items():
@@ -153,6 +150,8 @@ def main() -> None:
         for key, d in kept.items():
             texts = with_gate(d["lora"], d["rescore"], margin, max_changes)
             out["changed"][key] = sum(t != r.text for t, r in zip(texts, d["rescore"]))  # lists GER+adapter changed
+    if dump:
+        dump.close()
     out["margin"], out["max_changed_words"] = margin, max_changes
     for split in splits:
         rows = [v for k, v in out["wer"].items() if k.startswith(split + "/")]

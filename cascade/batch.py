@@ -367,8 +367,9 @@ def run_fingerprint(settings: Settings) -> dict[str, Any]:
     return fp
 
 
-def _check_run(path: Path, fp: dict[str, Any], resuming: bool) -> None:
+def _check_run(out: Path, fp: dict[str, Any], resuming: bool) -> None:
     """Refuse to resume with settings that change the output; then record this run's settings."""
+    path = run_path(out)
     if resuming and path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -378,7 +379,7 @@ def _check_run(path: Path, fp: dict[str, Any], resuming: bool) -> None:
             diff = [f"{k} {old.get(k)!r} -> {v!r}" if not isinstance(v, dict) else f"{k} options"
                     for k, v in fp.items() if old.get(k) != v]
             if diff:
-                raise InvalidInput(f"{path.name[:-len('.run.json')]} was started with other settings ({'; '.join(diff)}): resume "
+                raise InvalidInput(f"{out.name} was started with other settings ({'; '.join(diff)}): resume "
                                    "with the same ones (they change the output) or choose another --out", param="out")
     try:
         path.write_text(json.dumps(fp, sort_keys=True), encoding="utf-8")
@@ -496,7 +497,7 @@ def run_batch(
         raise InvalidInput("the input holds no records")
     stream, keep = _resume(journal, chunks(itertools.chain([first], it), opts.method, opts.batch_size), opts.method,
                            stats)
-    _check_run(run_path(out), run_fingerprint(settings), resuming=keep > 0)
+    _check_run(out, run_fingerprint(settings), resuming=keep > 0)
     if stats.done:
         logger.info("resuming %s: %d records already done", journal, stats.done)
     resumed = stats.done

@@ -99,25 +99,33 @@ def uses_posterior_gate(ger: GerOptions) -> bool:
     return bool(ger.adapter) and ger.posterior_margin is not None
 
 
-def apply_guards(nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend, info: StageInfo | None = None) -> Correction:
-    """Turn one raw LLM output into a Correction: accepted, or the rescored best `base` with the reason."""
+def apply_guards(
+    nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend,
+    info: StageInfo | None = None, prompt: str | None = None,
+) -> Correction:
+    """Turn one raw LLM output into a Correction: accepted, or the rescored best `base` with the reason.
+
+    With an adapter the posterior gate replaces the score gate; it scores against `prompt` (rendered
+    here when the caller has not rendered it already).
+    """
     log: dict[str, Any] = {"decoding": "greedy"}
-    if uses_posterior_gate(ger):
-        ger = ger.model_copy(update={"score_gate": False})  # posterior_gate() decides after the text guards
+    posterior = uses_posterior_gate(ger)
+    text_ger = ger.model_copy(update={"score_gate": False}) if posterior else ger
     try:
-        out, idx, dist = _guarded(nbest, raw, base, ger, log)
+        out, idx, dist = _guarded(nbest, raw, base, text_ger, log)
         verbatim = out in nbest.texts
-        lm_scores = score_texts([out], backend) if rescore.lam > 0 and ger.score_gate and not verbatim else {}
-        cand = _gate(out, idx, dist, base, lm_scores, ger, rescore, log)
+        lm_scores = score_texts([out], backend) if rescore.lam > 0 and text_ger.score_gate and not verbatim else {}
+        cand = _gate(out, idx, dist, base, lm_scores, text_ger, rescore, log)
     except guards.Rejected as rej:
         log["accepted"] = False
         return _fallback(base, rej.reason, log, raw, info)
     log["accepted"] = True
     chosen = next((i for i, t in enumerate(nbest.texts) if t == out), None)
-    return Correction(
+    corr = Correction(
         text=out, method="ger", status="ok", chosen=chosen, changed=out != nbest.texts[0],
         scores=(*base.scores, cand), guards=log, raw_output=raw, info=info,
     )
+    return posterior_gate(prompt or build_prompt(nbest, ger), corr, base, backend, ger) if posterior else corr
 
 
 def posterior_gate(prompt: str, corr: Correction, base: Correction, backend: LlmBackend, ger: GerOptions) -> Correction:
@@ -161,9 +169,7 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
         return out
     info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
     for i, (prompt, _), raw in zip(todo, rendered, raws):
-        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info)
-        if uses_posterior_gate(ger):
-            out[i] = posterior_gate(prompt, out[i], bases[i], backend, ger)
+        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info, prompt)
     return out
 
 

@@ -106,11 +106,16 @@ def check_score(combined: float, best_combined: float, ger: GerOptions, log: dic
         raise Rejected("below_rescored_best")
 
 
+def changed_words(text: str, best: str) -> int:
+    """Word edits between an output and the rescored best, on normalised text."""
+    return metrics.word_edits(metrics.normalize(best).split(), metrics.normalize(text).split())
+
+
 def check_changes(text: str, best: str, ger: GerOptions, log: dict[str, Any]) -> None:
     """At most `max_changed_words` word edits away from the rescored best (normalised text)."""
     if ger.max_changed_words is None:
         return
-    changed = metrics.word_edits(metrics.normalize(best).split(), metrics.normalize(text).split())
+    changed = changed_words(text, best)
     log.update(changed_words=changed, max_changed_words=ger.max_changed_words)
     if changed > ger.max_changed_words:
         raise Rejected("too_many_changes")
