@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cascade.config import FusionOptions, load_settings  # noqa: E402
-from cascade.ger import fusion  # noqa: E402
-from cascade.ger.rover import nist_rover, rover, tokens  # noqa: E402
+from cascade.batch.join import Joined, join  # noqa: E402
+from cascade.fusion import fuse as fusion  # noqa: E402
+from cascade.fusion.rover import nist_rover, rover, tokens  # noqa: E402
 from cascade.metrics import normalize, wer, word_edits  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "asr-outputs" / "librispeech-test-clean"
@@ -46,7 +47,7 @@ def _system_text(inp, name: str) -> str:  # noqa: ANN001
     return next((o.text for o in inp.outputs if o.system == name), "")
 
 
-def rover_columns(joined: fusion.Joined) -> dict[str, object]:
+def rover_columns(joined: Joined) -> dict[str, object]:
     """Everything that needs no LLM, on all utterances."""
     refs = [i.reference or "" for i in joined.inputs]
     out: dict[str, object] = {"n": len(refs)}
@@ -84,7 +85,7 @@ def _oracle(inp) -> str:  # noqa: ANN001
     return min(texts, key=lambda t: word_edits(ref, t.split()))
 
 
-def llm_features(joined: fusion.Joined, n: int, backend, ger_generate: bool, adapter: str | None, batch: int):  # noqa: ANN001, ANN201
+def llm_features(joined: Joined, n: int, backend, ger_generate: bool, adapter: str | None, batch: int):  # noqa: ANN001, ANN201
     """FusionCandidates for the first n utterances (LLM output included when ger_generate), with timing."""
     settings = load_settings()
     opts = FusionOptions()
@@ -127,7 +128,7 @@ def tune_and_report(dev, test, refs_dev, refs_test, generate: bool) -> dict[str,
     return out
 
 
-def report_rows(joined: dict[str, fusion.Joined], baseline: str) -> list:
+def report_rows(joined: dict[str, Joined], baseline: str) -> list:
     """Per-utterance rows for the HTML report: the best single system (as the 1-best), our rover, the oracle."""
     from cascade.report import BASELINE, ReportRow
 
@@ -150,7 +151,7 @@ def main() -> None:
                     "single system on dev, per utterance)")
     args = ap.parse_args()
     paths = {s: [DATA / s / f"{n}.csv" for n in SYSTEMS] for s in ("dev", "test")}
-    joined = {s: fusion.join(p) for s, p in paths.items()}
+    joined = {s: join(p) for s, p in paths.items()}
     result: dict[str, object] = {"benchmark": "fusion_accuracy", "systems": list(SYSTEMS),
                                  "data": "../shared/data/asr-outputs/librispeech-test-clean/{dev,test}",
                                  **{s: rover_columns(j) for s, j in joined.items()}}

@@ -24,7 +24,8 @@ from pathlib import Path
 from cascade import ger, metrics
 from cascade.config import load_settings
 from cascade.ger import guards
-from cascade.ger.data import load_hyporadise, transcribe_manifest, utterance_to_record
+from cascade.formats.hyporadise import load_hyporadise, utterance_to_record
+from cascade.ger.data import transcribe_manifest
 from cascade.ger.rescore import tune_lambda
 from cascade.llm import load_backend
 from cascade.types import Correction, Utterance
@@ -47,6 +48,41 @@ def librispeech(split: str, source: str, settings, limit: int) -> list[Utterance
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps([utterance_to_record(u) for u in transcribe_manifest(manifest, settings.asr, settings.home)]))
     return [u for u in load_hyporadise(cache) if u.id in keep][:limit]
+
+
+OWN_BEAM, OWN_N = 10, 5
+
+
+def own_lists(settings) -> Path:  # noqa: ANN001
+    """Our own N-best on the 50 clips, decoded once and cached: beam OWN_BEAM, the first OWN_N hypotheses that
+    differ after normalisation (a wider beam's distinct words, not case/punctuation variants of the 1-best).
+    Hypotheses keep the recogniser's summed token log-prob (am_score) and its mean (avg_logprob)."""
+    from cascade.asr import transcribe_all
+    from cascade.ger.features import distinct
+    from cascade.types import Hypothesis, NBest
+
+    manifest = DATA / "librispeech-test-other" / "manifest.jsonl"
+    cache = settings.home / "bench" / f"ls-other-{settings.asr.model}-b{OWN_BEAM}d{OWN_N}.json"
+    if cache.exists():
+        return cache
+    asr = settings.asr.model_copy(update={"beam_size": OWN_BEAM, "n_best": OWN_BEAM})
+    records = []
+    for line in manifest.read_text().splitlines():
+        rec = json.loads(line)
+        segs = [s.nbest for s in transcribe_all(manifest.parent / rec["audio"], asr, home=settings.home).segments if s.nbest.hypotheses]
+        depth = max((len(nb.hypotheses) for nb in segs), default=0)
+        hyps = []
+        for k in range(depth):
+            parts = [nb.hypotheses[min(k, len(nb.hypotheses) - 1)] for nb in segs]
+            am = sum(p.am_score or 0.0 for p in parts)
+            toks = sum(len(p.tokens or ()) for p in parts)
+            hyps.append(Hypothesis(text=" ".join(p.text for p in parts), am_score=am, avg_logprob=am / max(toks, 1)))
+        nb = distinct(NBest(hypotheses=tuple(hyps) or (Hypothesis(text=""),)), OWN_N)
+        records.append({"id": rec["id"], "split": rec["split"], "output": rec["text"],
+                        "input": [h.model_dump(include={"text", "am_score", "avg_logprob"}) for h in nb.hypotheses]})
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(records, indent=1))
+    return cache
 
 
 def load_sets(split: str, args, settings) -> dict[str, list[Utterance]]:  # noqa: ANN001

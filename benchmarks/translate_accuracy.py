@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from cascade.config import load_settings
-from cascade.ger import translate as T
+from cascade.translate import speech as T
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fleurs" / "manifest.jsonl"
 REFERENCE = {"dev": {"bleu": 18.8, "chrf": 47.8}, "test": {"bleu": 18.7, "chrf": 47.8}}

@@ -12,7 +12,8 @@ import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from cascade.asr import load_model, transcribe, transcribe_all
-from cascade.asr.formats import hyporadise_records, to_srt, to_tsv, to_vtt
+from cascade.formats.hyporadise import transcript_records as hyporadise_records
+from cascade.formats.transcript import to_srt, to_tsv, to_vtt
 from cascade.asr.reference import faster_whisper_text
 from cascade.asr.segments import windows
 from cascade.audio import load_audio

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cascade import batch
+from cascade.batch import engine as batch
 from cascade.batch import correct_file
 from cascade.cli import app
 from cascade.config import load_settings
@@ -177,7 +177,7 @@ def test_disk_full_keeps_whole_records_and_resumes(tmp_path: Path) -> None:
 
 def test_resume_with_settings_that_change_the_output_is_refused(tmp_path: Path) -> None:
     """GER numerics depend on threads/workers: a resumed run must repeat the settings it was started with."""
-    from cascade.records import detect_format, read_items
+    from cascade.formats.records import detect_format, read_items
 
     src = tmp_path / "text"
     src.write_text(_lines(100))

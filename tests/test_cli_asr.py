@@ -45,7 +45,7 @@ def test_transcribe_json_with_nbest_and_hyporadise(tmp_path: Path, jfk_path: Pat
     hyps = t.segments[0].nbest.hypotheses
     assert len(hyps) == 3 and len({h.text for h in hyps}) == 3
     records = json.loads(hypo.read_text())
-    assert records == [{"id": "jfk-0", "input": [h.text for h in hyps], "output": None, "am_score": [h.am_score for h in hyps]}]
+    assert records == [{"id": "jfk-0", "input": [h.text for h in hyps], "output": None, "am_score": [h.avg_logprob for h in hyps]}]  # HyPoradise am_score: mean token log-prob
 
 
 def test_transcribe_srt_to_stdout(jfk_path: Path) -> None:

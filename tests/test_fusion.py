@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cascade.cli import app
-from cascade.ger.fusion import fuse, join
+from cascade.batch.join import join
+from cascade.fusion.fuse import fuse
 from cascade.metrics import normalize
 from cascade.types import FusionInput, InvalidInput, SystemText
 
@@ -86,7 +87,7 @@ def test_correct_batch_join_rover_records(frag: Path, tmp_path: Path) -> None:
 
 
 def _as_jsonl(src: Path, dst: Path) -> Path:
-    from cascade.tabular import read_table
+    from cascade.formats.tabular import read_table
 
     with dst.open("w") as fh:
         for row in read_table(src).rows():
@@ -95,7 +96,7 @@ def _as_jsonl(src: Path, dst: Path) -> Path:
 
 
 def _as_hyporadise(src: Path, dst: Path) -> Path:
-    from cascade.tabular import read_table
+    from cascade.formats.tabular import read_table
 
     dst.write_text(json.dumps([{"id": r.id, "input": [r.text], "output": r.reference} for r in read_table(src).rows()]))
     return dst

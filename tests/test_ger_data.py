@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cascade.ger.data import iter_jsonl, load_hyporadise, write_hyporadise
+from cascade.formats.hyporadise import iter_jsonl, load_hyporadise, write_hyporadise
 from cascade.types import InvalidInput
 
 SETS = ["atis", "chime4", "ls_clean", "swbd", "td3", "wsj_score"]

@@ -45,7 +45,7 @@ def test_oracles_nbest_and_composition() -> None:
 
 
 def test_o_cp_never_exceeds_o_nb_on_real_lists(shared_data) -> None:
-    from cascade.ger.data import load_hyporadise
+    from cascade.formats.hyporadise import load_hyporadise
 
     utts = load_hyporadise(shared_data / "hyporadise/dev/swbd.json", limit=40)
     refs, nbs = [u.reference for u in utts], [u.nbest for u in utts]

@@ -126,7 +126,7 @@ def test_eval_report_opens_with_chart_and_tables(browser, shared_data, tmp_path)
     from selenium.webdriver.common.by import By
 
     from cascade import metrics, report
-    from cascade.ger.data import load_hyporadise
+    from cascade.formats.hyporadise import load_hyporadise
 
     rows = [report.ReportRow(dataset="atis", id=u.id, reference=u.reference,
                              outputs={"1-best": u.nbest.texts[0], "o_nb": metrics.oracle_nbest_pick(u.reference, u.nbest)})

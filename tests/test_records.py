@@ -9,7 +9,7 @@ import pytest
 
 from cascade.batch import correct_file
 from cascade.config import load_settings
-from cascade.records import detect_format, read_items
+from cascade.formats.records import detect_format, read_items
 from cascade.types import InvalidInput
 
 NONE = load_settings({"batch": {"method": "none"}})

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from cascade import metrics
 from cascade.cli import app
 from cascade.report import ReportRow, render, word_diff_html
-from cascade.tabular import read_table
+from cascade.formats.tabular import read_table
 
 runner = CliRunner()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cascade.ger.rover import nist_rover, rover, sctk_rover_path, tokens
-from cascade.tabular import read_table
+from cascade.fusion.rover import nist_rover, rover, sctk_rover_path, tokens
+from cascade.formats.tabular import read_table
 
 SYSTEMS = ("deepspeech", "google", "azure", "watson")
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cascade.cli import app
-from cascade.tabular import read_table
+from cascade.formats.tabular import read_table
 from cascade.types import InvalidInput
 
 SYSTEMS = ("deepspeech", "google", "azure", "watson")

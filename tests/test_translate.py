@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cascade.cli import app
 from cascade.config import TranslateOptions, load_settings
 from cascade.ger import guards
-from cascade.ger import translate as T
+from cascade.translate import speech as T
 from cascade.types import Transcript
 
 runner = CliRunner()
@@ -154,7 +154,7 @@ def test_translation_nbest_trains_like_transcription_nbest(tmp_path: Path) -> No
     """HyPoradise-format translation data (input = N-best translations, output = reference) builds training
     examples with the fusion prompt, through the trainer's own example builder."""
     from cascade.ger import RESPONSE_END
-    from cascade.ger.data import load_hyporadise
+    from cascade.formats.hyporadise import load_hyporadise
     from cascade.ger.train import build_examples
 
     data = [{"id": "de-0", "input": ["For the best view of Hong Kong, leave the island.", "For the best views on Hong Kong, leave the island."],

@@ -85,8 +85,8 @@ def corrector(out: OutputOptions, cfg: Settings) -> Corrector:
     'none' is the identity; 'rescore'/'ger' send each segment's N-best through cascade.ger.correct_many
     and show the corrected text (the Correction is kept on the segment).
     """
-    if out.translate:  # translation N-best fusion/rescoring, or --via-transcript (cascade.ger.translate)
-        from cascade.ger.translate import translate_corrector
+    if out.translate:  # translation N-best fusion/rescoring, or --via-transcript (cascade.translate.speech)
+        from cascade.translate.speech import translate_corrector
 
         return translate_corrector(out.correct, cfg, adapter=out.adapter)  # type: ignore[arg-type]
     if out.correct == "none":
@@ -110,7 +110,7 @@ def corrector(out: OutputOptions, cfg: Settings) -> Corrector:
 
 
 def _emit(transcript: Transcript, path: Path, out: OutputOptions, many: bool) -> None:
-    from cascade.asr.formats import render
+    from cascade.formats.transcript import render
 
     if out.format is None:
         return
@@ -154,7 +154,7 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cascade.asr import prepare
-    from cascade.asr.formats import dump_hyporadise, hyporadise_records
+    from cascade.formats.hyporadise import dumps, transcript_records
 
     prepare(cfg.asr, cfg.home)  # model, task and LLM errors: once, before any file
     correct = corrector(out, cfg)
@@ -176,10 +176,10 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
                 err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
                 continue
             done.append(transcript)
-            records += hyporadise_records(transcript, path.stem)
+            records += transcript_records(transcript, path.stem)
     if out.hyporadise is not None:
         out.hyporadise.parent.mkdir(parents=True, exist_ok=True)
-        out.hyporadise.write_text(dump_hyporadise(records), encoding="utf-8")
+        out.hyporadise.write_text(dumps(records), encoding="utf-8")
         err_console.print(f"wrote {len(records)} HyPoradise records to {out.hyporadise}", highlight=False)
     if failed:
         err_console.print(f"{failed} of {len(files)} file(s) failed", highlight=False)
@@ -209,7 +209,7 @@ def translate(files: Files, model: ModelOpt = "base", n_best: NBestOpt = None, b
 
     --via-transcript instead transcribes in the source language, corrects, and lets the LLM translate.
     """
-    from cascade.ger.translate import check_request
+    from cascade.translate.speech import check_request
 
     task = "transcribe" if via_transcript else "translate"
     cfg = asr_settings(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)

@@ -95,8 +95,8 @@ def _fusion_mode(mode: str | None, join: bool, n_inputs: int) -> tuple[str | Non
 
 def _print_columns(path: Path, fmt: str | None, columns: dict[str, str | None]) -> None:
     """Show which CSV/TSV columns were taken (detected or named), before any work starts."""
-    from cascade.records import detect_format
-    from cascade.tabular import read_table
+    from cascade.formats.records import detect_format
+    from cascade.formats.tabular import read_table
 
     if path.is_file() and detect_format(path, fmt) in ("csv", "tsv"):
         table = read_table(path, **{k: v for k, v in columns.items() if v is not None})
@@ -105,7 +105,7 @@ def _print_columns(path: Path, fmt: str | None, columns: dict[str, str | None]) 
 
 def _correct_joined(paths: list[Path], out: Path, s: Any, columns: dict[str, str | None], fmt: str | None,
                     out_format: str | None, tick: Callable[[int, int | None], None]) -> Any:
-    from cascade.ger.fusion import correct_joined
+    from cascade.batch.join import correct_joined
 
     summary, joined = correct_joined(paths, out, s, columns=columns, in_format=fmt, out_format=out_format,
                                      progress=lambda n: tick(n, None))

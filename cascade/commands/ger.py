@@ -43,7 +43,7 @@ def _backend(cfg: Settings, method: str):
 
 
 def _inputs(file: Path | None, hyps: list[str] | None, limit: int | None) -> list[Utterance]:
-    from cascade.ger.data import load_hyporadise
+    from cascade.formats.hyporadise import load_hyporadise
 
     if file is not None and hyps:
         raise InvalidInput("give either a file or --hyp strings, not both", param="hyp")
@@ -144,7 +144,7 @@ def eval_cmd(
     methods = [_method(m.strip()) for m in method.split(",") if m.strip() and m.strip() != "none"]
     rows, report_rows = [], []
     for path in data:
-        if path.suffix.lower() in (".csv", ".tsv"):  # a recogniser's export: columns detected (cascade.tabular)
+        if path.suffix.lower() in (".csv", ".tsv"):  # a recogniser's export: columns detected (cascade.formats.tabular)
             utts = _table_utterances(path, limit, {"id_column": id_column, "text_column": text_column, "ref_column": ref_column})
         else:
             utts = [u for u in load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home) if u.reference is not None]
@@ -181,7 +181,7 @@ def _report_rows(dataset: str, utts: list[Utterance], outputs: dict[str, list[st
 
 
 def _table_utterances(path: Path, limit: int | None, columns: dict[str, str | None]) -> list[Utterance]:
-    from cascade.tabular import read_table
+    from cascade.formats.tabular import read_table
 
     table = read_table(path, **{k: v for k, v in columns.items() if v is not None})
     utts = [u for u in itertools.islice(table, limit) if u.reference is not None]
@@ -190,8 +190,8 @@ def _table_utterances(path: Path, limit: int | None, columns: dict[str, str | No
 
 
 def _eval_translate(data: list[Path], method: str, cfg: Settings, split: str | None, limit: int | None, as_json: bool) -> None:
-    """`eval --task translate`: one table per manifest (cascade.ger.translate.evaluate)."""
-    from cascade.ger import translate as T
+    """`eval --task translate`: one table per manifest (cascade.translate.speech.evaluate)."""
+    from cascade.translate import speech as T
 
     methods = ("none", *[m.strip() for m in method.split(",") if m.strip() not in ("", "none")])
     unknown = sorted(set(methods) - {"none", "rescore", "ger", "via"})
@@ -220,7 +220,7 @@ def tune_cmd(
     length_norm: Annotated[str | None, typer.Option("--length-norm", help="none, tokens or words.")] = None,
 ) -> None:
     """Grid-search λ on dev data for the lowest normalised WER and write it to the config."""
-    from cascade.ger.data import load_hyporadise
+    from cascade.formats.hyporadise import load_hyporadise
     from cascade.ger.rescore import tune_lambda
     from cascade.llm import load_backend
 

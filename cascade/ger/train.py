@@ -114,7 +114,7 @@ def parse_spec(spec: str) -> tuple[Path, slice | int | None]:
 
 def load_data(specs: Sequence[str | Path], seed: int = 0, banned: set[str] | None = None) -> list[Utterance]:
     """HyPoradise JSON files (see parse_spec); ids get the file stem; test-split sentences are dropped."""
-    from cascade.ger.data import load_hyporadise
+    from cascade.formats.hyporadise import load_hyporadise
     from cascade.ger.synth import _norm_key, _reject_test_path
 
     utts: list[Utterance] = []

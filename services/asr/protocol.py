@@ -136,7 +136,7 @@ def to_verbose(t: Transcript, temperature: float, words: bool) -> TranscriptionV
 
 def render_transcript(t: Transcript, form: TranscriptionForm) -> Response:
     """The response in the requested format; extensions add the whole Transcript record to json."""
-    from cascade.asr import formats
+    from cascade.formats import transcript as formats
 
     fmt = form.response_format
     if fmt == "text":

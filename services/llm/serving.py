@@ -142,8 +142,8 @@ class LlmServing:
         return ger.correct(nbest, self.backend, options, self.settings.rescore)
 
     def fuse(self, req: FusionRequest) -> Correction:
-        """Multi-system fusion (cascade.ger.fusion.fuse): rover needs no model, rescore/ger use this LLM."""
-        from cascade.ger.fusion import fuse
+        """Multi-system fusion (cascade.fusion.fuse.fuse): rover needs no model, rescore/ger use this LLM."""
+        from cascade.fusion.fuse import fuse
 
         backend = None if req.method == "rover" else self.backend
         adapter = self.resolve(req.adapter) if req.adapter else None

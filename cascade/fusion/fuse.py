@@ -4,7 +4,7 @@
 given; a system without an id contributes nothing to it). `fuse` combines one
 utterance's outputs:
 
-- `rover`: NIST ROVER majority vote (cascade.ger.rover), no model;
+- `rover`: NIST ROVER majority vote (cascade.fusion.rover), no model;
 - `rescore`: pick among the candidates (ROVER's output first, then each
   system's) by agreement with the systems (-edit distance / words) plus
   `lm_weight` times the LLM's log-prob per word (weight tuned on dev);
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cascade.config import FusionOptions, GerOptions, Settings
-from cascade.ger.rover import rover, tokens
+from cascade.fusion.rover import rover, tokens
 from cascade.metrics import word_edits
 from cascade.types import (
     CandidateScore,
@@ -44,105 +44,6 @@ logger = logging.getLogger(__name__)
 
 FusionMethod = Literal["rover", "rescore", "ger"]
 METHODS: tuple[str, ...] = ("rover", "rescore", "ger")
-
-
-# --------------------------------------------------------------------------- join
-
-
-@dataclass
-class Joined:
-    """Several systems' files lined up by id: one FusionInput per utterance, first-seen order."""
-
-    systems: tuple[str, ...]
-    inputs: list[FusionInput]
-    reports: list[str] = field(default_factory=list)
-    """One line per file: the columns chosen and what was skipped."""
-    missing: dict[str, int] = field(default_factory=dict)
-    """Utterances each system has no output for."""
-
-
-def system_names(paths: Sequence[Path]) -> list[str]:
-    """File stems ('google'), made unique with the parent folder where two files share a stem."""
-    stems = [p.stem for p in paths]
-    names = [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
-    return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
-
-
-def join(paths: Sequence[str | Path], *, columns: dict[str, str | None] | None = None,
-         in_format: str | None = None) -> Joined:
-    """Read each file (CSV/TSV with column detection, or any batch input format) and join by id.
-
-    Raises InvalidInput when fewer than two files are given or a file shares no id with the others.
-    """
-    paths = [Path(p) for p in paths]
-    if len(paths) < 2:
-        raise InvalidInput("--join needs at least two files (one per recogniser)", param="join")
-    names = system_names(paths)
-    tables: list[dict[str, tuple[str, str | None]]] = []
-    reports: list[str] = []
-    for path in paths:
-        rows, report = _read_system(path, columns or {}, in_format)
-        tables.append(rows)
-        reports.append(report)
-    _check_overlap(paths, tables)
-    order: dict[str, None] = {}
-    for rows in tables:
-        order.update(dict.fromkeys(rows))
-    inputs, missing = [], {n: 0 for n in names}
-    for utt in order:
-        outs, ref = [], None
-        for name, rows in zip(names, tables):
-            if utt in rows:
-                outs.append(SystemText(system=name, text=rows[utt][0]))
-                ref = ref if ref is not None else rows[utt][1]
-            else:
-                missing[name] += 1
-        inputs.append(FusionInput(id=utt, outputs=tuple(outs), reference=ref))
-    return Joined(systems=tuple(names), inputs=inputs, reports=reports, missing=missing)
-
-
-def _read_system(path: Path, columns: dict[str, str | None], in_format: str | None) -> tuple[dict[str, tuple[str, str | None]], str]:
-    """{id: (1-best text, reference)} of one file, and a line saying how it was read."""
-    from cascade.records import detect_format, read_items
-
-    if not path.is_file():
-        raise InvalidInput(f"file not found: {path}", param="join")
-    fmt = detect_format(path, in_format)
-    rows: dict[str, tuple[str, str | None]] = {}
-    if fmt in ("csv", "tsv"):
-        from cascade.tabular import read_table
-
-        table = read_table(path, **{k: v for k, v in columns.items() if v is not None})
-        for row in table.rows():
-            rows[row.id] = (row.text, row.reference)
-        return rows, f"{table.columns.describe()}; {table.summary.describe()}"
-    if path.stat().st_size == 0:
-        raise InvalidInput(f"{path}: the file is empty", param="join")
-    errors = duplicates = 0
-    for item in read_items(path, fmt):
-        if item.utterance is None:
-            errors += 1
-            continue
-        if item.id in rows:
-            duplicates += 1
-            continue
-        best = item.utterance.nbest.best
-        rows[item.id] = (best.text if best else "", item.utterance.reference)
-    extra = (f", {errors} unreadable records skipped" if errors else "") + (f", {duplicates} duplicate ids skipped" if duplicates else "")
-    return rows, f"{path.name}: {fmt}, {len(rows)} records{extra}"
-
-
-def _check_overlap(paths: list[Path], tables: list[dict[str, Any]]) -> None:
-    for i, rows in enumerate(tables):
-        if not rows:
-            raise InvalidInput(f"{paths[i]}: no records with an id", param="join")
-        others = set().union(*(t.keys() for j, t in enumerate(tables) if j != i))
-        if others.isdisjoint(rows):
-            sample = ", ".join(list(rows)[:2])
-            other_sample = ", ".join(sorted(others)[:2])
-            raise InvalidInput(
-                f"{paths[i].name} shares no utterance id with the other files (its ids look like {sample}; "
-                f"theirs like {other_sample}); check --id-column", param="join")
 
 
 # --------------------------------------------------------------------------- fuse
@@ -375,34 +276,6 @@ def nbest_input(nbest: NBest, systems: Sequence[str] | None = None) -> FusionInp
     names = list(systems or [f"system{i + 1}" for i in range(len(nbest.hypotheses))])
     return FusionInput(id=nbest.id, outputs=tuple(SystemText(system=n, text=h.text)
                                                   for n, h in zip(names, nbest.hypotheses)))
-
-
-def joined_items(joined: Joined) -> Iterator[Any]:
-    """The joined utterances as batch-engine Items: one hypothesis per present system, names in layout."""
-    from cascade.records import Item
-    from cascade.types import Utterance
-
-    for pos, inp in enumerate(joined.inputs):
-        texts = [o.text for o in inp.outputs]
-        utt = Utterance(id=inp.id or str(pos + 1), nbest=NBest.from_texts(texts, id=inp.id), reference=inp.reference,
-                        source="join")
-        yield Item(pos=pos, id=utt.id, utterance=utt, raw=texts[0] if texts else "",
-                   layout={"systems": [o.system for o in inp.outputs]})
-
-
-def correct_joined(paths: Sequence[Path], out: Path, settings: Settings, *, columns: dict[str, str | None] | None = None,
-                   in_format: str | None = None, out_format: str | None = None,
-                   progress: Any = None) -> tuple[Any, Joined]:
-    """Join the systems' files and fuse them into `out` with the resumable batch engine."""
-    from cascade.batch import run_batch
-    from cascade.records import detect_format
-
-    ofmt = detect_format(out, out_format, output=True)
-    if ofmt in ("srt", "vtt"):
-        raise InvalidInput(f"{ofmt} output needs cue timings, which joined inputs do not have; write .jsonl", param="out")
-    joined = join(paths, columns=columns, in_format=in_format)
-    summary = run_batch(joined_items(joined), out, ofmt, settings, dedupe=False, progress=progress)
-    return summary, joined
 
 
 def corrector(method: str, settings: Settings):  # noqa: ANN201 - cascade.batch.Corrector

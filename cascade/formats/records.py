@@ -4,7 +4,7 @@ Every reader is a generator of `Item`s, one per input record, in file order, and
 never holds more than one record in memory. A record that cannot be parsed is an
 `Item` with `error` set (it becomes an error record in the output), so one bad
 line never stops a run. CSV/TSV reading (with column detection) lives in
-`cascade.tabular`; this module only adapts its records.
+`cascade.formats.tabular`; this module only adapts its records.
 
 Writers turn the JSONL journal the engine writes (one line per input record, in
 input order) back into the input's own format: SRT/VTT keep each cue's timing,
@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from cascade.formats.hyporadise import parse_hypotheses, parse_reference
 from cascade.types import InvalidInput, NBest, Record, Utterance
 
 logger = logging.getLogger(__name__)
@@ -136,50 +137,12 @@ def _from_object(obj: Any, pos: int, source: str) -> Item:
         return Item(pos=pos, id=fallback_id, error=f"record {pos + 1} is not a JSON object", raw=_short(obj))
     id_ = str(obj.get("id", fallback_id))
     try:
-        texts, scores = _hypotheses(obj)
+        hyps, key = parse_hypotheses(obj)
+        ref = parse_reference(obj, key)
     except ValueError as exc:
         return Item(pos=pos, id=id_, error=f"record {pos + 1}: {exc}", raw=_short(obj))
-    ref = next((obj[k] for k in ("reference", "output", "ref") if isinstance(obj.get(k), str)), None)
-    if ref is None and any(k in obj for k in ("hypotheses", "nbest", "input")) and isinstance(obj.get("text"), str):
-        ref = obj["text"]  # manifest style: `text` is the reference when the hypotheses are given apart
-    return Item(pos=pos, id=id_, utterance=_utt(id_, texts, scores, ref, source), raw=texts[0] if texts else "")
-
-
-def _hypotheses(obj: dict[str, Any]) -> tuple[list[str], list[float | None] | None]:
-    key = next((k for k in ("hypotheses", "nbest", "input") if k in obj), None)
-    if key is None:
-        if isinstance(obj.get("text"), str):
-            return [obj["text"]], None
-        raise ValueError("no `hypotheses`, `nbest`, `input` or `text` field")
-    value = obj[key]
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"`{key}` must be a non-empty list")
-    texts: list[str] = []
-    scores: list[float | None] = []
-    for h in value:
-        if isinstance(h, dict) and isinstance(h.get("text"), str):
-            texts.append(h["text"])
-            scores.append(_num(h.get("am_score")))
-        elif isinstance(h, str):
-            texts.append(h)
-            scores.append(None)
-        else:
-            raise ValueError(f"`{key}` holds a {type(h).__name__}, expected strings")
-    listed = obj.get("am_score", obj.get("score"))
-    if isinstance(listed, list) and len(listed) == len(texts):
-        scores = [_num(s) for s in listed]
-    return texts, (scores if any(s is not None for s in scores) else None)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+    utt = Utterance(id=id_, nbest=NBest(hypotheses=hyps, id=id_), reference=ref, source=source)
+    return Item(pos=pos, id=id_, utterance=utt, raw=hyps[0].text)
 
 
 def _short(obj: Any) -> str:
@@ -333,15 +296,15 @@ def _cue(lines: list[str], pos: int, start: int, source: str) -> Item:
                 raw="\n".join(text_lines), layout=layout)
 
 
-# --------------------------------------------------------------------------- CSV/TSV (cascade.tabular)
+# --------------------------------------------------------------------------- CSV/TSV (cascade.formats.tabular)
 
 
 def _read_table(path: Path, **columns: Any) -> Iterator[Item]:
-    """Adapt `cascade.tabular.read_table` (the fusion area's reader, with column detection)."""
+    """Adapt `cascade.formats.tabular.read_table` (the fusion area's reader, with column detection)."""
     try:
-        from cascade.tabular import read_table
+        from cascade.formats.tabular import read_table
     except ImportError as exc:  # pragma: no cover - the module ships with the project
-        raise InvalidInput(f"CSV/TSV input needs cascade.tabular, which is not available: {exc}") from exc
+        raise InvalidInput(f"CSV/TSV input needs cascade.formats.tabular, which is not available: {exc}") from exc
     yield from as_items(read_table(path, **{k: v for k, v in columns.items() if v is not None}))
 
 

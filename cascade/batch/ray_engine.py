@@ -25,7 +25,7 @@ from typing import Any
 
 from cascade.batch import ChunkResult, make_corrector, process_chunk, worker_settings
 from cascade.config import Settings
-from cascade.records import Item
+from cascade.formats.records import Item
 from cascade.types import BackendUnavailable
 
 logger = logging.getLogger(__name__)

@@ -65,20 +65,3 @@ WRITERS: dict[str, Callable[[Transcript], str]] = {
 
 def render(t: Transcript, fmt: str) -> str:
     return WRITERS[fmt](t)
-
-
-def hyporadise_records(t: Transcript, prefix: str) -> list[dict[str, Any]]:
-    """One HyPoradise record per segment; `output` (the reference) is unknown here."""
-    return [
-        {
-            "id": f"{prefix}-{s.id}",
-            "input": [h.text for h in s.nbest.hypotheses],
-            "output": None,
-            "am_score": [h.am_score for h in s.nbest.hypotheses],
-        }
-        for s in t.segments
-    ]
-
-
-def dump_hyporadise(records: list[dict[str, Any]]) -> str:
-    return json.dumps(records, indent=1, ensure_ascii=False) + "\n"

@@ -1,6 +1,6 @@
 """Batch correction of existing ASR output: streaming, bounded LLM batches, crash-safe resume.
 
-The engine consumes a stream of `Item`s (see `cascade.records`; any stream of
+The engine consumes a stream of `Item`s (see `cascade.formats.records`; any stream of
 `Utterance`s can be wrapped with `records.as_items`) and never holds more than
 a few chunks of it. Records are grouped into *chunks*: a chunk closes after
 `batch_size` records that need the LLM (or after a cap of records that do
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.config import Settings
-from cascade.records import Item, render
+from cascade.formats.records import Item, render
 from cascade.types import BackendUnavailable, CascadeError, Correction, InvalidInput, NBest, Record
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def _llm_corrector(method: str, settings: Settings) -> Corrector:
 
 
 def _fusion_corrector(method: str, settings: Settings) -> Corrector:
-    """Multi-system fusion (`--join`): one hypothesis per system; see cascade.ger.fusion."""
-    from cascade.ger.fusion import corrector
+    """Multi-system fusion (`--join`): one hypothesis per system; see cascade.fusion.fuse."""
+    from cascade.fusion.fuse import corrector
 
     return corrector(method, settings)
 
@@ -418,7 +418,7 @@ def _execute(stream: Iterator[list[Item]], settings: Settings, workdir: Path) ->
     """Chunk results in input order: in this process, in local worker processes, or on Ray."""
     opts = settings.batch
     if opts.engine == "ray":
-        from cascade.batch_ray import execute_ray
+        from cascade.batch.ray_engine import execute_ray
 
         yield from execute_ray(stream, settings, workdir)
     elif opts.workers == 1 or opts.method == "none":
@@ -536,7 +536,7 @@ def correct_file(
 
     `progress(records, bytes_read)` is called after each chunk (bytes_read is None for CSV/TSV).
     """
-    from cascade.records import GENERATED_IDS, ByteCounter, detect_format, read_items
+    from cascade.formats.records import GENERATED_IDS, ByteCounter, detect_format, read_items
 
     fmt = detect_format(input_path, in_format)
     ofmt = detect_format(out, out_format, output=True)
