@@ -9,10 +9,11 @@ from fastapi.responses import Response
 
 from cascade.types import Transcript
 from services.asr.deps import DecodedAudio
-from services.asr.protocol import TranscriptionForm, parse_options, render_transcript
+from services.asr.protocol import TranscriptionForm, parse_options, render_transcript, transcription_events
 from services.asr.serving import AsrServing
 from services.common.deps import SettingsDep
 from services.common.errors import ERROR_RESPONSES
+from services.common.sse import sse_response
 
 router = APIRouter(tags=["audio"])
 
@@ -27,8 +28,12 @@ FormDep = Annotated[TranscriptionForm, Form()]
 
 @router.post("/v1/audio/transcriptions", responses=ERROR_RESPONSES)
 async def create_transcription(audio: DecodedAudio, form: FormDep, asr: AsrDep, settings: SettingsDep) -> Response:
-    """OpenAI-compatible transcription; extra fields n_best and correct add N-best and LLM correction."""
+    """OpenAI-compatible transcription; extra fields n_best and correct add N-best and LLM correction;
+    stream=true answers transcript.text.delta events as windows are decoded, then transcript.text.done."""
     options = form.to_asr_options(settings.asr, "transcribe")
+    if form.stream:
+        return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),
+                            done=False)
     return render_transcript(await asr.transcribe(audio, options, form.correct), form)
 
 
@@ -36,6 +41,9 @@ async def create_transcription(audio: DecodedAudio, form: FormDep, asr: AsrDep, 
 async def create_translation(audio: DecodedAudio, form: FormDep, asr: AsrDep, settings: SettingsDep) -> Response:
     """OpenAI-compatible translation to English (needs a multilingual model, e.g. model=base)."""
     options = form.to_asr_options(settings.asr, "translate")
+    if form.stream:
+        return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),
+                            done=False)
     return render_transcript(await asr.transcribe(audio, options, form.correct), form)
 
 

@@ -25,7 +25,7 @@ def parse_history(raw: str | None) -> list[ChatMessage]:
 
 class AudioOut(BaseModel):
     model_config = ConfigDict(frozen=True)
-    format: Literal["wav", "flac", "pcm"]
+    format: Literal["wav", "flac", "mp3", "opus", "aac", "pcm"]
     sample_rate: int
     data: str
     """The reply's audio, base64-encoded."""

@@ -1,4 +1,9 @@
-"""Wire types of the TTS service: OpenAI's /v1/audio/speech body, converted to TtsOptions."""
+"""Wire types of the TTS service: OpenAI's /v1/audio/speech body, converted to TtsOptions.
+
+OpenAI's defaults and rates: mp3 when no format is given; pcm (raw 16-bit mono, no header), mp3,
+opus and aac at 24 kHz, which clients such as pipecat assume for pcm; wav and flac keep the voice's
+own rate (their header says it). The `sample_rate` extension (extra_body) picks another rate.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cascade.config import TtsOptions
-from cascade.types import Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +22,11 @@ OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "default")
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse")
 """OpenAI's voice names map to the configured voice (there is one bundled voice)."""
 ENGINES = ("piper", "espeak", "coqui")
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "pcm": "audio/pcm"}
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg",
+               "aac": "audio/aac", "pcm": "audio/pcm"}
+OPENAI_RATE = 24000
+"""OpenAI's output rate for pcm/mp3/opus/aac."""
+NATIVE_RATE_FORMATS = ("wav", "flac")
 
 
 class SpeechRequest(BaseModel):
@@ -29,8 +37,10 @@ class SpeechRequest(BaseModel):
     input: str = Field(min_length=1, max_length=4096)
     voice: str = "alloy"
     """An OpenAI voice name (the configured voice) or an engine voice (e.g. en_US-joe-medium, en-us)."""
-    response_format: Literal["wav", "flac", "mp3", "pcm", "opus", "aac"] = "wav"
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
+    sample_rate: int | None = Field(None, ge=8000, le=48000)
+    """Extension (extra_body): output rate; None is 24 kHz for pcm/mp3/opus/aac, the voice's rate for wav/flac."""
 
     @model_validator(mode="after")
     def _warn(self) -> SpeechRequest:
@@ -39,10 +49,9 @@ class SpeechRequest(BaseModel):
         return self
 
     def to_tts_options(self, base: TtsOptions) -> TtsOptions:
-        if self.response_format in ("opus", "aac"):
-            raise Unsupported(f"response_format {self.response_format} is not available: use wav, flac, mp3 or pcm",
-                              param="response_format")
-        update: dict = {"speed": max(self.speed, 0.26), "format": self.response_format}
+        native = self.response_format in NATIVE_RATE_FORMATS
+        rate = self.sample_rate or (base.sample_rate if native else OPENAI_RATE)
+        update: dict = {"speed": max(self.speed, 0.26), "format": self.response_format, "sample_rate": rate}
         if self.model not in OPENAI_MODELS:
             if self.model not in ENGINES:
                 from cascade.types import ModelNotFound
@@ -63,5 +72,3 @@ def streaming_wav_header(sample_rate: int) -> bytes:
     return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate,
             byte_rate, 2, 16) + b"data" + struct.pack("<I", 0xFFFFFFFF - 36))
 
-
-Format = Literal["wav", "flac", "mp3", "pcm"]

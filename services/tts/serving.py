@@ -34,6 +34,10 @@ class TtsServing:
 
 
 async def _encode(first: AudioChunk, rest: AsyncIterator[AudioChunk], fmt: str) -> AsyncIterator[bytes]:
+    """Bytes as each sentence is spoken: pcm/wav as they are, mp3/opus/aac through a streaming encoder,
+    flac (no streaming writer) once the last sentence is done."""
+    from cascade.audio import COMPRESSED, StreamEncoder, encode_audio
+
     if fmt in ("pcm", "wav"):
         if fmt == "wav":
             yield streaming_wav_header(first.sample_rate)
@@ -41,8 +45,14 @@ async def _encode(first: AudioChunk, rest: AsyncIterator[AudioChunk], fmt: str) 
         async for chunk in rest:
             yield chunk.pcm
         return
-    from cascade.audio import encode_audio
-
+    if fmt in COMPRESSED:
+        encoder = StreamEncoder(fmt, first.sample_rate)
+        yield encoder.encode(first.pcm)
+        async for chunk in rest:
+            if data := encoder.encode(chunk.pcm):
+                yield data
+        yield encoder.finish()
+        return
     pcm = [first.pcm] + [c.pcm async for c in rest]
     samples = np.frombuffer(b"".join(pcm), dtype="<i2")
     yield encode_audio(samples, first.sample_rate, fmt)
