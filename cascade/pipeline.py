@@ -83,26 +83,24 @@ class LocalAsr:
 
 
 class LocalCorrect:
-    """cascade.ger.correct_many over every segment, method from ChatOptions.correction."""
+    """Every segment's N-best through the correction seam (cascade.correct), mode from settings.correct."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
 
     def correct(self, transcript: Transcript) -> CorrectedTranscript:
-        from cascade import ger
-        from cascade.llm import load_backend
+        from cascade.correct import build_corrector
 
         s, start = self.settings, time.perf_counter()
-        method = s.chat.correction
+        mode = s.correct.mode
         nbests = [seg.nbest for seg in transcript.segments]
-        backend = load_backend(s.llm, s.home) if method != "none" and nbests else None
-        corrections = tuple(
-            ger.correct_many(nbests, backend, method=method, ger=s.ger, rescore=s.rescore, batch_size=s.llm.batch_size)
-        ) if nbests else ()
+        corrector = build_corrector(s, mode if nbests else "none")
+        corrections = tuple(corrector.correct(nbests))
         text = " ".join(c.text.strip() for c in corrections if c.text.strip())
+        backend = getattr(corrector, "backend", None)
         info = StageInfo(stage="correct", model=getattr(backend, "name", None), seconds=time.perf_counter() - start,
-                         options={"method": method})
-        return CorrectedTranscript(text=text, corrections=corrections, method=method, info=info)
+                         options={"method": mode})
+        return CorrectedTranscript(text=text, corrections=corrections, method=mode, info=info)
 
 
 class LocalReply:

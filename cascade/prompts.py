@@ -15,7 +15,8 @@ import jinja2
 
 from cascade.types import InvalidInput, Record
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent / "_prompts"
+"""prompts/ of the checkout (cascade/_prompts links to it), shipped inside the wheel as package data."""
 
 
 class PromptRef(Record):

@@ -7,6 +7,7 @@ so a result handed to a caller can never change under it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,6 +72,13 @@ class BackendUnavailable(CascadeError):
 
     status_code = 503
     error_type = "backend_unavailable"
+
+
+class Cancelled(CascadeError):
+    """The caller gave up (client disconnected): work stopped early; HTTP 499 (nginx's convention)."""
+
+    status_code = 499
+    error_type = "client_closed_request"
 
 
 # --------------------------------------------------------------------------- provenance
@@ -145,7 +153,8 @@ class Utterance(Record):
     """Where it came from (data set, file, generator), for provenance."""
 
 
-CorrectionMethod = Literal["none", "rescore", "ger", "rover", "fusion", "translate"]
+CorrectionMode = Literal["none", "rescore", "rerank", "ger", "rover", "fusion", "translate"]
+"""Every way a transcript can be corrected (cascade.correct has one corrector per mode)."""
 CorrectionStatus = Literal["ok", "fallback", "unavailable", "error"]
 
 
@@ -163,7 +172,7 @@ class Correction(Record):
     """The outcome of rescoring/GER/fusion for one N-best list."""
 
     text: str
-    method: CorrectionMethod
+    method: CorrectionMode
     status: CorrectionStatus = "ok"
     chosen: int | None = None
     """Index of the hypothesis returned (None when the LLM's own text was kept)."""
@@ -205,6 +214,9 @@ class FusionRequest(Record):
     adapter: str | None = None
 
 
+SegmentFlag = Literal["looped", "low_logprob"]
+
+
 class Segment(Record):
     """A stretch of audio with its N-best list and (optionally) its correction."""
 
@@ -218,6 +230,13 @@ class Segment(Record):
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     words: tuple[Word, ...] | None = None
+    temperature: float | None = None
+    """The decoding temperature whose result was kept (0: beam search; higher: a fallback's sample)."""
+    compression_ratio: float | None = None
+    """gzip ratio of the window's 1-best text; above the threshold the window repeats itself."""
+    flags: tuple[SegmentFlag, ...] = ()
+    """What the fallback could not fix: 'looped' (still repetitive at the last temperature),
+    'low_logprob' (average log-prob still below the threshold)."""
 
 
 class AsrInfo(Record):
@@ -244,6 +263,12 @@ class Transcript(Record):
     duration: float
     source: str | None = None
     stages: tuple[StageInfo, ...] = ()
+
+    def with_corrections(self, corrections: Iterable[Correction]) -> Transcript:
+        """This transcript with each segment's Correction kept and its corrected text shown."""
+        segments = tuple(s.model_copy(update={"correction": c, "text": c.text or s.text})
+                         for s, c in zip(self.segments, corrections, strict=True))
+        return self.model_copy(update={"segments": segments, "text": " ".join(s.text for s in segments)})
 
 
 # --------------------------------------------------------------------------- TTS / turn
@@ -299,7 +324,7 @@ class CorrectedTranscript(Record):
 
     text: str
     corrections: tuple[Correction, ...]
-    method: CorrectionMethod
+    method: CorrectionMode
     info: StageInfo | None = None
 
 

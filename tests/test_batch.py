@@ -7,6 +7,7 @@ import os
 import resource
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ from cascade.batch import engine as batch
 from cascade.batch import correct_file
 from cascade.cli import app
 from cascade.config import load_settings
-from cascade.types import Correction, NBest
+from cascade.types import Correction
 
-NONE = load_settings({"batch": {"method": "none"}})
+NONE = load_settings({"correct": {"mode": "none"}})
 CASCADE = [sys.executable, "-m", "cascade"]
 
 
@@ -78,22 +79,28 @@ def test_duplicates_errors_and_summary(tmp_path: Path) -> None:
     assert (summary.done, summary.duplicates, summary.errors, summary.changed) == (4, 1, 1, 0)
 
 
-def _fail_on_bad(method, settings):
+@dataclass
+class _FailOnBad:
     """A corrector that raises on one record (fault injection): that record alone becomes an error."""
 
-    def run(nbests: list[NBest]) -> list[Correction]:
+    mode: str = "rescore"
+    needs_llm: bool = False
+
+    def correct(self, nbests):
+        nbests = list(nbests)
         if any("boom" in nb.texts[0] for nb in nbests):
             raise ValueError("cannot handle boom")
-        return [Correction(text=nb.texts[0].upper(), method="rescore", changed=True) for nb in nbests]
-
-    return run
+        return iter([Correction(text=nb.texts[0].upper(), method="rescore", changed=True) for nb in nbests])
 
 
 def test_a_record_that_breaks_the_corrector_is_one_error(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setitem(batch.CORRECTORS, "rescore", _fail_on_bad)
+    from cascade.correct import registry
+
+    registry.available()  # the built-in modes are registered first, then one is replaced
+    monkeypatch.setitem(registry._REGISTRY, "rescore", (lambda settings, backend: _FailOnBad(), lambda settings: False))
     src = tmp_path / "in.txt"
     src.write_text("alpha\nboom here\ngamma\n\ndelta\n")
-    s = load_settings({"batch": {"method": "rescore", "batch_size": 2}})
+    s = load_settings({"correct": {"mode": "rescore", "batch_size": 2}})
     summary = correct_file(src, tmp_path / "out.jsonl", s)
     recs = _records(tmp_path / "out.jsonl")
     assert [r["corrected"] for r in recs] == ["ALPHA", None, "GAMMA", "", "DELTA"]
@@ -109,7 +116,7 @@ def test_a_record_that_breaks_the_corrector_is_one_error(tmp_path: Path, monkeyp
     [
         ("empty.txt", b"", [], "input file is empty"),
         ("x.bin", b"a b\n", [], "cannot tell the input format"),
-        ("x.txt", b"a b\n", ["--mode", "telepathy"], "invalid setting batch.method"),
+        ("x.txt", b"a b\n", ["--mode", "telepathy"], "invalid setting correct.mode"),
         ("x.json", b"   ", [], "not a JSON list of records"),
         ("y.json", b"{\"a\": 1}", [], "holds no records"),
         ("x.txt", b"a\n", ["--format", "yaml"], "unknown format"),
@@ -181,7 +188,7 @@ def test_resume_with_settings_that_change_the_output_is_refused(tmp_path: Path) 
 
     src = tmp_path / "text"
     src.write_text(_lines(100))
-    rescore = load_settings({"batch": {"method": "rescore", "batch_size": 8}})  # λ = 0: no LLM is loaded
+    rescore = load_settings({"correct": {"mode": "rescore", "batch_size": 8}})  # λ = 0: no LLM is loaded
     ref = tmp_path / "ref.jsonl"
     correct_file(src, ref, rescore)
 

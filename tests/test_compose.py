@@ -139,7 +139,7 @@ def test_vllm_command_uses_only_flags_vllm_accepts(config):
     gpu = yaml.safe_load((ROOT / "configs" / "gpu.yaml").read_text())
     assert command[command.index("--served-model-name") + 1] == gpu["llm"]["model"]
     name, path = command[command.index("--lora-modules") + 1].split("=", 1)
-    assert name == gpu["ger"]["adapter"]
+    assert name == gpu["correct"]["adapter"]
     mounts = {v["target"]: v["source"] for v in llm["volumes"]}
     target = next((m for m in mounts if path.startswith(m + "/")), None)
     assert target is not None, (path, mounts)

@@ -132,7 +132,7 @@ def test_csv_jsonl_hyporadise_give_identical_output(frag: Path, tmp_path: Path) 
 def test_cli_join_mode_checked(frag: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["correct-batch", "--join", *map(str, _paths(frag)), "--out",
                                  str(tmp_path / "x.jsonl"), "--mode", "none"])
-    assert result.exit_code == 1 and "--mode rover, rescore or ger" in result.output
+    assert result.exit_code == 1 and "--correct rover, rescore or ger" in result.output
     two = runner.invoke(app, ["correct-batch", *map(str, _paths(frag)[:2]), "--out", str(tmp_path / "y.jsonl")])
     assert two.exit_code == 1 and "add --join" in two.output
 

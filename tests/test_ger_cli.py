@@ -58,7 +58,7 @@ def test_correct_text_explain_and_errors(small) -> None:
     r = runner.invoke(app, ["correct", str(path), "--hyp", "x"])
     assert r.exit_code == 1 and "not both" in r.output
     r = runner.invoke(app, ["correct", "--hyp", "a", "--method", "bogus"])
-    assert r.exit_code == 1 and "unknown method" in r.output
+    assert r.exit_code == 1 and "invalid setting correct.mode" in r.output and "rerank" in r.output  # names the choices
 
 
 def test_correct_ger_with_missing_adapter_is_a_clear_error(tmp_path) -> None:
@@ -66,11 +66,12 @@ def test_correct_ger_with_missing_adapter_is_a_clear_error(tmp_path) -> None:
     assert r.exit_code == 1 and "adapter directory not found" in r.output
 
 
-def test_tune_writes_lambda(small, tmp_path) -> None:
+def test_tune_writes_style_profiles(small, tmp_path) -> None:
     path, _ = small
     out = tmp_path / "tuned.yaml"
     out.write_text("asr:\n  model: tiny.en\n")
     r = runner.invoke(app, ["tune", "--dev", str(path), "--out", str(out), "--step", "0.5"])
     assert r.exit_code == 0, r.output
     data = yaml.safe_load(out.read_text())
-    assert data["rescore"]["lam"] in (0.0, 0.5, 1.0) and data["asr"]["model"] == "tiny.en"
+    profiles = data["rescore"]["profiles"]  # one profile per detected input style (the small file: plain text)
+    assert profiles["plain"]["lam"] in (0.0, 0.5, 1.0) and data["asr"]["model"] == "tiny.en"

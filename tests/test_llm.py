@@ -58,10 +58,10 @@ def random_adapter(tmp_path_factory, settings) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from cascade import models
+    from cascade.llm.hf_backend import load_hf_llm
 
     torch.manual_seed(0)
-    model, _ = models.load_hf_llm("smollm2", settings.home)
+    model, _ = load_hf_llm("smollm2", settings.home)
     cfg = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     peft_model = get_peft_model(model, cfg)
     out = tmp_path_factory.mktemp("adapter") / "lora"
@@ -85,7 +85,7 @@ def test_adapter_per_call_changes_output_and_is_not_sticky(backend, random_adapt
 
 def test_default_adapter_from_options(settings, random_adapter: Path) -> None:
     plain = load_backend(LlmOptions(threads=2), settings.home)
-    with_adapter = load_backend(LlmOptions(threads=2, adapter=str(random_adapter)), settings.home)
+    with_adapter = load_backend(LlmOptions(threads=2), settings.home, adapter=str(random_adapter))
     text = ["hello there"]
     assert with_adapter.score(text)[0].logprob == pytest.approx(plain.score(text, adapter=str(random_adapter))[0].logprob, abs=1e-4)
 
@@ -96,6 +96,6 @@ def test_missing_adapter_is_a_clear_error(backend, tmp_path, settings) -> None:
     with pytest.raises(ModelNotFound, match="no adapter_config.json"):
         backend.generate(["hi"], max_tokens=2, adapter=str(tmp_path))
     with pytest.raises(ModelNotFound):
-        load_backend(LlmOptions(adapter=str(tmp_path / "nope")), settings.home)
+        load_backend(LlmOptions(), settings.home, adapter=str(tmp_path / "nope"))
     with pytest.raises(ModelNotFound, match="not a HF model directory"):
         load_backend(LlmOptions(model=str(tmp_path)), settings.home)

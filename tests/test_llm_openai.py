@@ -18,10 +18,10 @@ def adapter(tmp_path_factory, settings) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from cascade import models
+    from cascade.llm.hf_backend import load_hf_llm
 
     torch.manual_seed(1)
-    model, _ = models.load_hf_llm("smollm2", settings.home)
+    model, _ = load_hf_llm("smollm2", settings.home)
     out = tmp_path_factory.mktemp("lora") / "ger"
     get_peft_model(model, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).save_pretrained(out)
     return out
@@ -30,7 +30,7 @@ def adapter(tmp_path_factory, settings) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, adapter: Path):
     svc = launch("llm", log_dir=tmp_path_factory.mktemp("llm-svc"),
-                 env={"CASCADE_LLM__THREADS": "1", "OMP_NUM_THREADS": "1", "CASCADE_GER__ADAPTER": str(adapter)})
+                 env={"CASCADE_LLM__THREADS": "1", "OMP_NUM_THREADS": "1", "CASCADE_CORRECT__ADAPTER": str(adapter)})
     try:
         yield wait_ready(svc, timeout=300)
     finally:

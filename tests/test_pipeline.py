@@ -125,7 +125,7 @@ def test_chat_cli_turn_on_real_speech(jfk_path: Path, tmp_path: Path, settings: 
 
 
 def test_sequential_turn_record(jfk_path: Path, settings: Settings) -> None:
-    s = settings.model_copy(update={"chat": settings.chat.model_copy(update={"correction": "none"})})
+    s = settings.model_copy(update={"correct": settings.correct.model_copy(update={"mode": "none"})})
     result = build_turn(s).run(jfk_path, stream=False)
     assert not result.streamed and result.correction.method == "none"
     assert "ask what you can do for your country" in result.correction.text.lower()
@@ -173,4 +173,4 @@ def test_chat_errors(tmp_path: Path) -> None:
     bad_history = tmp_path / "h.json"
     bad_history.write_text('{"not": "a list"}')
     assert "history" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--history", str(bad_history)]))
-    assert "chat.correction" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--correction", "magic"]))
+    assert "correct.mode" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--correction", "magic"]))

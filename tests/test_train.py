@@ -88,19 +88,19 @@ def test_posterior_gate_keeps_a_change_only_when_the_adapter_prefers_it(adapter:
 
     backend = load_backend(LlmOptions(), home)
     nbest = NBest.from_texts(["show me the flight from boston to denver", "show me the flights from boston to denver"])
-    gopts = GerOptions(adapter=str(adapter))
+    gopts, ad = GerOptions(), str(adapter)
     prompt = build_prompt(nbest, gopts)
     base = rescore(nbest, None, RescoreOptions())
     change = Correction(text=nbest.texts[1], method="ger", chosen=1, changed=True, guards={"accepted": True})
     first, second = backend.score([t + RESPONSE_END for t in nbest.texts], prefix=prompt, adapter=str(adapter))
     gain = second.logprob - first.logprob
-    kept = posterior_gate(prompt, change, base, backend, gopts.model_copy(update={"posterior_margin": gain - 0.05}))
+    kept = posterior_gate(prompt, change, base, backend, gopts.model_copy(update={"posterior_margin": gain - 0.05}), ad)
     assert kept.text == nbest.texts[1] and kept.guards["posterior_gain"] == pytest.approx(gain, abs=1e-3)
-    refused = posterior_gate(prompt, change, base, backend, gopts.model_copy(update={"posterior_margin": gain + 0.05}))
+    refused = posterior_gate(prompt, change, base, backend, gopts.model_copy(update={"posterior_margin": gain + 0.05}), ad)
     assert refused.text == nbest.texts[0] and refused.status == "fallback" and refused.fallback_reason == "below_posterior_margin"
-    assert posterior_gate(prompt, base.model_copy(update={"method": "ger"}), base, backend, gopts).guards == base.guards  # no change: no call
+    assert posterior_gate(prompt, base.model_copy(update={"method": "ger"}), base, backend, gopts, ad).guards == base.guards  # no change: no call
     two = change.model_copy(update={"text": "show me the flights from boston to dover", "chosen": None})  # 2 words from the best
-    capped = posterior_gate(prompt, two, base, backend, gopts.model_copy(update={"posterior_margin": -1e9}))
+    capped = posterior_gate(prompt, two, base, backend, gopts.model_copy(update={"posterior_margin": -1e9}), ad)
     assert capped.fallback_reason == "too_many_changes" and capped.guards["changed_words"] == 2 and capped.text == base.text
 
 

@@ -2,6 +2,7 @@
 
     correct_file(input, out, settings) -> BatchSummary    (cascade.batch.engine)
     correct_joined(paths, out, settings)                   (cascade.batch.join: several systems fused)
+    process_chunk(items, mode, corrector)                   (cascade.batch.chunks: what every worker runs)
 """
 
 from cascade.batch.engine import BatchSummary, correct_file, run_batch

@@ -31,14 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cascade.batch.chunks import ChunkResult, lazy_corrector, needs_llm, process_chunk, worker_settings
 from cascade.config import Settings
 from cascade.formats.records import Item, render
-from cascade.types import BackendUnavailable, CascadeError, Correction, InvalidInput, NBest, Record
+from cascade.types import CascadeError, InvalidInput, Record
 
 logger = logging.getLogger(__name__)
-
-Corrector = Callable[[list[NBest]], list[Correction]]
-"""Corrects one LLM batch; returns one Correction per N-best list, in order."""
 
 PASS_CHUNK = 1024
 """Records per chunk when nothing needs the LLM (method none, error/empty records)."""
@@ -62,156 +60,6 @@ class BatchSummary(Record):
     seconds: float = 0.0
     records_per_s: float = 0.0
     already_complete: bool = False
-
-
-# --------------------------------------------------------------------------- correctors
-
-
-def _llm_corrector(method: str, settings: Settings) -> Corrector:
-    """Rescoring/GER with the configured LLM backend, loaded once per process."""
-    from cascade.ger import correct_many
-    from cascade.llm import load_backend
-
-    needs_model = method != "rescore" or settings.rescore.lam > 0  # λ = 0 keeps the AM ranking: no LLM
-    backend = load_backend(settings.llm, settings.home) if needs_model else None
-
-    def run(nbests: list[NBest]) -> list[Correction]:
-        return list(correct_many(nbests, backend, method=method, ger=settings.ger, rescore=settings.rescore,
-                                 batch_size=len(nbests)))
-
-    return run
-
-
-def _fusion_corrector(method: str, settings: Settings) -> Corrector:
-    """Multi-system fusion (`--join`): one hypothesis per system; see cascade.fusion.fuse."""
-    from cascade.fusion.fuse import corrector
-
-    return corrector(method, settings)
-
-
-CORRECTORS: dict[str, Callable[[str, Settings], Corrector]] = {
-    "rescore": _llm_corrector,
-    "ger": _llm_corrector,
-    "rover": _fusion_corrector,
-    "fusion": _fusion_corrector,
-}
-"""Method name -> factory(method, settings) building a Corrector once per process (top-level, picklable)."""
-
-
-def make_corrector(method: str, settings: Settings) -> Corrector | None:
-    if method == "none":
-        return None
-    if method not in CORRECTORS:
-        raise InvalidInput(f"unknown correction mode {method!r}; expected none or {', '.join(CORRECTORS)}",
-                           param="mode")
-    return CORRECTORS[method](method, settings)
-
-
-def _lazy(method: str, settings: Settings) -> Corrector | None:
-    """The corrector, built (the LLM loaded) only when a record first needs it."""
-    if method == "none":
-        return None
-    built: list[Corrector | None] = []
-
-    def run(nbests: list[NBest]) -> list[Correction]:
-        if not built:
-            built.append(make_corrector(method, settings))
-        return built[0](nbests)
-
-    return run
-
-
-# --------------------------------------------------------------------------- one chunk
-
-
-def needs_llm(item: Item, method: str) -> bool:
-    return method != "none" and item.utterance is not None and any(t.strip() for t in item.utterance.nbest.texts)
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
-
-
-def journal_record(item: Item, method: str, corr: Correction | None) -> dict[str, Any]:
-    """One output record: id, original, corrected, method, status, fallback_reason, scores (+ context)."""
-    utt = item.utterance
-    original = item.raw if utt is None else (utt.nbest.best.text if utt.nbest.best else "")
-    rec: dict[str, Any] = {"id": item.id, "original": original or "", "corrected": None, "changed": False,
-                           "method": method, "status": "error", "fallback_reason": None, "scores": []}
-    if item.error is not None:
-        rec["error"] = item.error
-    elif corr is None:
-        empty = method != "none"
-        rec.update(corrected=original, status="fallback" if empty else "ok",
-                   fallback_reason="empty hypothesis" if empty else None)
-    else:
-        rec.update(corrected=corr.text, changed=corr.text.strip() != (original or "").strip(), method=corr.method,
-                   status=corr.status, fallback_reason=corr.fallback_reason, chosen=corr.chosen,
-                   scores=[{"text": s.text, "am": _r(s.am), "lm": _r(s.lm), "combined": _r(s.combined),
-                            "source": s.source} for s in corr.scores])
-    if utt is not None and len(utt.nbest.hypotheses) > 1:
-        rec["hypotheses"] = utt.nbest.texts
-    if utt is not None and utt.reference is not None:
-        rec["reference"] = utt.reference
-    if utt is not None and "systems" in item.layout:  # --join: each recogniser's own text, by name
-        rec["systems"] = dict(zip(item.layout["systems"], utt.nbest.texts))
-        rec.pop("hypotheses", None)
-    elif item.layout:
-        rec["layout"] = item.layout
-    return rec
-
-
-@dataclass
-class ChunkResult:
-    """A chunk's journal lines (one write) and its counts; plain data so it pickles/ships to Ray."""
-
-    data: bytes
-    n: int
-    changed: int
-    fallbacks: int
-    errors: int
-
-
-def process_chunk(items: list[Item], method: str, corrector: Corrector | None) -> ChunkResult:
-    """Correct the chunk's LLM-bound records in one batch and render every record as a journal line."""
-    llm = [it for it in items if needs_llm(it, method)]
-    fixes: dict[int, Correction | str] = {}
-    if llm:
-        assert corrector is not None
-        fixes = dict(zip((it.pos for it in llm), _correct_batch(corrector, [it.utterance.nbest for it in llm])))
-    lines, changed, fallbacks, errors = [], 0, 0, 0
-    for it in items:
-        fix = fixes.get(it.pos)
-        if isinstance(fix, str):  # the LLM failed on this record alone
-            it, fix = it.model_copy(update={"error": fix}), None
-        rec = journal_record(it, method, fix)
-        changed += rec["changed"]
-        fallbacks += rec["status"] in ("fallback", "unavailable")
-        errors += rec["status"] == "error"
-        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
-    return ChunkResult("".join(lines).encode("utf-8"), len(items), changed, fallbacks, errors)
-
-
-def _correct_batch(corrector: Corrector, nbests: list[NBest]) -> list[Correction | str]:
-    """One call for the batch; if it raises, retry record by record so one bad record is one error."""
-    try:
-        out = corrector(nbests)
-        if len(out) != len(nbests):
-            raise RuntimeError(f"corrector returned {len(out)} results for {len(nbests)} inputs")
-        return list(out)
-    except BackendUnavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - isolate the failing record
-        logger.warning("batch of %d failed (%s); retrying one by one", len(nbests), exc)
-    results: list[Correction | str] = []
-    for nb in nbests:
-        try:
-            results.append(corrector([nb])[0])
-        except BackendUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            results.append(f"correction failed: {type(exc).__name__}: {exc}".splitlines()[0])
-    return results
 
 
 # --------------------------------------------------------------------------- chunking / dedupe / resume
@@ -358,12 +206,12 @@ def run_path(out: Path) -> Path:
 def run_fingerprint(settings: Settings) -> dict[str, Any]:
     """The settings besides the input that decide the output bytes. LLM numerics depend on threads, so a
     GER run resumed with other --workers would not reproduce the uninterrupted output."""
-    opts = settings.batch
-    fp: dict[str, Any] = {"method": opts.method, "batch_size": opts.batch_size}
-    if opts.method != "none":
+    opts, mode = settings.batch, settings.correct.mode
+    fp: dict[str, Any] = {"method": mode, "batch_size": settings.correct.batch_size}
+    if mode != "none":
         fp.update(engine=opts.engine, workers=opts.workers, llm=settings.llm.model_dump(mode="json", include={"backend", "model", "threads", "base_url"}),
                   rescore=settings.rescore.model_dump(mode="json"), ger=settings.ger.model_dump(mode="json"),
-                  fusion=settings.fusion.model_dump(mode="json"))
+                  fusion=settings.fusion.model_dump(mode="json"), adapter=settings.correct.adapter)
     return fp
 
 
@@ -416,15 +264,15 @@ def _assemble(journal: Path, out: Path, fmt: str) -> None:
 
 def _execute(stream: Iterator[list[Item]], settings: Settings, workdir: Path) -> Iterator[ChunkResult]:
     """Chunk results in input order: in this process, in local worker processes, or on Ray."""
-    opts = settings.batch
+    opts, mode = settings.batch, settings.correct.mode
     if opts.engine == "ray":
         from cascade.batch.ray_engine import execute_ray
 
         yield from execute_ray(stream, settings, workdir)
-    elif opts.workers == 1 or opts.method == "none":
-        corrector = _lazy(opts.method, settings)
+    elif opts.workers == 1 or mode == "none":
+        corrector = lazy_corrector(mode, settings)
         for chunk in stream:
-            yield process_chunk(chunk, opts.method, corrector)
+            yield process_chunk(chunk, mode, corrector)
     else:
         yield from _execute_pool(stream, settings)
 
@@ -432,17 +280,9 @@ def _execute(stream: Iterator[list[Item]], settings: Settings, workdir: Path) ->
 _WORKER: dict[str, Any] = {}
 
 
-def worker_settings(settings: Settings, workers: int) -> Settings:
-    """Give each worker an equal share of the cores unless threads were set explicitly."""
-    if settings.llm.threads or workers <= 1:
-        return settings
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return settings.model_copy(update={"llm": settings.llm.model_copy(update={"threads": threads})})
-
-
 def _init_worker(settings: Settings) -> None:
-    _WORKER["method"] = settings.batch.method
-    _WORKER["corrector"] = make_corrector(settings.batch.method, settings)
+    _WORKER["method"] = settings.correct.mode
+    _WORKER["corrector"] = lazy_corrector(settings.correct.mode, settings)
 
 
 def _work(chunk: list[Item]) -> ChunkResult:
@@ -480,22 +320,20 @@ def run_batch(
     progress: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """Correct `items` into `out` (resuming a previous run's output); returns the summary."""
-    opts = settings.batch
-    summary = BatchSummary(output=str(out), method=opts.method, engine=opts.engine, workers=opts.workers)
+    opts, mode = settings.batch, settings.correct.mode
+    summary = BatchSummary(output=str(out), method=mode, engine=opts.engine, workers=opts.workers)
     if not out.parent.is_dir():
         raise InvalidInput(f"output directory does not exist: {out.parent}", param="out")
     journal = journal_path(out, out_format)
     if journal != out and out.exists() and not journal.exists():
         return summary.model_copy(update={"already_complete": True})
-    if opts.method != "none" and opts.method not in CORRECTORS:
-        raise InvalidInput(f"unknown correction mode {opts.method!r}; expected none or {', '.join(CORRECTORS)}",
-                           param="mode")
+    lazy_corrector(mode, settings)  # an unknown mode fails before any output is touched
     stats = _Stats()
     it = iter(_dedupe(items, stats) if dedupe else items)
     first = next(it, None)
     if first is None:
         raise InvalidInput("the input holds no records")
-    stream, keep = _resume(journal, chunks(itertools.chain([first], it), opts.method, opts.batch_size), opts.method,
+    stream, keep = _resume(journal, chunks(itertools.chain([first], it), mode, settings.correct.batch_size), mode,
                            stats)
     _check_run(out, run_fingerprint(settings), resuming=keep > 0)
     if stats.done:

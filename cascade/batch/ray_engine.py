@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cascade.batch import ChunkResult, make_corrector, process_chunk, worker_settings
+from cascade.batch.chunks import ChunkResult, lazy_corrector, process_chunk, worker_settings
 from cascade.config import Settings
 from cascade.formats.records import Item
 from cascade.types import BackendUnavailable
@@ -35,8 +35,8 @@ class RayCorrector:
     """One per Ray actor: builds the corrector (loads the LLM) once, then renders whole chunks."""
 
     def __init__(self, settings: Settings):
-        self.method = settings.batch.method
-        self.corrector = make_corrector(self.method, settings)
+        self.method = settings.correct.mode
+        self.corrector = lazy_corrector(self.method, settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [] for k in ("seq", "data", "n", "changed", "fallbacks", "errors")}

@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal
 import typer
 from pydantic import ValidationError
 
-from cascade.cli import cli_errors, console, err_console, error_line, settings
+from cascade.commands.common import cli_errors, console, err_console, error_line, settings
+from cascade.commands.options import AdapterOpt, CorrectOpt
 from cascade.config import Settings
 from cascade.types import InvalidInput, Segment, Transcript
 
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 app = typer.Typer()
 
 FormatName = Literal["txt", "json", "srt", "vtt", "tsv"]
-CorrectName = Literal["none", "rescore", "ger"]
 
 Files = Annotated[list[Path], typer.Argument(help="Audio files (any format ffmpeg reads).", show_default=False)]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Whisper model name (`cascade models list`) or a CTranslate2 directory.")]
@@ -41,10 +41,8 @@ OutDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Writ
 HypoOpt = Annotated[Path | None, typer.Option("--hyporadise", help="Also write every segment's N-best as HyPoradise JSON records to this file.")]
 VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Drop silence with Silero VAD before decoding.")]
 WordsOpt = Annotated[bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Align the 1-best's words (json) and tighten segment times to them.")]
-CorrectOpt = Annotated[CorrectName, typer.Option("--correct", help="LLM correction of each segment's N-best: none, rescore or ger.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Target language (ISO code); Whisper itself translates only into English.")]
 ViaOpt = Annotated[bool, typer.Option("--via-transcript", help="Transcribe in the source language, correct (--correct), then translate with the LLM.")]
-AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="LoRA adapter for --correct (peft directory or served name).")]
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,10 @@ class OutputOptions:
 
 def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size: int | None,
                  language: str | None, vad: bool | None = None, words: bool | None = None) -> Settings:
-    """Settings with the ASR flags laid on top; a larger --n-best widens the beam to match."""
-    if n_best is not None and beam_size is None:
-        beam_size = max(n_best, settings().asr.beam_size)
-    flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad_filter=vad,
-                 word_timestamps=words)
+    """Settings with the ASR flags laid on top; a larger --n-best widens the N-best's beam (not the 1-best's)."""
+    wide = max(n_best, settings().asr.nbest_beam_size) if n_best is not None else None
+    flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, nbest_beam_size=wide, language=language,
+                 vad_filter=vad, word_timestamps=words)
     try:
         return settings(asr=flags)
     except ValidationError as exc:
@@ -76,37 +73,13 @@ def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size:
         raise InvalidInput(f"invalid option {where}: {first['msg']}") from None
 
 
-Corrector = Callable[[Transcript], Transcript]
+def corrector(out: OutputOptions, cfg: Settings) -> Callable[[Transcript], Transcript]:
+    """The correction step for every transcript of a run (cascade.correct): the LLM is loaded once, before any file."""
+    from cascade.correct import transcript_corrector
 
-
-def corrector(out: OutputOptions, cfg: Settings) -> Corrector:
-    """The correction step for every transcript of a run: the LLM is loaded once, before any file.
-
-    'none' is the identity; 'rescore'/'ger' send each segment's N-best through cascade.ger.correct_many
-    and show the corrected text (the Correction is kept on the segment).
-    """
-    if out.translate:  # translation N-best fusion/rescoring, or --via-transcript (cascade.translate.speech)
-        from cascade.translate.speech import translate_corrector
-
-        return translate_corrector(out.correct, cfg, adapter=out.adapter)  # type: ignore[arg-type]
-    if out.correct == "none":
-        return lambda transcript: transcript
-    from cascade import ger, llm
-
-    llm_options = cfg.llm.model_copy(update={"adapter": out.adapter}) if out.adapter else cfg.llm
-    backend = llm.load_backend(llm_options, cfg.home)
-
-    def apply(transcript: Transcript) -> Transcript:
-        corrections = ger.correct_many(
-            (s.nbest for s in transcript.segments), backend, method=out.correct,
-            ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size,
-        )
-        segments = tuple(
-            s.model_copy(update={"correction": c, "text": c.text}) for s, c in zip(transcript.segments, corrections)
-        )
-        return transcript.model_copy(update={"segments": segments, "text": " ".join(s.text for s in segments)})
-
-    return apply
+    if out.adapter:
+        cfg = cfg.model_copy(update={"correct": cfg.correct.model_copy(update={"adapter": out.adapter})})
+    return transcript_corrector(cfg, out.correct, translate=out.translate)
 
 
 def _emit(transcript: Transcript, path: Path, out: OutputOptions, many: bool) -> None:
@@ -125,6 +98,19 @@ def _emit(transcript: Transcript, path: Path, out: OutputOptions, many: bool) ->
     target = out.output_dir / f"{path.stem}.{out.format}"
     target.write_text(body, encoding="utf-8")
     err_console.print(f"wrote {target}", highlight=False)
+
+
+def _check_output_names(files: list[Path], out: OutputOptions) -> None:
+    """Refuse, before any work, inputs that would write the same file in -o (a/x.wav and b/x.flac -> x.txt)."""
+    if out.output_dir is None or out.format is None:
+        return
+    seen: dict[Path, Path] = {}
+    for path in files:
+        target = out.output_dir / f"{path.stem}.{out.format}"
+        if target in seen and seen[target] != path:
+            raise InvalidInput(f"{seen[target]} and {path} would both write {target}: rename one, or transcribe "
+                               "them into different --output-dir folders", param="files")
+        seen[target] = path
 
 
 def _tracked(segments: Iterator[Segment], progress: Any, task_id: Any) -> Iterator[Segment]:
@@ -156,6 +142,7 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
     from cascade.asr import prepare
     from cascade.formats.hyporadise import dumps, transcript_records
 
+    _check_output_names(files, out)
     prepare(cfg.asr, cfg.home)  # model, task and LLM errors: once, before any file
     correct = corrector(out, cfg)
     done: list[Transcript] = []

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cascade.cli import cli_errors, console, err_console, settings
+from cascade.commands.common import cli_errors, console, err_console, settings
+from cascade.commands.options import AdapterOpt, BatchSizeOpt, CorrectOpt, InputFormatOpt, OutputFormatOpt
 from cascade.types import InvalidInput
 
 app = typer.Typer()
@@ -24,15 +25,15 @@ def correct_batch(
                                                       "with --join, one file per recogniser.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file; its extension picks the format "
                                       "(.jsonl: one record per utterance). Rerun the same command to resume.")],
-    fmt: Annotated[str | None, typer.Option("--format", help="Input format when the name does not tell.")] = None,
-    out_format: Annotated[str | None, typer.Option("--out-format", help="Output format when the name does not tell.")] = None,
-    mode: Annotated[str | None, typer.Option("--mode", help="none (format conversion), rescore or ger.")] = None,
-    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter directory for the LLM.")] = None,
+    fmt: InputFormatOpt = None,
+    out_format: OutputFormatOpt = None,
+    mode: CorrectOpt = None,
+    adapter: AdapterOpt = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes (local) or actors (ray).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="N-best lists per LLM call.")] = None,
+    batch_size: BatchSizeOpt = None,
     engine: Annotated[str | None, typer.Option("--engine", help="local or ray (RAY_ADDRESS joins a cluster).")] = None,
     join: Annotated[bool, typer.Option("--join", help="Fuse several recognisers' outputs of the same utterances, "
-                                       "joined by id: --mode rover (default, majority vote), rescore or ger.")] = False,
+                                       "joined by id: --correct rover (default, majority vote), rescore or ger.")] = False,
     id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
     text_column: Annotated[str | None, typer.Option("--text-column", help="CSV/TSV: the transcript column.")] = None,
     ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
@@ -43,14 +44,13 @@ def correct_batch(
     from cascade.batch import correct_file
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit then fails a write cleanly (EFBIG)
-    a = str(adapter) if adapter else None
     columns = {"id_column": id_column, "text_column": text_column, "ref_column": ref_column}
     method, fusion = _fusion_mode(mode, join, len(input_paths))
     if report is not None and (out_format or out.suffix.lstrip(".")) != "jsonl":
         raise InvalidInput("--report reads the originals and corrections from a .jsonl --out; write .jsonl, then "
                            "convert it with `cascade correct-batch OUT.jsonl --out FILE.srt`", param="report")
-    s = settings(batch={"method": method, "workers": workers, "batch_size": batch_size, "engine": engine},
-                 llm={"adapter": a}, ger={"adapter": a}, fusion=fusion)
+    s = settings(correct={"mode": method, "batch_size": batch_size, "adapter": adapter},
+                 batch={"workers": workers, "engine": engine}, fusion=fusion)
     with _progress(input_paths[0]) as tick:
         if join:
             summary = _correct_joined(input_paths, out, s, columns, fmt, out_format, tick)
@@ -89,7 +89,7 @@ def _fusion_mode(mode: str | None, join: bool, n_inputs: int) -> tuple[str | Non
         return mode, None
     mode = mode or "rover"
     if mode not in ("rover", "rescore", "ger"):
-        raise InvalidInput(f"--join fuses with --mode rover, rescore or ger (got {mode!r})", param="mode")
+        raise InvalidInput(f"--join fuses with --correct rover, rescore or ger (got {mode!r})", param="correct")
     return ("rover" if mode == "rover" else "fusion"), {"method": mode}
 
 

@@ -5,41 +5,24 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from cascade.cli import cli_errors, console, err_console, fail, settings
-from cascade.config import DEFAULT_CONFIG, Settings, save_yaml
+from cascade.commands.common import cli_errors, console, err_console, fail, settings
+from cascade.commands.options import AdapterOpt, ConfigOut, CorrectOpt, LamOpt, LimitOpt, PromptOpt
+from cascade.config import Settings, save_yaml, user_config_path
 from cascade.types import Correction, InvalidInput, NBest, Utterance
 
 app = typer.Typer()
 
-Method = Literal["none", "rescore", "ger"]
-MethodOpt = Annotated[str, typer.Option("--method", "-m", help="none, rescore or ger.")]
-AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="LoRA adapter directory (or served name) for GER.")]
-LamOpt = Annotated[float | None, typer.Option("--lam", help="λ in (1-λ)·AM + λ·LM (default: the config's, see `cascade tune`).")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Only the first N utterances of each file.", min=1)]
-PromptOpt = Annotated[str | None, typer.Option("--prompt", help="GER prompt template, e.g. ger/numbered.")]
 
-
-def _cfg(lam: float | None, adapter: str | None, prompt: str | None, constrained: bool | None = None) -> Settings:
-    return settings(rescore={"lam": lam}, ger={"adapter": adapter, "prompt": prompt, "constrained": constrained})
-
-
-def _method(name: str) -> Method:
-    if name not in ("none", "rescore", "ger"):
-        raise InvalidInput(f"unknown method {name!r} (none, rescore, ger)", param="method")
-    return name  # type: ignore[return-value]
-
-
-def _backend(cfg: Settings, method: str):
-    if method == "none" or (method == "rescore" and cfg.rescore.lam == 0):
-        return None
-    from cascade.llm import load_backend
-
-    return load_backend(cfg.llm, cfg.home)
+def _cfg(lam: float | None, adapter: str | None, prompt: str | None, constrained: bool | None = None,
+         mode: str | None = None) -> Settings:
+    rescore = {"lam": lam, "profile": "none"} if lam is not None else {}  # an explicit λ overrides the style profiles
+    return settings(correct={"mode": mode, "adapter": adapter}, rescore=rescore,
+                    ger={"prompt": prompt, "constrained": constrained})
 
 
 def _inputs(file: Path | None, hyps: list[str] | None, limit: int | None) -> list[Utterance]:
@@ -75,7 +58,7 @@ def _explain(utt: Utterance, c: Correction) -> None:
 def correct_cmd(
     file: Annotated[Path | None, typer.Argument(help="HyPoradise JSON or JSONL N-best file.")] = None,
     hyp: Annotated[list[str] | None, typer.Option("--hyp", help="A hypothesis, best first (repeat).")] = None,
-    method: MethodOpt = "ger",
+    mode: CorrectOpt = "ger",
     adapter: AdapterOpt = None,
     lam: LamOpt = None,
     prompt: PromptOpt = None,
@@ -85,12 +68,13 @@ def correct_cmd(
     limit: LimitOpt = None,
 ) -> None:
     """Correct N-best lists: print one corrected transcription per utterance."""
-    from cascade import ger
+    from cascade.correct import build_corrector
 
-    m = _method(method)
-    cfg = _cfg(lam, adapter, prompt, constrained or None)
+    cfg = _cfg(lam, adapter, prompt, constrained or None, mode)
     utts = _inputs(file, hyp, limit)
-    results = ger.correct_many((u.nbest for u in utts), _backend(cfg, m), method=m, ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size)
+    if not utts:
+        fail(f"{file}: no N-best lists to correct")
+    results = build_corrector(cfg).correct(u.nbest for u in utts)
     for utt, c in zip(utts, results):
         if as_json:
             print(json.dumps({"id": utt.id, **c.model_dump(mode="json")}))
@@ -100,13 +84,13 @@ def correct_cmd(
             print(c.text)
 
 
-def _run_methods(utts: list[Utterance], methods: list[Method], cfg: Settings) -> dict[str, list[str]]:
-    from cascade import ger
+def _run_methods(utts: list[Utterance], methods: list[str], cfg: Settings) -> dict[str, list[str]]:
+    from cascade.correct import build_corrector
 
     out = {}
     for m in methods:
-        res = ger.correct_many((u.nbest for u in utts), _backend(cfg, m), method=m, ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size)
-        out[m if m != "ger" or not cfg.ger.adapter else "ger+lora"] = [c.text for c in res]
+        res = build_corrector(cfg, m).correct(u.nbest for u in utts)
+        out[m if m != "ger" or not cfg.correct.adapter else "ger+lora"] = [c.text for c in res]
     return out
 
 
@@ -114,7 +98,7 @@ def _run_methods(utts: list[Utterance], methods: list[Method], cfg: Settings) ->
 @cli_errors
 def eval_cmd(
     data: Annotated[list[Path], typer.Argument(help="HyPoradise JSON/JSONL files or audio manifests (JSONL with 'audio').")],
-    method: Annotated[str, typer.Option("--method", "-m", help="Comma-separated methods: rescore, ger.")] = "rescore,ger",
+    method: Annotated[str, typer.Option("--correct", "--method", help="Comma-separated correction modes (rescore, rerank, ger; translate: rescore, ger, via).")] = "rescore,ger",
     adapter: AdapterOpt = None,
     lam: LamOpt = None,
     prompt: PromptOpt = None,
@@ -141,7 +125,11 @@ def eval_cmd(
         return _eval_translate(data, method, cfg, split, limit, as_json)
     if task != "transcribe":
         raise InvalidInput(f"unknown task {task!r} (transcribe, translate)", param="task")
-    methods = [_method(m.strip()) for m in method.split(",") if m.strip() and m.strip() != "none"]
+    from cascade.correct import available
+
+    methods = [m.strip() for m in method.split(",") if m.strip() and m.strip() != "none"]
+    if unknown := [m for m in methods if m not in available()]:
+        raise InvalidInput(f"unknown correction mode {unknown[0]!r}; expected one of {', '.join(available())}", param="correct")
     rows, report_rows = [], []
     for path in data:
         if path.suffix.lower() in (".csv", ".tsv"):  # a recogniser's export: columns detected (cascade.formats.tabular)
@@ -214,26 +202,33 @@ def _eval_translate(data: list[Path], method: str, cfg: Settings, split: str | N
 @cli_errors
 def tune_cmd(
     dev: Annotated[list[Path], typer.Option("--dev", help="Dev N-best data (HyPoradise JSON/JSONL); repeat for several.")],
-    out: Annotated[Path, typer.Option("--out", help="YAML config to write rescore.lam into.")] = DEFAULT_CONFIG,
+    out: ConfigOut = None,
     limit: LimitOpt = None,
     step: Annotated[float, typer.Option("--step", help="Grid step for λ in [0, 1].", min=0.01, max=0.5)] = 0.05,
     length_norm: Annotated[str | None, typer.Option("--length-norm", help="none, tokens or words.")] = None,
 ) -> None:
-    """Grid-search λ on dev data for the lowest normalised WER and write it to the config."""
+    """Choose λ and the length normalisation on dev per input style and write them as rescoring profiles.
+
+    Lists are grouped by the style detected in their text (plain: lower case without punctuation; cased: our
+    own Whisper output); each file is one dev set and a profile never makes a dev set worse than λ = 0."""
     from cascade.formats.hyporadise import load_hyporadise
-    from cascade.ger.rescore import tune_lambda
+    from cascade.ger.features import LmCache
+    from cascade.ger.rescore import NORMS, tune_profiles
     from cascade.llm import load_backend
 
-    cfg = settings(rescore={"length_norm": length_norm})
-    utts = [u for p in dev for u in load_hyporadise(p, limit=limit) if u.reference is not None]
-    if not utts:
+    cfg = settings()
+    sets = [(p.stem, u) for p in dev for u in load_hyporadise(p, limit=limit) if u.reference is not None]
+    if not sets:
         fail("no dev utterance with a reference")
     grid = [round(i * step, 4) for i in range(int(round(1 / step)) + 1)]
-    lam, table = tune_lambda([u.nbest for u in utts], [u.reference or "" for u in utts], load_backend(cfg.llm, cfg.home), cfg.rescore, grid)
-    t = Table("λ", "WER %")
-    for g, w in table:
-        t.add_row(f"{g:.2f}" + (" *" if g == lam else ""), f"{100 * w:.2f}")
+    nbests = [u.nbest for _, u in sets]
+    lm = LmCache(load_backend(cfg.llm, cfg.home), cfg.home).get([h.text for nb in nbests for h in nb.hypotheses])
+    norms = (length_norm,) if length_norm else NORMS
+    found = tune_profiles(nbests, [u.reference or "" for _, u in sets], lm, cfg.rescore, grid, groups=[g for g, _ in sets], norms=norms)
+    t = Table("style", "λ", "length norm", "dev", title="rescoring profiles (mean dev WER over the files)")
+    for style, (prof, _table) in found.items():
+        t.add_row(style, f"{prof.lam:.2f}", prof.length_norm, prof.note or "")
     console.print(t)
-    section = {"lam": lam, **({"length_norm": length_norm} if length_norm else {})}
-    save_yaml({"rescore": section}, out)
-    console.print(f"rescore.lam = {lam} written to {out} ({len(utts)} dev utterances)", highlight=False)
+    out = out or user_config_path()
+    save_yaml({"rescore": {"profiles": {k: p.model_dump(exclude_none=True) for k, (p, _) in found.items()}}}, out)
+    console.print(f"profiles {', '.join(found)} written to {out} ({len(sets)} dev utterances)", highlight=False)

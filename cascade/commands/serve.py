@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cascade.cli import cli_errors, settings
+from cascade.commands.common import cli_errors, settings
 
 GROUP = "serve"
 app = typer.Typer(help="Run a REST service (OpenAI-compatible) under uvicorn.", no_args_is_help=True)

@@ -9,7 +9,7 @@ import yaml
 from rich.table import Table
 
 from cascade import models
-from cascade.cli import cli_errors, console, settings
+from cascade.commands.common import cli_errors, console, settings
 
 app = typer.Typer()
 models_app = typer.Typer(help="Bundled models: what is installed and where.", no_args_is_help=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cascade.cli import cli_errors, console, err_console, settings
+from cascade.commands.common import cli_errors, console, err_console, settings
 from cascade.types import InvalidInput
 
 app = typer.Typer()
@@ -132,3 +132,34 @@ def train_ger(
         f"{why}: {res.steps} steps, best dev loss {res.best_dev_loss:.4f} at step {res.best_step}, "
         f"{res.n_train} train / {res.n_dev} dev examples, {res.seconds / 60:.1f} min -> {out}"
     )
+
+
+@app.command("train-rerank")
+@cli_errors
+def train_rerank(
+    data: Annotated[list[str], typer.Argument(help="HyPoradise JSON/JSONL N-best files with references (dev/training splits, "
+                                              "make-nbest output); each file is one data set; FILE@N samples N, FILE@A:B slices.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Reranker directory to write (model.json + README.md).")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the --out directory's name).")] = None,
+    per_set: Annotated[int | None, typer.Option(help="At most this many lists per file (the first N).", min=1)] = None,
+) -> None:
+    """Train the N-best reranker (MWER, linear; abstention margin chosen out of fold so no data set gets worse)."""
+    from cascade.ger import rerank
+    from cascade.ger import train as trainer
+    from cascade.llm import load_backend
+
+    cfg = settings()
+    groups: dict[str, list] = {}
+    for spec in data:
+        utts = [u for u in trainer.load_data([spec], seed=cfg.train.seed, banned=_test_sentences()) if u.reference is not None]
+        groups.setdefault(Path(spec.partition("@")[0]).stem, []).extend(utts[:per_set])
+    backend = load_backend(cfg.llm, cfg.home)
+    with _progress() as bar:
+        task = bar.add_task("train-rerank", total=None, info=f"{sum(map(len, groups.values()))} lists, LLM features cached in {cfg.home}")
+        model = rerank.train(groups, backend, name=name or out.name, home=cfg.home, sources=data)
+        bar.update(task, total=1, completed=1)
+    rerank.save_model(model, out)
+    (out / "README.md").write_text(rerank.model_card(model))
+    for g, v in model.dev.items():
+        console.print(f"{g}: {v['lists']} lists, dev WER (out of fold) {v['1-best']:.2f} -> {v['rerank']:.2f}", highlight=False)
+    console.print(f"margin {model.margin:g}, l2 {model.l2:g} -> {out}", highlight=False)

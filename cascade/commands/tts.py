@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cascade.cli import cli_errors, console, err_console, settings
+from cascade.commands.common import cli_errors, console, err_console, settings
+from cascade.commands.options import CorrectOpt
 from cascade.types import ChatMessage, InvalidInput
 
 app = typer.Typer()
@@ -16,7 +17,7 @@ app = typer.Typer()
 EngineOpt = Annotated[str | None, typer.Option("--engine", "-e", help="TTS engine: piper (default), espeak or coqui.")]
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Piper voice name or .onnx path; espeak-ng voice (e.g. en-us).")]
 SpeedOpt = Annotated[float | None, typer.Option("--speed", help="Speaking rate: 1.0 normal, 2.0 twice as fast.")]
-FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="wav, flac, mp3 or pcm (default: from the output suffix, else wav).")]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="wav, flac, mp3, opus, aac or pcm (default: from the output suffix, else wav).")]
 RateOpt = Annotated[int | None, typer.Option("--sample-rate", help="Resample the output to this rate (Hz).")]
 CoquiOpt = Annotated[str | None, typer.Option("--coqui-model", help="Coqui checkpoint file (config.json beside it) or directory.")]
 SpeakerOpt = Annotated[str | None, typer.Option("--speaker", help="Speaker name (multi-speaker models) or a reference .wav (XTTS).")]
@@ -25,7 +26,7 @@ OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Audio file to writ
 
 def _tts(engine, voice, speed, fmt, rate, coqui, speaker, output: Path) -> dict:
     suffix = output.suffix.lstrip(".").lower()
-    fmt = fmt or (suffix if suffix in ("wav", "flac", "mp3", "pcm") else None)
+    fmt = fmt or (suffix if suffix in ("wav", "flac", "mp3", "opus", "aac", "pcm") else None)
     return {"engine": engine, "voice": voice, "speed": speed, "format": fmt, "sample_rate": rate,
             "coqui_model": coqui, "speaker": speaker}
 
@@ -76,7 +77,7 @@ def chat(
     audio: Annotated[Path, typer.Argument(help="The user's utterance (any format ffmpeg reads).", show_default=False)],
     output: OutOpt,
     history: Annotated[Path | None, typer.Option("--history", help="JSON conversation history; read, then extended with this turn.")] = None,
-    correction: Annotated[str | None, typer.Option("--correction", help="Transcript correction before replying: none, rescore or ger.")] = None,
+    correction: CorrectOpt = None,
     stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Speak the first sentence while the rest is generated.")] = None,
     engine: EngineOpt = None, voice: VoiceOpt = None, speed: SpeedOpt = None, fmt: FormatOpt = None,
     sample_rate: RateOpt = None, coqui_model: CoquiOpt = None, speaker: SpeakerOpt = None,
@@ -89,7 +90,7 @@ def chat(
         raise InvalidInput(f"file not found: {audio}", param="file")
     past = _read_history(history)
     s = settings(tts=_tts(engine, voice, speed, fmt, sample_rate, coqui_model, speaker, output),
-                 chat={"correction": correction, "stream": stream})
+                 correct={"mode": correction}, chat={"stream": stream})
     result = build_turn(s).run(audio, past)
     _write(output, result.audio, s.tts.format)
     if history is not None:

@@ -116,7 +116,7 @@ def load_hyporadise(path: str | Path, *, limit: int | None = None) -> list[Utter
     if not isinstance(data, list):
         raise InvalidInput(f"{path}: expected a JSON list of records", param="path")
     if not data:
-        raise InvalidInput(f"{path} holds no records (HyPoradise files are a JSON list of objects)", param="path")
+        raise InvalidInput(f"{path} holds no utterance: no records (HyPoradise files are a JSON list of objects)", param="path")
     data = data[:limit] if limit is not None else data
     return [record_to_utterance(r, f"{path.name}[{i}]", source=path.stem) for i, r in enumerate(data)]
 

@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from cascade.config import FusionOptions, GerOptions, Settings
+from cascade.config import FusionOptions, GerOptions
 from cascade.fusion.rover import rover, tokens
 from cascade.metrics import word_edits
 from cascade.types import (
@@ -268,7 +267,7 @@ def pick(c: FusionCandidates, p: _Prepared, options: FusionOptions) -> Correctio
                       raw_output=c.raw_output)
 
 
-# --------------------------------------------------------------------------- batch engine
+# --------------------------------------------------------------------------- N-best lists as fusion inputs
 
 
 def nbest_input(nbest: NBest, systems: Sequence[str] | None = None) -> FusionInput:
@@ -276,20 +275,3 @@ def nbest_input(nbest: NBest, systems: Sequence[str] | None = None) -> FusionInp
     names = list(systems or [f"system{i + 1}" for i in range(len(nbest.hypotheses))])
     return FusionInput(id=nbest.id, outputs=tuple(SystemText(system=n, text=h.text)
                                                   for n, h in zip(names, nbest.hypotheses)))
-
-
-def corrector(method: str, settings: Settings):  # noqa: ANN201 - cascade.batch.Corrector
-    """Factory for the batch engine: `rover` (no model) or `fusion` (settings.fusion.method with the LLM)."""
-    sub = "rover" if method == "rover" else settings.fusion.method
-    backend = None
-    if sub != "rover":
-        from cascade.llm import load_backend
-
-        backend = load_backend(settings.llm, settings.home)
-    adapter = settings.ger.adapter or settings.llm.adapter
-
-    def run(nbests: list[NBest]) -> list[Correction]:
-        return list(fuse_many([nbest_input(nb) for nb in nbests], sub, options=settings.fusion, backend=backend,
-                              ger=settings.ger, adapter=adapter, batch_size=max(len(nbests), 1)))
-
-    return run

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from cascade import prompts
-from cascade.config import GerOptions, RescoreOptions
+from cascade.config import GerOptions, RerankOptions, RescoreOptions
 from cascade.ger import guards
 from cascade.ger.rescore import check_nbest, combine, lm_term, rescore_many, score_texts
 from cascade.llm.base import LlmBackend
@@ -94,14 +94,14 @@ def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ge
     return cand
 
 
-def uses_posterior_gate(ger: GerOptions) -> bool:
+def uses_posterior_gate(ger: GerOptions, adapter: str | None) -> bool:
     """An adapter with a posterior margin is judged by its own log-probabilities, not by the score gate."""
-    return bool(ger.adapter) and ger.posterior_margin is not None
+    return bool(adapter) and ger.posterior_margin is not None
 
 
 def apply_guards(
     nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend,
-    info: StageInfo | None = None, prompt: str | None = None,
+    info: StageInfo | None = None, prompt: str | None = None, adapter: str | None = None,
 ) -> Correction:
     """Turn one raw LLM output into a Correction: accepted, or the rescored best `base` with the reason.
 
@@ -109,7 +109,7 @@ def apply_guards(
     here when the caller has not rendered it already).
     """
     log: dict[str, Any] = {"decoding": "greedy"}
-    posterior = uses_posterior_gate(ger)
+    posterior = uses_posterior_gate(ger, adapter)
     text_ger = ger.model_copy(update={"score_gate": False}) if posterior else ger
     try:
         out, idx, dist = _guarded(nbest, raw, base, text_ger, log)
@@ -125,10 +125,11 @@ def apply_guards(
         text=out, method="ger", status="ok", chosen=chosen, changed=out != nbest.texts[0],
         scores=(*base.scores, cand), guards=log, raw_output=raw, info=info,
     )
-    return posterior_gate(prompt or build_prompt(nbest, ger), corr, base, backend, ger) if posterior else corr
+    return posterior_gate(prompt or build_prompt(nbest, ger), corr, base, backend, ger, adapter) if posterior else corr
 
 
-def posterior_gate(prompt: str, corr: Correction, base: Correction, backend: LlmBackend, ger: GerOptions) -> Correction:
+def posterior_gate(prompt: str, corr: Correction, base: Correction, backend: LlmBackend, ger: GerOptions,
+                   adapter: str | None) -> Correction:
     """Keep an accepted change only when it is small (`max_changed_words`) and the adapter prefers it to the
     rescored best by `posterior_margin` nats.
 
@@ -142,7 +143,7 @@ def posterior_gate(prompt: str, corr: Correction, base: Correction, backend: Llm
         guards.check_changes(corr.text, base.text, ger, log)
     except guards.Rejected as rej:
         return _fallback(base, rej.reason, {**log, "accepted": False}, corr.raw_output, corr.info)
-    best, out = backend.score([base.text + RESPONSE_END, corr.text + RESPONSE_END], prefix=prompt, adapter=ger.adapter)
+    best, out = backend.score([base.text + RESPONSE_END, corr.text + RESPONSE_END], prefix=prompt, adapter=adapter)
     gain = out.logprob - best.logprob
     log.update(posterior_gain=round(gain, 4), posterior_margin=ger.posterior_margin)
     if gain < (ger.posterior_margin or 0.0) - 1e-9:
@@ -150,33 +151,49 @@ def posterior_gate(prompt: str, corr: Correction, base: Correction, backend: Llm
     return corr.model_copy(update={"guards": log})
 
 
-def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions) -> list[Correction]:
+def reranked_bases(chunk: Sequence[NBest], bases: list[Correction], backend: LlmBackend, rerank: RerankOptions) -> list[Correction]:
+    """The rescored bases with the reranker's choice as their text: GER then starts from (and its guards
+    compare against) the reranked best, while the scores stay on the rescoring scale the score gate uses."""
+    from cascade.ger.rerank import load_model, rerank_many
+
+    picks = rerank_many(chunk, backend, load_model(rerank.model), rerank)
+    return [b if p.chosen == b.chosen else b.model_copy(update={
+        "text": p.text, "chosen": p.chosen, "changed": p.changed, "guards": {**b.guards, "rerank": p.guards}})
+        for b, p in zip(bases, picks)]
+
+
+def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions,
+               adapter: str | None = None, rerank: RerankOptions | None = None) -> list[Correction]:
     bases = rescore_many(chunk, backend, rescore)
+    if rerank is not None and rerank.ger_base:
+        bases = reranked_bases(chunk, bases, backend, rerank)
     t0 = time.perf_counter()
     todo = [i for i, nb in enumerate(chunk) if any(t.strip() for t in nb.texts)]
     rendered = [render_prompt(chunk[i], ger) for i in todo]
     ref = prompts.prompt_ref(ger.prompt)
-    info = StageInfo(stage="ger", model=getattr(backend, "name", None), options=ger.model_dump(), prompt_name=ref.name, prompt_hash=ref.hash)
+    info = StageInfo(stage="ger", model=getattr(backend, "name", None), options={**ger.model_dump(), "adapter": adapter},
+                     prompt_name=ref.name, prompt_hash=ref.hash)
     out: list[Correction] = [_fallback(b, "all_hypotheses_empty", {}, None, info) for b in bases]
     if not todo:
         return out
     cap = max(token_cap(chunk[i], backend, ger) for i in todo)
     try:
-        raws = backend.generate([p for p, _ in rendered], max_tokens=cap, stop=STOP, temperature=0.0, adapter=ger.adapter)
+        raws = backend.generate([p for p, _ in rendered], max_tokens=cap, stop=STOP, temperature=0.0, adapter=adapter)
     except BackendUnavailable as exc:
         for i in todo:
             out[i] = _fallback(bases[i], f"llm_unavailable: {exc.message}", {}, None, info, status="unavailable")
         return out
     info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
     for i, (prompt, _), raw in zip(todo, rendered, raws):
-        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info, prompt)
+        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info, prompt, adapter)
     return out
 
 
-def correct(nbest: NBest, backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions) -> Correction:
-    """GER for one N-best list; a rejected output falls back to the rescored best (status "fallback")."""
+def correct(nbest: NBest, backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions, *,
+            adapter: str | None = None, rerank: RerankOptions | None = None) -> Correction:
+    """GER for one N-best list; a rejected output falls back to the rescored (or, with `rerank`, reranked) best."""
     check_nbest(nbest)
-    return _ger_chunk([nbest], backend, ger, rescore)[0]
+    return _ger_chunk([nbest], backend, ger, rescore, adapter, rerank)[0]
 
 
 def _error(nbest: NBest, method: str, reason: str) -> Correction:
@@ -187,31 +204,41 @@ def correct_many(
     nbests: Iterable[NBest],
     backend: LlmBackend | None,
     *,
-    method: Literal["none", "rescore", "ger"] = "ger",
+    method: Literal["none", "rescore", "rerank", "ger"] = "ger",
     ger: GerOptions | None = None,
     rescore: RescoreOptions | None = None,
     batch_size: int = 8,
+    adapter: str | None = None,
+    rerank: RerankOptions | None = None,
 ) -> Iterator[Correction]:
-    """Corrections in input order, `batch_size` lists per LLM call; an empty list yields status "error"."""
+    """Corrections in input order, `batch_size` lists per LLM call; an empty list yields status "error".
+
+    `rerank`: the reranker's options (method "rerank"; with method "ger" its pick is GER's starting point)."""
     ger, rescore = ger or GerOptions(), rescore or RescoreOptions()
     batch: list[NBest] = []
     for nb in nbests:
         batch.append(nb)
         if len(batch) >= batch_size:
-            yield from _run(batch, backend, method, ger, rescore)
+            yield from _run(batch, backend, method, ger, rescore, adapter, rerank)
             batch = []
     if batch:
-        yield from _run(batch, backend, method, ger, rescore)
+        yield from _run(batch, backend, method, ger, rescore, adapter, rerank)
 
 
-def _run(batch: list[NBest], backend: LlmBackend | None, method: str, ger: GerOptions, rescore: RescoreOptions) -> Iterator[Correction]:
+def _run(batch: list[NBest], backend: LlmBackend | None, method: str, ger: GerOptions, rescore: RescoreOptions,
+         adapter: str | None, rerank: RerankOptions | None = None) -> Iterator[Correction]:
     valid = [nb for nb in batch if nb.hypotheses]
     if method == "none":
         done = [Correction(text=nb.texts[0], method="none", chosen=0) for nb in valid]
     elif method == "rescore":
         done = rescore_many(valid, backend, rescore)
+    elif method == "rerank":
+        from cascade.ger.rerank import load_model, rerank_many
+
+        opts = rerank or RerankOptions()
+        done = rerank_many(valid, backend, load_model(opts.model), opts) if valid else []
     else:
-        done = _ger_chunk(valid, backend, ger, rescore)  # type: ignore[arg-type]
+        done = _ger_chunk(valid, backend, ger, rescore, adapter, rerank)  # type: ignore[arg-type]
     it = iter(done)
     for nb in batch:
         yield next(it) if nb.hypotheses else _error(nb, method, "empty N-best list")

@@ -18,7 +18,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,7 +228,7 @@ def _peft_model(cfg: LoraTrainConfig, home: Path) -> tuple[Any, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from cascade.models import load_hf_llm
+    from cascade.llm.hf_backend import load_hf_llm
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

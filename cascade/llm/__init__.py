@@ -9,22 +9,27 @@ from pathlib import Path
 
 from cascade.config import LlmOptions
 from cascade.llm.base import LlmBackend, TextScore, TokenLogprob
-from cascade.types import InvalidInput, Unsupported
+from cascade.types import InvalidInput
 
 __all__ = ["LlmBackend", "TextScore", "TokenLogprob", "load_backend"]
 
 
-def load_backend(options: LlmOptions, home: Path) -> LlmBackend:
-    """The (cached) backend for `options`; model loading/conversion happens on first use of a key."""
+def load_backend(options: LlmOptions, home: Path, *, adapter: str | None = None) -> LlmBackend:
+    """The (cached) backend for `options`; model loading/conversion happens on first use of a key.
+
+    `adapter` makes it a default for every call (scoring included); correction passes its adapter
+    per call instead (CorrectOptions.adapter), so rescoring stays on the base model.
+    """
     from cascade import models
 
-    backend = models.load_llm_backend(options, Path(home))
-    if options.adapter:
+    key = (options.backend, options.model, options.threads, options.base_url, options.batch_size, str(home))
+    backend = models.cached("llm", key, lambda: _create_backend(options, Path(home)))
+    if adapter:
         if options.backend != "openai":
             from cascade.llm.hf_backend import adapter_dir
 
-            adapter_dir(options.adapter)
-        return WithAdapter(backend, options.adapter)
+            adapter_dir(adapter)
+        return WithAdapter(backend, adapter)
     return backend
 
 
@@ -58,7 +63,9 @@ def _create_backend(options: LlmOptions, home: Path) -> LlmBackend:
 
         return TransformersBackend.load(options, home)
     if options.backend == "ct2":
-        raise Unsupported("the ct2 LLM backend is not implemented yet: use backend transformers or openai", param="backend")
+        from cascade.llm.ct2_backend import CT2Backend
+
+        return CT2Backend.load(options, home)
     if options.backend == "openai":
         from cascade.llm.openai_backend import OpenAIBackend
 

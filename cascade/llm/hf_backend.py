@@ -44,6 +44,24 @@ def split_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
+def load_hf_llm(name_or_path: str, home: Path):
+    """A fresh (uncached) (model, tokenizer) pair in eval mode; training takes its own copy from here."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:  # pragma: no cover
+        raise ModelNotFound("transformers is not installed: pip install transformers") from exc
+    from cascade import models
+
+    path = models.llm_dir(name_or_path, home)
+    logger.info("loading LLM %s from %s", name_or_path, path)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
+    model.eval()
+    if name_or_path in models.REGISTRY:
+        model.name_or_path = models.LLM_BASE_IDS[name_or_path]
+    return model, tok
+
+
 class TransformersBackend:
     """LlmBackend over a HF causal LM; fp32 on CPU."""
 
@@ -61,11 +79,9 @@ class TransformersBackend:
     def load(cls, options: LlmOptions, home: Path) -> TransformersBackend:
         import torch
 
-        from cascade import models
-
         if options.threads:
             torch.set_num_threads(options.threads)
-        model, tok = models.load_hf_llm(options.model, home)
+        model, tok = load_hf_llm(options.model, home)
         return cls(model, tok, name=options.model, options=options)
 
     def _doc_start_id(self) -> int:

@@ -66,7 +66,7 @@ class OpenAIBackend:
         raise BackendUnavailable(f"LLM server at {self.options.base_url} unavailable ({last})")
 
     def _model(self, adapter: str | None) -> str:
-        return adapter or self.options.adapter or self.options.model
+        return adapter or self.options.model
 
     def prompt_logprobs(self, texts: Sequence[str], *, adapter: str | None = None) -> list[list[TokenLogprob]]:
         out: list[list[TokenLogprob]] = []

@@ -15,11 +15,10 @@ translated"); a rejected output falls back to Whisper's own translation of the s
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,21 +91,13 @@ def stage_options(cfg: Settings) -> tuple[GerOptions, RescoreOptions]:
 
 def correct_translations(
     nbests: Iterable[NBest], backend: LlmBackend | None, *, method: Method, ger: GerOptions,
-    rescore: RescoreOptions, batch_size: int = 8,
+    rescore: RescoreOptions, batch_size: int = 8, adapter: str | None = None,
 ) -> Iterator[Correction]:
     """Rescore or fuse translation N-best lists (cascade.ger.correct_many; `ger` labelled "fusion")."""
     from cascade.ger import correct_many
 
-    for c in correct_many(nbests, backend, method=method, ger=ger, rescore=rescore, batch_size=batch_size):
+    for c in correct_many(nbests, backend, method=method, ger=ger, rescore=rescore, batch_size=batch_size, adapter=adapter):
         yield c.model_copy(update={"method": "fusion"}) if method == "ger" else c
-
-
-def _with_corrections(transcript: Transcript, corrections: Iterable[Correction]) -> Transcript:
-    segments = tuple(
-        s.model_copy(update={"correction": c, "text": c.text or s.text})
-        for s, c in zip(transcript.segments, corrections, strict=True)
-    )
-    return transcript.model_copy(update={"segments": segments, "text": " ".join(s.text for s in segments)})
 
 
 # --------------------------------------------------------------------------- via transcript
@@ -215,9 +206,9 @@ def via_transcript(transcript: Transcript, backend: LlmBackend, cfg: Settings, *
 
     source = transcript
     if method != "none":
-        corrections = correct_many((s.nbest for s in transcript.segments), backend, method=method,
-                                   ger=cfg.ger, rescore=cfg.rescore, batch_size=cfg.llm.batch_size)
-        source = _with_corrections(transcript, corrections)
+        corrections = correct_many((s.nbest for s in transcript.segments), backend, method=method, ger=cfg.ger,
+                                   rescore=cfg.rescore, batch_size=cfg.correct.batch_size, adapter=cfg.correct.adapter)
+        source = transcript.with_corrections(corrections)
     texts = [s.text for s in source.segments]
     translations = translate_texts(texts, backend, cfg.translate, source_language=transcript.language)
     if any(c.status == "fallback" for c in translations):
@@ -225,20 +216,7 @@ def via_transcript(transcript: Transcript, backend: LlmBackend, cfg: Settings, *
         if fallbacks is not None:
             translations = [c.model_copy(update={"text": f}) if c.status == "fallback" and f else c
                             for c, f in zip(translations, fallbacks)]
-    return _with_corrections(source, translations).model_copy(update={"task": "translate"})
-
-
-def translate_corrector(method: Method, cfg: Settings, *, adapter: str | None = None) -> Callable[[Transcript], Transcript]:
-    """The translate command's step after ASR, for every file of a run (the LLM is loaded once, up front):
-    fusion/rescoring of Whisper's translation N-best, or correct-then-translate (--via-transcript)."""
-    if method == "none" and not cfg.translate.via_transcript:
-        return lambda transcript: transcript
-    from cascade import llm
-
-    if adapter:  # the fusion adapter travels with the GER options (the backend is cached without it)
-        cfg = cfg.model_copy(update={"ger": cfg.ger.model_copy(update={"adapter": adapter})})
-    backend = llm.load_backend(cfg.llm, cfg.home)
-    return functools.partial(translate_step, method=method, cfg=cfg, backend=backend)
+    return source.with_corrections(translations).model_copy(update={"task": "translate"})
 
 
 def translate_step(transcript: Transcript, *, method: Method, cfg: Settings, backend: LlmBackend) -> Transcript:
@@ -250,9 +228,9 @@ def translate_step(transcript: Transcript, *, method: Method, cfg: Settings, bac
     if method == "none":
         return transcript
     ger, rescore = stage_options(cfg)
-    corrections = correct_translations((s.nbest for s in transcript.segments), backend, method=method,
-                                       ger=ger, rescore=rescore, batch_size=cfg.llm.batch_size)
-    return _with_corrections(transcript, corrections)
+    corrections = correct_translations((s.nbest for s in transcript.segments), backend, method=method, ger=ger,
+                                       rescore=rescore, batch_size=cfg.correct.batch_size, adapter=cfg.correct.adapter)
+    return transcript.with_corrections(corrections)
 
 
 # --------------------------------------------------------------------------- evaluation (BLEU / chrF)
@@ -354,8 +332,8 @@ def evaluate(items: Sequence[TranslationItem], cfg: Settings, methods: Sequence[
             scores.append(_score("via", refs, outs, base, time.perf_counter() - t0))
             continue
         outs = direct if method == "none" else [
-            _with_corrections(t, correct_translations((s.nbest for s in t.segments), backend, method=method,  # type: ignore[arg-type]
-                                                      ger=ger, rescore=rescore, batch_size=cfg.llm.batch_size))
+            t.with_corrections(correct_translations((s.nbest for s in t.segments), backend, method=method,  # type: ignore[arg-type]
+                                                      ger=ger, rescore=rescore, batch_size=cfg.correct.batch_size))
             for t in direct]
         scores.append(_score(method, refs, outs, base, time.perf_counter() - t0 + asr_s))
     return TranslationEval(n=len(items), target=cfg.translate.target, model=cfg.asr.model,

@@ -65,7 +65,7 @@ class CoquiModel:
 
 
 def load_checkpoint(path: Path, device: str = "cpu") -> CoquiModel:
-    """Load a user's checkpoint through Coqui's own Synthesizer (called and cached by cascade.models.load_coqui)."""
+    """Load a user's checkpoint through Coqui's own Synthesizer (uncached; see load_cached)."""
     checkpoint, config = resolve_checkpoint(path)
     try:
         from TTS.utils.synthesizer import Synthesizer
@@ -97,7 +97,8 @@ class CoquiEngine:
 
         if not options.coqui_model:
             raise InvalidInput("the coqui engine needs a checkpoint: set tts.coqui_model (--coqui-model PATH)", param="coqui_model")
-        self.loaded = models.load_coqui(str(Path(options.coqui_model).expanduser().resolve()))
+        path = Path(options.coqui_model).expanduser().resolve()
+        self.loaded = models.cached("coqui", (str(path), "cpu"), lambda: load_checkpoint(path, "cpu"), maxsize=2)
         self.sample_rate = self.loaded.sample_rate
         self.model = f"coqui:{self.loaded.kind}:{self.loaded.path.name}"
         self.speaker, self.speaker_wav = self._speaker(options)

@@ -11,6 +11,33 @@ from cascade.config import TtsOptions
 logger = logging.getLogger(__name__)
 
 
+def load_voice(name: str, threads: int = 0):
+    """The piper.PiperVoice for a bundled voice name or an .onnx path (threads 0 = all cores), cached in cascade.models."""
+    from cascade import models
+
+    return models.cached("piper", (name, threads), lambda: _load_voice(name, threads))
+
+
+def _load_voice(name: str, threads: int):
+    import json
+
+    from cascade import models
+    from cascade.types import ModelNotFound
+
+    try:
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+    except ImportError as exc:  # pragma: no cover
+        raise ModelNotFound("piper-tts is not installed: pip install piper-tts", param="engine") from exc
+    onnx, config = models.piper_voice(name)
+    logger.info("loading piper voice %s from %s (%s threads)", name, onnx, threads or "all")
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
+    return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))), session=session)
+
+
 class PiperEngine:
     """A loaded piper voice (cached in cascade.models); one ONNX run per sentence."""
 
@@ -21,7 +48,7 @@ class PiperEngine:
         from cascade.types import ModelNotFound
 
         try:
-            self.voice = models.load_piper_voice(options.voice, options.threads)
+            self.voice = load_voice(options.voice, options.threads)
         except ModelNotFound as exc:
             if options.voice in models.REGISTRY or options.voice.endswith(".onnx"):
                 raise

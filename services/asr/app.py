@@ -8,7 +8,7 @@ from cascade.config import Settings, load_settings
 from services.asr.router import router
 from services.asr.serving import AsrServing, LocalRecognizer, warm
 from services.common.app import create_service_app
-from services.common.stages import build_corrector
+from services.asr.stages import llm_stage
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recognizer = LocalRecognizer(settings)
         await warm(recognizer, settings.asr)
         app.state.loaded.add(f"whisper:{settings.asr.model}")
-        corrector = build_corrector(settings, app)
+        corrector = llm_stage(settings, app)
         app.state.asr = AsrServing(settings, recognizer, corrector, app.state.queues, app.state.metrics)
 
     return create_service_app("asr", settings, [router], load)

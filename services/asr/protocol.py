@@ -9,21 +9,25 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections.abc import AsyncIterator
 from typing import Literal
 
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from openai.types.audio import TranscriptionSegment, TranscriptionVerbose, TranscriptionWord
+from openai.types.audio import (
+    TranscriptionSegment, TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent, TranscriptionVerbose,
+    TranscriptionWord,
+)
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cascade.config import AsrOptions
-from cascade.types import Correction, Hypothesis, InvalidInput, Task, Transcript
+from cascade.types import Correction, CorrectionMode, Hypothesis, InvalidInput, Segment, Task, Transcript
 
 logger = logging.getLogger(__name__)
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
-CorrectMode = Literal["none", "rescore", "ger"]
-DEFAULT_MODEL_NAMES = ("whisper-1", "default", "")
-"""Model names that mean "the service's configured model" (what stock OpenAI clients send)."""
+DEFAULT_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "default", "")
+"""Model names that mean "the service's configured model" (what stock OpenAI clients send: pipecat's
+OpenAISTTService defaults to gpt-4o-transcribe, Open WebUI to whisper-1)."""
 
 
 class TranscriptionForm(BaseModel):
@@ -42,15 +46,16 @@ class TranscriptionForm(BaseModel):
     timestamp_granularities: list[Literal["word", "segment"]] = Field(
         default_factory=lambda: ["segment"], alias="timestamp_granularities[]")
     stream: bool = False
+    """True answers server-sent events: `transcript.text.delta` per decoded window, then `transcript.text.done`."""
     n_best: int | None = Field(None, ge=1, le=32)
     """Extension (extra_body): hypotheses kept per segment; returned in verbose_json and `transcript`."""
-    correct: CorrectMode = "none"
+    correct: CorrectionMode = "none"
     """Extension (extra_body): LLM rescoring or generative error correction of each segment's N-best."""
 
     @model_validator(mode="after")
     def _check(self) -> TranscriptionForm:
-        if self.stream:
-            raise ValueError("stream: streamed transcriptions are not supported; omit stream")
+        if self.stream and self.response_format not in ("json", "text"):
+            raise ValueError("stream: streamed transcriptions are events; use response_format json or text")
         if "word" in self.timestamp_granularities and self.response_format != "verbose_json":
             raise ValueError("timestamp_granularities[]: word timestamps need response_format=verbose_json")
         for name in sorted(set(self.model_extra or {}) - {"file"}):
@@ -74,7 +79,7 @@ class TranscriptionForm(BaseModel):
             update["initial_prompt"] = self.prompt
         if self.n_best is not None:
             update["n_best"] = self.n_best
-            update["beam_size"] = max(base.beam_size, self.n_best)
+            update["nbest_beam_size"] = max(base.nbest_beam_size, self.n_best)
         return validated_options({**base.model_dump(), **update})
 
 
@@ -132,6 +137,39 @@ def to_verbose(t: Transcript, temperature: float, words: bool) -> TranscriptionV
     word_list = [TranscriptionWord(word=w.word, start=w.start, end=w.end) for s in t.segments for w in s.words or ()]
     return TranscriptionVerbose(task=t.task, language=t.language or "", duration=t.duration, text=t.text,
                                 segments=segments, words=word_list if words else None)
+
+
+def delta_event(segment: Segment, first: bool, extended: bool) -> TranscriptionTextDeltaEvent:
+    """One decoded window as OpenAI's delta (deltas concatenate to the done text); extension fields:
+    `segment` (id, start, end) always, `nbest` and `correction` when the caller asked for them."""
+    body: dict = {"type": "transcript.text.delta", "delta": segment.text if first else " " + segment.text,
+                  "segment": {"id": segment.id, "start": segment.start, "end": segment.end}}
+    if extended:
+        body["nbest"] = [h.model_dump(mode="json") for h in segment.nbest.hypotheses]
+        body["correction"] = segment.correction.model_dump(mode="json") if segment.correction else None
+    return TranscriptionTextDeltaEvent.model_validate(body)
+
+
+def done_event(t: Transcript, extended: bool) -> TranscriptionTextDoneEvent:
+    """The whole text; with extensions, the Transcript record itself under `transcript`."""
+    body: dict = {"type": "transcript.text.done", "text": t.text}
+    if extended:
+        body["transcript"] = t.model_dump(mode="json")
+    return TranscriptionTextDoneEvent.model_validate(body)
+
+
+async def transcription_events(items: AsyncIterator[Segment | Transcript], extended: bool) -> AsyncIterator[BaseModel]:
+    """AsrServing.stream's segments and transcript as OpenAI's events; the done text is the deltas joined."""
+    text = ""
+    async for item in items:
+        if isinstance(item, Segment):
+            if not item.text.strip():
+                continue
+            event = delta_event(item, not text, extended)
+            text += event.delta
+            yield event
+        else:
+            yield done_event(item.model_copy(update={"text": text}), extended)
 
 
 def render_transcript(t: Transcript, form: TranscriptionForm) -> Response:

@@ -8,26 +8,33 @@ that flow are the same.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
-from typing import Literal, Protocol
+from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from cascade.config import AsrOptions, Settings
-from cascade.types import BackendUnavailable, Correction, NBest, Segment, StageInfo, Transcript
+from cascade.types import BackendUnavailable, Cancelled, Correction, CorrectionMode, ModelNotFound, NBest, Segment, StageInfo, Transcript
+from services.asr.deps import PendingAudio
 from services.common.metrics import ServiceMetrics
+from services.common.middleware import client_gone
 from services.common.queue import Queues
 
 logger = logging.getLogger(__name__)
 
-Method = Literal["rescore", "ger"]
+Method = CorrectionMode
+"""Any list mode of cascade.correct; the corrector (in-process LLM service or its HTTP client) runs it."""
 
 
 class Recognizer(Protocol):
     name: str
 
-    def transcribe_all(self, samples: np.ndarray, options: AsrOptions) -> Transcript: ...
+    def transcribe_all(self, samples: np.ndarray, options: AsrOptions, *,
+                       cancel: threading.Event | None = None) -> Transcript: ...
 
 
 class Corrector(Protocol):
@@ -49,10 +56,80 @@ class LocalRecognizer:
 
         load_model(options, self.home)
 
-    def transcribe_all(self, samples: np.ndarray, options: AsrOptions) -> Transcript:
-        from cascade.asr import transcribe_all
+    def transcribe_all(self, samples: np.ndarray, options: AsrOptions, *,
+                       cancel: threading.Event | None = None) -> Transcript:
+        """The whole Transcript; stops between windows with Cancelled once `cancel` is set."""
+        from cascade.asr import collect, transcribe
 
-        return transcribe_all(samples, options, home=self.home)
+        started = time.perf_counter()
+        segments, info = transcribe(samples, options, home=self.home)
+        return collect(_until(segments, cancel), info, source=None, started=started)
+
+
+    def stream_segments(self, samples: np.ndarray, options: AsrOptions, *,
+                        cancel: threading.Event | None = None) -> Iterator[Segment | Transcript]:
+        """Each Segment as soon as its window is decoded, then the Transcript of them all (`stream=true`)."""
+        from cascade.asr import collect, transcribe
+
+        started = time.perf_counter()
+        segments, info = transcribe(samples, options, home=self.home)
+        done: list[Segment] = []
+        for segment in _until(segments, cancel):
+            done.append(segment)
+            yield segment
+        yield collect(iter(done), info, source=None, started=started)
+
+
+def _until(segments: Iterator[Segment], cancel: threading.Event | None) -> Iterator[Segment]:
+    for segment in segments:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the client went away: transcription stopped")
+        yield segment
+
+
+class ServedModels:
+    """Which Whisper models HTTP callers may name, each under one canonical id.
+
+    The configured model and the bundled names are served; a directory path only when
+    ServiceSettings.allow_model_paths is on, and then under its resolved real path (or the
+    served name it resolves to), so spellings of one model share one queue, one cache entry
+    and one metric label. Unknown names get a 404 that lists the served names and says
+    nothing about the server's files.
+    """
+
+    def __init__(self, settings: Settings, local: bool):
+        from cascade import models
+
+        self.configured = settings.asr.model
+        self.allow_paths = settings.service.allow_model_paths
+        self.local, self.home = local, settings.home
+        bundled = [n for n, spec in models.REGISTRY.items() if spec.kind == "whisper" and not spec.broken]
+        self.names = list(dict.fromkeys([self.configured, *bundled]))
+        self._by_dir: dict[str, str] = {}
+
+    def canonical(self, requested: str) -> str:
+        if requested in self.names:
+            return requested
+        if self.allow_paths and (os.sep in requested or requested.startswith((".", "~"))):
+            return self._path_id(requested)
+        shown = requested if len(requested) <= 60 else requested[:57] + "..."
+        paths = " or a model directory" if self.allow_paths else ""
+        raise ModelNotFound(f"model {shown!r} is not served here (served: {', '.join(self.names)}{paths}; "
+                            f"whisper-1 means {self.configured})", param="model")
+
+    def _path_id(self, requested: str) -> str:
+        if not self.local:  # the remote ASR service resolves it; keep one spelling per path
+            return os.path.normpath(os.path.expanduser(requested))
+        from cascade import models
+
+        real = str(models.whisper_dir(requested, self.home).resolve())
+        if not self._by_dir:
+            for name in self.names:
+                try:
+                    self._by_dir.setdefault(str(models.whisper_dir(name, self.home).resolve()), name)
+                except ModelNotFound:
+                    continue
+        return self._by_dir.get(real, real)
 
 
 def unavailable(nbest: NBest, method: Method, reason: str) -> Correction:
@@ -72,26 +149,85 @@ class AsrServing:
         self.corrector = corrector
         self.queues = queues
         self.metrics = metrics
+        self.served = ServedModels(settings, isinstance(recognizer, LocalRecognizer))
 
-    async def transcribe(self, samples: np.ndarray, options: AsrOptions, correct: str = "none") -> Transcript:
+    async def transcribe(self, audio: np.ndarray | PendingAudio, options: AsrOptions, correct: str = "none") -> Transcript:
+        """Resolve the model (404 before anything else), then decode and recognise inside its slot."""
+        model = self.served.canonical(options.model)
+        options = options.model_copy(update={"model": model})
         started = time.perf_counter()
-        queue = self.queues[f"{self.recognizer.name}:{options.model}"]
-        transcript = await queue.run(self.recognizer.transcribe_all, samples, options)
+        queue = self.queues[f"{self.recognizer.name}:{model}"]
+        transcript = await queue.run(self._recognize, audio, options, client_gone.get())
         self.metrics.stage_latency.labels("asr").observe(time.perf_counter() - started)
         if correct == "none" or not transcript.segments:
             return transcript
         return await self.correct_transcript(transcript, correct)  # type: ignore[arg-type]
 
+    def _recognize(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
+                   cancel: threading.Event | None) -> Transcript:
+        samples = audio.decode(cancel) if isinstance(audio, PendingAudio) else audio
+        return self.recognizer.transcribe_all(samples, options, cancel=cancel)
+
+    async def stream(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
+                     correct: str = "none") -> AsyncIterator[Segment | Transcript]:
+        """`stream=true`: each Segment (corrected when asked) as its window is decoded, then the Transcript.
+        A remote recogniser answers whole transcripts, so its segments come all at once."""
+        model = self.served.canonical(options.model)
+        options = options.model_copy(update={"model": model})
+        queue = self.queues[f"{self.recognizer.name}:{model}"]
+        items = await queue.open_stream(lambda: self._stream(audio, options, client_gone.get()))
+        return self._correct_stream(items, correct)
+
+    def _stream(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
+                cancel: threading.Event | None) -> Iterator[Segment | Transcript]:
+        samples = audio.decode(cancel) if isinstance(audio, PendingAudio) else audio
+        stream = getattr(self.recognizer, "stream_segments", None)
+        if stream is not None:
+            yield from stream(samples, options, cancel=cancel)
+            return
+        transcript = self.recognizer.transcribe_all(samples, options, cancel=cancel)
+        yield from transcript.segments
+        yield transcript
+
+    async def _correct_stream(self, items: AsyncIterator[Segment | Transcript], correct: str) -> AsyncIterator[Segment | Transcript]:
+        """Correct each segment as it arrives (correct_transcript on one segment); once the LLM is found
+        down the rest keep their 1-best without waiting. The Transcript at the end carries the corrections."""
+        fixed: list[Segment] = []
+        down: str | None = None
+        async for item in items:
+            if isinstance(item, Transcript):
+                if correct != "none":
+                    item = item.model_copy(update={"segments": tuple(fixed),
+                                                   "text": " ".join(s.text for s in fixed if s.text)})
+                yield item
+                continue
+            if correct != "none" and down is None:
+                one = Transcript(text=item.text, segments=(item,), language=None, model="", duration=0.0)
+                item = (await self.correct_transcript(one, correct)).segments[0]  # type: ignore[arg-type]
+                if item.correction is not None and item.correction.status == "unavailable":
+                    down = item.correction.fallback_reason or "LLM unavailable"
+            elif correct != "none":
+                c = unavailable(item.nbest, correct, down)  # type: ignore[arg-type]
+                self.metrics.fallbacks.labels("correct", "llm_unavailable").inc()
+                item = item.model_copy(update={"text": c.text, "correction": c})
+            fixed.append(item)
+            yield item
+
     async def correct_transcript(self, transcript: Transcript, method: Method) -> Transcript:
-        """Correct segment by segment; once the LLM is found down, the rest degrade without waiting."""
+        """Correct segment by segment within one total deadline (ServiceSettings.request_timeout_s);
+        once the LLM is found down, slow or garbled, the rest degrade without waiting."""
         started = time.perf_counter()
+        budget = self.settings.service.request_timeout_s
         reason: str | None = None if self.corrector else "no LLM stage is configured"
         segments: list[Segment] = []
         for seg in transcript.segments:
+            left = budget - (time.perf_counter() - started)
+            if reason is None and left <= 0:
+                reason = f"LLM unavailable: correction deadline of {budget:g} s spent"
             if reason is None:
                 try:
                     queue = self.queues[f"llm:{self.corrector.name}"]  # type: ignore[union-attr]
-                    fixed = await queue.run(self.corrector.correct, seg.nbest, method)  # type: ignore[union-attr]
+                    fixed = await queue.run(self.corrector.correct, seg.nbest, method, timeout=left)  # type: ignore[union-attr]
                 except BackendUnavailable as exc:
                     reason = f"LLM unavailable: {exc.message}"
                     logger.warning("correction degraded: %s", reason)

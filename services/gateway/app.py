@@ -9,10 +9,10 @@ from cascade.config import Settings, load_settings
 from services.asr.router import router as asr_router
 from services.asr.serving import AsrServing, LocalRecognizer
 from services.common.app import create_service_app
-from services.common.stages import build_corrector, build_recognizer
+from services.asr.stages import build_recognizer, llm_stage
 from services.gateway import playground
 from services.gateway.router import router
-from services.gateway.serving import GatewayServing
+from services.gateway.serving import GatewayServing, OpenAIStages
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,9 +26,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc = settings.service
         app.state.loaded.update(f"remote:{k}={u}" for k, u in
                                 (("asr", svc.asr_url), ("llm", svc.llm_url), ("tts", svc.tts_url)) if u)
-        app.state.asr = AsrServing(settings, recognizer, build_corrector(settings, app), app.state.queues,
+        app.state.asr = AsrServing(settings, recognizer, llm_stage(settings, app), app.state.queues,
                                    app.state.metrics)
         app.state.gateway = GatewayServing(settings, app.state.queues, app.state.metrics)
+        app.state.openai = OpenAIStages(settings, app.state.queues)  # chat, speech, models on this base URL
+        if app.state.openai.tts is not None:
+            await run_in_threadpool(app.state.openai.tts.load, settings.tts)
+            app.state.loaded.add(f"tts:{settings.tts.engine}:{settings.tts.voice}")
 
     app = create_service_app("gateway", settings, [asr_router, router], load)
     app.include_router(playground.router)  # the page is public; its API calls carry the user's key

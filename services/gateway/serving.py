@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -21,7 +22,9 @@ from cascade.config import Settings
 from cascade.types import (
     AudioChunk, BackendUnavailable, ChatMessage, CorrectedTranscript, Correction, StageInfo, Transcript,
 )
+from services.asr.deps import PendingAudio
 from services.common.metrics import ServiceMetrics
+from services.common.middleware import client_gone
 from services.common.queue import Queues
 from services.gateway.protocol import AudioOut, VoiceTurnResponse
 
@@ -76,6 +79,8 @@ class _Reply:
         return self.stage.describe()
 
     def stream(self, text: str, history: Sequence[ChatMessage]) -> Iterator[str]:
+        if "llm" in self.rec.degraded:  # found down (or slow, or garbled) by the correction: do not wait again
+            raise ReplyDown(self.rec.degraded["llm"])
         try:
             for sentence in self.stage.stream(text, history):
                 self.rec.sentences.append(sentence)
@@ -137,14 +142,17 @@ class GatewayServing:
         self.settings, self.queues, self.metrics = settings, queues, metrics
         self.turn = build_turn(settings)
 
-    async def voice_turn(self, samples: np.ndarray, history: list[ChatMessage], fmt: str) -> VoiceTurnResponse:
-        return await self.queues["turn"].run(self._run, samples, history, fmt)
+    async def voice_turn(self, audio: np.ndarray | PendingAudio, history: list[ChatMessage], fmt: str) -> VoiceTurnResponse:
+        """The upload is decoded inside the turn's admission slot (bounded by max_audio_s)."""
+        return await self.queues["turn"].run(self._run, audio, history, fmt, client_gone.get())
 
-    def _run(self, samples: np.ndarray, history: list[ChatMessage], fmt: str) -> VoiceTurnResponse:
+    def _run(self, audio: np.ndarray | PendingAudio, history: list[ChatMessage], fmt: str,
+             cancel: threading.Event | None = None) -> VoiceTurnResponse:
         from cascade.pipeline import SpokenTurn
 
+        samples = audio.decode(cancel) if isinstance(audio, PendingAudio) else audio
         rec, t = _Record(), self.turn
-        turn = SpokenTurn(asr=_Asr(t.asr, rec), correct=_Correct(t.corrector, rec, t.chat.correction, self.metrics),
+        turn = SpokenTurn(asr=_Asr(t.asr, rec), correct=_Correct(t.corrector, rec, self.settings.correct.mode, self.metrics),
                           reply=_Reply(t.replier, rec), tts=_Tts(t.tts, rec), chat=t.chat)
         start = time.perf_counter()
         try:
@@ -170,3 +178,112 @@ class GatewayServing:
         return VoiceTurnResponse(status="degraded", degraded=rec.degraded, transcript=rec.transcript,  # type: ignore[arg-type]
                                  correction=rec.corrected, reply=reply, speech=None, audio=None,  # type: ignore[arg-type]
                                  timings={"total": time.perf_counter() - start})
+
+
+# --------------------------------------------------------------------------- the OpenAI routes (one base URL)
+
+
+class Upstream:
+    """A remote stage reached over HTTP: an OpenAI request forwarded as it is, its answer (JSON, SSE or
+    audio) streamed back with its status; an unreachable service is BackendUnavailable (503)."""
+
+    def __init__(self, stage: str, url: str, settings: Settings):
+        import httpx
+
+        svc = settings.service
+        key = svc.api_key.get_secret_value() if svc.api_key else None
+        self.stage, self.url = stage, url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {key}"} if key else {},
+                                       timeout=httpx.Timeout(svc.request_timeout_s, connect=svc.connect_timeout_s))
+
+    async def forward(self, method: str, path: str, body: dict | None = None) -> Any:
+        import httpx
+        from fastapi.responses import Response, StreamingResponse
+        from starlette.background import BackgroundTask
+
+        try:
+            response = await self._http.send(self._http.build_request(method, path, json=body), stream=True)
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"{self.stage} service at {self.url} is unreachable ({type(exc).__name__})") from exc
+        keep = {k: v for k, v in response.headers.items() if k.lower() in ("x-sample-rate", "retry-after", "cache-control")}
+        media = response.headers.get("content-type")
+        if not response.is_success or "json" in (media or ""):
+            content = await response.aread()
+            await response.aclose()
+            return Response(content, status_code=response.status_code, media_type=media, headers=keep)
+        return StreamingResponse(response.aiter_raw(), status_code=response.status_code, media_type=media,
+                                 headers=keep, background=BackgroundTask(response.aclose))
+
+    async def json(self, path: str) -> dict:
+        response = await self.forward("GET", path)
+        if response.status_code != 200:
+            raise BackendUnavailable(f"{self.stage} service at {self.url} answered {response.status_code} on {path}")
+        import json
+
+        return json.loads(response.body)
+
+
+class OpenAIStages:
+    """Chat, speech and the model list behind the gateway's one base URL: the LLM and TTS stages run in
+    this process (the LLM loaded on first use) or are the services at llm_url / tts_url."""
+
+    def __init__(self, settings: Settings, queues: Queues):
+        svc = settings.service
+        self.settings, self.queues = settings, queues
+        self.llm_remote = Upstream("llm", svc.llm_url, settings) if svc.llm_url else None
+        self.tts_remote = Upstream("tts", svc.tts_url, settings) if svc.tts_url else None
+        self._llm: Any = None
+        self.tts: Any = None
+        if self.tts_remote is None:
+            from services.tts.serving import TtsServing
+
+            self.tts = TtsServing(settings, queues)
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            from services.llm.serving import LlmServing
+
+            self._llm = LlmServing(self.settings)
+        return self._llm
+
+    async def chat(self, req: Any) -> Any:
+        from services.common.sse import sse_response
+
+        if self.llm_remote is not None:
+            return await self.llm_remote.forward("POST", "/v1/chat/completions", req.model_dump(exclude_unset=True))
+        llm = self.llm
+        queue = self.queues[f"llm:{llm.name}"]
+        if req.stream:
+            return sse_response(await queue.open_stream(lambda: llm.chat_stream(req)), done=True)
+        return await queue.run(llm.chat, req)
+
+    async def speech(self, req: Any) -> Any:
+        from fastapi.responses import StreamingResponse
+
+        from services.tts.protocol import MEDIA_TYPES
+
+        if self.tts_remote is not None:
+            return await self.tts_remote.forward("POST", "/v1/audio/speech", req.model_dump(exclude_unset=True))
+        options = req.to_tts_options(self.settings.tts)
+        body, rate = await self.tts.speech(req.input, options)
+        return StreamingResponse(body, media_type=MEDIA_TYPES[options.format], headers={"X-Sample-Rate": str(rate)})
+
+    async def models(self, asr_names: Sequence[str]) -> list[dict]:
+        """OpenAI's model objects with a `kind` extension (asr, tts, llm); names only, never paths."""
+        created = int(time.time())
+
+        def entry(name: str, kind: str, **extra: Any) -> dict:
+            return {"id": name, "object": "model", "created": created, "owned_by": "cascade", "kind": kind, **extra}
+
+        tts = self.settings.tts
+        out = [entry(n, "asr") for n in asr_names] + [entry("whisper-1", "asr", parent=self.settings.asr.model)]
+        out += [entry("tts-1", "tts", parent=tts.engine, voice=tts.voice), entry(tts.engine, "tts", voice=tts.voice)]
+        if self.llm_remote is not None:
+            listed = (await self.llm_remote.json("/v1/models")).get("data", [])  # an LLM service or a gateway
+            out += [entry(m["id"], "llm", **({"parent": m["parent"]} if m.get("parent") else {}))
+                    for m in listed if m.get("kind", "llm") == "llm"]
+        else:
+            out += [entry(m.id, "llm", **({"parent": m.parent} if getattr(m, "parent", None) else {}))
+                    for m in self.llm.models()]
+        return [m for m in out if "/" not in m["id"] and "\\" not in m["id"]]

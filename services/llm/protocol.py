@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cascade.types import CorrectionMode
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,10 +57,36 @@ class CompletionRequest(OpenAIRequest):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
+class TextPart(BaseModel):
+    """A content part (`[{"type": "text", "text": ...}]`); other part types (images, audio) are refused."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_only(self) -> TextPart:
+        if self.type != "text" or self.text is None:
+            raise ValueError(f"content: only text content parts are supported (got type {self.type!r})")
+        return self
+
+
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "developer"]
-    content: str
+    content: str | list[TextPart] | None = None
+
+    @property
+    def text(self) -> str:
+        """The message's text: a plain string, or its text parts joined by newlines (OpenAI's content parts)."""
+        if isinstance(self.content, list):
+            return "\n".join(p.text or "" for p in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+    """Send a last chunk with `usage` (and no choices) before [DONE], as OpenAI does."""
 
 
 class ChatCompletionRequest(OpenAIRequest):
@@ -69,7 +97,9 @@ class ChatCompletionRequest(OpenAIRequest):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1)
-    stream: Literal[False] = False
+    stream: bool = False
+    """True answers server-sent events: `chat.completion.chunk` objects, then `data: [DONE]`."""
+    stream_options: StreamOptions | None = None
 
     @property
     def token_cap(self) -> int:
@@ -80,12 +110,13 @@ class ChatCompletionRequest(OpenAIRequest):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
     def as_dicts(self) -> list[dict[str, str]]:
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in self.messages]
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in self.messages]
 
 
 class CorrectParams(BaseModel):
     """Query parameters of /v1/correct: the method and (optionally) which served adapter to use."""
 
-    method: Literal["rescore", "ger"] = "ger"
+    method: CorrectionMode = "ger"
+    """Any list mode of cascade.correct (rescore, rerank, ger, ...)."""
     model: str | None = None
     """A served adapter name (GET /v1/models); None uses the configured GER adapter."""

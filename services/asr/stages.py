@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from cascade.config import Settings
 
 
-def build_corrector(settings: Settings, app: FastAPI):
+def llm_stage(settings: Settings, app: FastAPI):
     """The LLM stage for correction: the LLM service at llm_url, else cascade's backend in-process
     (loaded on first use, so a service that never corrects never loads an LLM)."""
     svc = settings.service
