@@ -1,0 +1,285 @@
+"""In-process LLM on CPU with CTranslate2 (int8): the fast CPU twin of the transformers backend.
+
+The HF model (the dequantised bundled GGUF, or a user's HF directory) is converted once to a
+CTranslate2 int8 model in CASCADE_HOME/models/ct2/, keyed by the base model and the sha256 of the
+adapter's weights. CTranslate2 has no LoRA: an adapter is merged into the base with peft's
+`merge_and_unload` and converted on its own, so each adapter used gets its own `ctranslate2.Generator`
+(loaded on first use, kept). Tokenisation, the document-start token, prefix scoring and stop-string
+handling are the transformers backend's, so scores and texts of the two are comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cascade.config import LlmOptions
+from cascade.llm.base import TextScore, TokenLogprob
+from cascade.llm.hf_backend import DOC_START_TOKENS, adapter_dir, score_from_tokens, split_at_stop
+from cascade.types import InvalidInput, ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+QUANTIZATION = "int8"
+"""Weights and compute type: int8 matmuls with float32 activations (CTranslate2's fast CPU path)."""
+BASE_KEY = "base"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def adapter_key(adapter: str) -> str:
+    """sha256 (16 hex digits) of the adapter's weights file: the cache key of its merged conversion."""
+    path = adapter_dir(adapter)
+    weights = next(iter(sorted(path.glob("adapter_model.*"))), None)
+    if weights is None:
+        raise ModelNotFound(f"{adapter} has no adapter_model.safetensors", param="adapter")
+    digest = hashlib.sha256()
+    with weights.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def model_key(model: str) -> str:
+    """A bundled model's name, or a user directory's name plus a hash of its resolved path."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return f"{path.name}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+    return model
+
+
+def converted_dir(home: Path, model: str, key: str) -> Path:
+    return Path(home) / "models" / "ct2" / f"{model_key(model)}-{key}-{QUANTIZATION}"
+
+
+def convert(model: str, home: Path, adapter: str | None, key: str) -> Path:
+    """The CTranslate2 model for (model, adapter), converted once (atomically) into CASCADE_HOME."""
+    out = converted_dir(home, model, key)
+    if (out / "model.bin").is_file() and (out / ".converted").is_file():
+        return out
+    try:
+        from ctranslate2.converters import TransformersConverter
+    except ImportError as exc:  # pragma: no cover
+        raise ModelNotFound("ctranslate2 is not installed: pip install ctranslate2") from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.hf.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        logger.info("converting %s%s to CTranslate2 %s in %s (once)", model, f" + {adapter}" if adapter else "", QUANTIZATION, out)
+        _save_plain_hf(model, home, adapter, staging)
+        try:
+            TransformersConverter(str(staging)).convert(str(tmp), quantization=QUANTIZATION, force=True)
+        except (NotImplementedError, ValueError, KeyError, OSError) as exc:
+            raise ModelNotFound(f"cannot convert {model} to CTranslate2: {_one_line(exc)}", param="model") from exc
+        meta = {"model": model, "adapter": str(adapter_dir(adapter)) if adapter else None, "key": key, "quantization": QUANTIZATION}
+        (tmp / ".converted").write_text(json.dumps(meta, indent=1))
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process finished the same conversion first: keep theirs
+            if not (out / ".converted").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _save_plain_hf(model: str, home: Path, adapter: str | None, dest: Path) -> None:
+    """The fp32 HF model (adapter merged in) saved without `quantization_config`, as the converter wants it."""
+    from cascade.llm.hf_backend import load_hf_llm
+
+    hf, tok = load_hf_llm(model, home)
+    if adapter:
+        from peft import PeftModel
+
+        try:
+            hf = PeftModel.from_pretrained(hf, str(adapter_dir(adapter))).merge_and_unload()
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            raise ModelNotFound(f"cannot load LoRA adapter {adapter}: {_one_line(exc)}", param="adapter") from exc
+    if hasattr(hf.config, "quantization_config"):
+        del hf.config.quantization_config
+    hf.save_pretrained(dest, safe_serialization=True)
+    tok.save_pretrained(dest)
+
+
+class CT2Backend:
+    """LlmBackend over `ctranslate2.Generator` (int8, CPU), one generator per adapter."""
+
+    def __init__(self, tokenizer, *, name: str, options: LlmOptions, home: Path):
+        self.tokenizer = tokenizer
+        self.name = name
+        self.options = options
+        self.home = Path(home)
+        self._generators: dict[str, Any] = {}
+        self._keys: dict[tuple[str, float, int], str] = {}
+        self._lock = threading.Lock()
+        vocab = tokenizer.get_vocab()
+        self._start = next((t for t in DOC_START_TOKENS if t in vocab), None) or tokenizer.bos_token or tokenizer.eos_token
+        if self._start is None:
+            raise InvalidInput("tokenizer has no BOS/EOS token to condition scoring on", param="model")
+        self._eos = tokenizer.eos_token
+
+    @classmethod
+    def load(cls, options: LlmOptions, home: Path) -> CT2Backend:
+        from transformers import AutoTokenizer
+
+        from cascade import models
+
+        path = models.llm_dir(options.model, Path(home))
+        backend = cls(AutoTokenizer.from_pretrained(str(path)), name=options.model, options=options, home=home)
+        backend._generator(None)  # convert/load the base now: a bad model fails at load time
+        return backend
+
+    # ------------------------------------------------------------------ generators
+
+    def _key(self, adapter: str | None) -> str:
+        if not adapter:
+            return BASE_KEY
+        path = adapter_dir(adapter)
+        weights = next(iter(sorted(path.glob("adapter_model.*"))), None)
+        stat = weights.stat() if weights else None
+        memo = (str(path), stat.st_mtime if stat else 0.0, stat.st_size if stat else 0)
+        if memo not in self._keys:
+            self._keys[memo] = adapter_key(adapter)
+        return self._keys[memo]
+
+    def _generator(self, adapter: str | None):
+        """The Generator of the base or of one merged adapter (converted and loaded on first use)."""
+        key = self._key(adapter)
+        with self._lock:
+            gen = self._generators.get(key)
+            if gen is None:
+                import ctranslate2
+
+                path = convert(self.options.model, self.home, adapter, key)
+                gen = ctranslate2.Generator(str(path), device="cpu", compute_type=QUANTIZATION, intra_threads=self.options.threads)
+                self._generators[key] = gen
+            return gen
+
+    # ------------------------------------------------------------------ scoring
+
+    def prompt_logprobs(self, texts: Sequence[str], *, adapter: str | None = None) -> list[list[TokenLogprob]]:
+        """Per-token log-probs of each text (the first conditioned on the document-start token)."""
+        encs = [self.tokenizer(t, add_special_tokens=False, return_offsets_mapping=True) for t in texts]
+        toks = [self.tokenizer.convert_ids_to_tokens(e["input_ids"]) for e in encs]
+        todo = [i for i, t in enumerate(toks) if t]
+        scored: dict[int, list[float]] = {}
+        if todo:
+            results = self._generator(adapter).score_batch(
+                [[self._start, *toks[i]] for i in todo], max_batch_size=self.options.batch_size, max_input_length=0
+            )
+            scored = {i: list(r.log_probs) for i, r in zip(todo, results)}
+        return [
+            [TokenLogprob(token=t, offset=o[0], logprob=v) for t, o, v in zip(tk, enc["offset_mapping"], scored.get(i, []))]
+            for i, (tk, enc) in enumerate(zip(toks, encs))
+        ]
+
+    def score(self, texts: Sequence[str], *, adapter: str | None = None, prefix: str = "") -> list[TextScore]:
+        """Log-prob of each text after `prefix` (prefix and text tokenized together, as a server would)."""
+        per_token = self.prompt_logprobs([prefix + t for t in texts], adapter=adapter)
+        return [score_from_tokens(toks, len(prefix), len(prefix) + len(t)) for toks, t in zip(per_token, texts)]
+
+    # ------------------------------------------------------------------ generation
+
+    def _prompt_tokens(self, prompt: str) -> list[str]:
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InvalidInput("empty prompt: nothing to generate from", param="prompt")
+        return self.tokenizer.convert_ids_to_tokens(ids)
+
+    def _sampling(self, temperature: float) -> dict[str, Any]:
+        if temperature <= 0:
+            return {"sampling_topk": 1}
+        return {"sampling_topk": 0, "sampling_topp": 1.0, "sampling_temperature": temperature}
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        adapter: str | None = None,
+    ) -> list[str]:
+        """Completions of raw prompts, greedy unless temperature > 0; cut at the first stop string.
+
+        A row stops as soon as its decoded text holds a stop string (as transformers' stop_strings do).
+        """
+        if max_tokens < 1:
+            raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
+        if not prompts:
+            return []
+        starts = [self._prompt_tokens(p) for p in prompts]
+        stops = [s for s in stop if s]
+        gen = self._generator(adapter)
+        texts: list[str] = []
+        bs = self.options.batch_size
+        for b in range(0, len(starts), bs):  # input order, like the transformers backend's batches
+            chunk = starts[b : b + bs]
+            results = gen.generate_batch(
+                chunk, max_length=max_tokens, include_prompt_in_result=False, end_token=self._eos,
+                callback=self._stopper(len(chunk), stops) if stops else None, **self._sampling(temperature),
+            )
+            texts.extend(self.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True) for r in results)
+        return [split_at_stop(t, stops) for t in texts]
+
+    def _stopper(self, n: int, stops: Sequence[str]) -> Callable[[Any], bool]:
+        """A generate_batch callback that ends a row once its text holds a stop string.
+
+        Only the last few tokens are decoded each step: a stop string first appears at the end.
+        """
+        ids: list[list[int]] = [[] for _ in range(n)]
+        window = max(len(s) for s in stops) + 8
+
+        def step(result: Any) -> bool:
+            row = ids[result.batch_id]
+            row.append(result.token_id)
+            tail = self.tokenizer.decode(row[-window:], skip_special_tokens=True)
+            return any(s in tail for s in stops)
+
+        return step
+
+    def stream(self, prompt: str, *, max_tokens: int, temperature: float = 0.0, adapter: str | None = None) -> Iterator[str]:
+        """Text pieces of one completion as they are generated (replies speak before the end is written).
+
+        Closing the iterator early stops the generation.
+        """
+        if max_tokens < 1:
+            raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
+        steps = self._generator(adapter).generate_tokens(
+            self._prompt_tokens(prompt), max_length=max_tokens, end_token=self._eos, **self._sampling(temperature)
+        )
+        ids: list[int] = []
+        said = ""
+        try:
+            for step in steps:
+                if step.token == self._eos:
+                    break
+                ids.append(step.token_id)
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+                    continue
+                if len(text) > len(said):
+                    yield text[len(said) :]
+                    said = text
+        finally:
+            close = getattr(steps, "close", None)
+            if close:
+                close()
+
+    def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
