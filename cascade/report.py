@@ -269,7 +269,7 @@ def rows_from_batch_output(path: str | Path, *, dataset: str, limit: int = 20_00
 
     Error records are counted by the batch summary, not shown as diffs.
     """
-    import json
+    from cascade.types import BatchRecord
 
     rows: list[ReportRow] = []
     seen = 0
@@ -278,13 +278,13 @@ def rows_from_batch_output(path: str | Path, *, dataset: str, limit: int = 20_00
             seen += 1
             if len(rows) >= limit:
                 continue
-            rec = json.loads(line)
-            if rec.get("corrected") is None:
+            rec = BatchRecord.model_validate_json(line)
+            if rec.corrected is None:
                 continue
-            notes = {"status": rec["status"]} if rec.get("status") not in (None, "ok") else {}
-            if rec.get("fallback_reason"):
-                notes["fallback"] = rec["fallback_reason"]
-            rows.append(ReportRow(dataset=dataset, id=str(rec["id"]), reference=rec.get("reference"),
-                                  outputs={BASELINE: rec.get("original") or "", rec.get("method") or "corrected": rec["corrected"]},
+            notes = {"status": rec.status} if rec.status != "ok" else {}
+            if rec.fallback_reason:
+                notes["fallback"] = rec.fallback_reason
+            rows.append(ReportRow(dataset=dataset, id=rec.id, reference=rec.reference,
+                                  outputs={BASELINE: rec.original, rec.method or "corrected": rec.corrected},
                                   notes=notes))
     return rows, seen

@@ -111,9 +111,16 @@ def _tokens(backend: Any, prompt: str, options: ChatOptions, finish: _Finish) ->
         yield from _hf_stream(backend, prompt, options, finish)
         return
     text = backend.generate([prompt], max_tokens=options.max_reply_tokens, temperature=options.temperature)[0]
-    counter = getattr(backend, "count_tokens", None)
-    finish.length = bool(counter) and counter(text) >= options.max_reply_tokens
+    finish.length = backend.count_tokens(text) >= options.max_reply_tokens
     yield text
+
+
+def stream_text(backend: Any, prompt: str, *, max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+    """Text pieces of a raw prompt's completion as they are generated (the chat endpoints' `stream=true`),
+    through the same token streams the spoken turn uses."""
+    options = ChatOptions.model_construct(**{**ChatOptions().model_dump(), "max_reply_tokens": max_tokens,
+                                             "temperature": temperature})
+    return _tokens(backend, prompt, options, _Finish())
 
 
 def _sentences(pieces: Iterator[str], finish: _Finish, cap: int) -> Iterator[str]:

@@ -319,6 +319,37 @@ class SpeechInfo(Record):
     info: StageInfo | None = None
 
 
+class BatchRecord(Record):
+    """One line of a batch correction's output (the JSONL journal): what every output format is rendered from.
+
+    Written with only the fields that apply (model_dump(exclude_unset=True)), one JSON object a line."""
+
+    id: str
+    original: str
+    """The input's 1-best (or its raw line when it could not be read)."""
+    corrected: str | None
+    changed: bool
+    method: str
+    status: CorrectionStatus
+    fallback_reason: str | None
+    scores: tuple[CandidateScore, ...] = ()
+    error: str | None = None
+    chosen: int | None = None
+    hypotheses: tuple[str, ...] | None = None
+    reference: str | None = None
+    systems: dict[str, str] | None = None
+    """--join: each recogniser's own text, by name."""
+    layout: dict[str, Any] | None = None
+    """What the input format needs to be written back (cue timing and lines, blank lines)."""
+
+    @property
+    def final_text(self) -> str:
+        return self.original or "" if self.corrected is None else self.corrected
+
+    def line(self) -> bytes:
+        return (self.model_dump_json(exclude_unset=True) + "\n").encode("utf-8")
+
+
 class CorrectedTranscript(Record):
     """The correction stage's output: one Correction per ASR segment and the joined text."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,10 +31,13 @@ def test_every_command_module_registers_whatever_is_imported_first() -> None:
 
 def test_the_wheel_corrects_outside_the_checkout(tmp_path: Path, settings) -> None:
     """Build the wheel, install it into an empty directory and run a GER correction from elsewhere."""
-    dist, site, work = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
+    dist, site, work, src = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere", tmp_path / "src"
     work.mkdir()
+    # a clean copy of the source: setuptools' build/ of the checkout could carry stale modules into the wheel
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "benchmarks", "tests"))
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
                    check=True, timeout=600, capture_output=True)
     wheel = next(dist.glob("cascade-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, timeout=300,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -13,7 +12,7 @@ from cascade import correct
 from cascade.config import Settings
 from cascade.correct import Corrector
 from cascade.formats.records import Item
-from cascade.types import BackendUnavailable, Correction, InvalidInput, NBest
+from cascade.types import BackendUnavailable, BatchRecord, CandidateScore, Correction, InvalidInput, NBest
 
 logger = logging.getLogger(__name__)
 
@@ -55,33 +54,32 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def journal_record(item: Item, method: str, corr: Correction | None) -> dict[str, Any]:
+def journal_record(item: Item, method: str, corr: Correction | None) -> BatchRecord:
     """One output record: id, original, corrected, method, status, fallback_reason, scores (+ context)."""
     utt = item.utterance
-    original = item.raw if utt is None else (utt.nbest.best.text if utt.nbest.best else "")
-    rec: dict[str, Any] = {"id": item.id, "original": original or "", "corrected": None, "changed": False,
-                           "method": method, "status": "error", "fallback_reason": None, "scores": []}
+    original = (item.raw if utt is None else (utt.nbest.best.text if utt.nbest.best else "")) or ""
+    fields: dict[str, Any] = {"id": item.id, "original": original, "corrected": None, "changed": False,
+                              "method": method, "status": "error", "fallback_reason": None, "scores": ()}
     if item.error is not None:
-        rec["error"] = item.error
+        fields["error"] = item.error
     elif corr is None:
         empty = method != "none"
-        rec.update(corrected=original, status="fallback" if empty else "ok",
-                   fallback_reason="empty hypothesis" if empty else None)
+        fields.update(corrected=original, status="fallback" if empty else "ok",
+                      fallback_reason="empty hypothesis" if empty else None)
     else:
-        rec.update(corrected=corr.text, changed=corr.text.strip() != (original or "").strip(), method=corr.method,
-                   status=corr.status, fallback_reason=corr.fallback_reason, chosen=corr.chosen,
-                   scores=[{"text": s.text, "am": _r(s.am), "lm": _r(s.lm), "combined": _r(s.combined),
-                            "source": s.source} for s in corr.scores])
-    if utt is not None and len(utt.nbest.hypotheses) > 1:
-        rec["hypotheses"] = utt.nbest.texts
-    if utt is not None and utt.reference is not None:
-        rec["reference"] = utt.reference
+        fields.update(corrected=corr.text, changed=corr.text.strip() != original.strip(), method=corr.method,
+                      status=corr.status, fallback_reason=corr.fallback_reason, chosen=corr.chosen,
+                      scores=tuple(CandidateScore(text=s.text, am=_r(s.am), lm=_r(s.lm), combined=_r(s.combined),
+                                                  source=s.source) for s in corr.scores))
     if utt is not None and "systems" in item.layout:  # --join: each recogniser's own text, by name
-        rec["systems"] = dict(zip(item.layout["systems"], utt.nbest.texts))
-        rec.pop("hypotheses", None)
-    elif item.layout:
-        rec["layout"] = item.layout
-    return rec
+        fields["systems"] = dict(zip(item.layout["systems"], utt.nbest.texts))
+    elif utt is not None and len(utt.nbest.hypotheses) > 1:
+        fields["hypotheses"] = utt.nbest.texts
+    if utt is not None and utt.reference is not None:
+        fields["reference"] = utt.reference
+    if item.layout and "systems" not in item.layout:
+        fields["layout"] = item.layout
+    return BatchRecord(**fields)
 
 
 @dataclass
@@ -108,11 +106,11 @@ def process_chunk(items: list[Item], method: str, corrector: Corrector | None) -
         if isinstance(fix, str):  # the LLM failed on this record alone
             it, fix = it.model_copy(update={"error": fix}), None
         rec = journal_record(it, method, fix)
-        changed += rec["changed"]
-        fallbacks += rec["status"] in ("fallback", "unavailable")
-        errors += rec["status"] == "error"
-        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
-    return ChunkResult("".join(lines).encode("utf-8"), len(items), changed, fallbacks, errors)
+        changed += rec.changed
+        fallbacks += rec.status in ("fallback", "unavailable")
+        errors += rec.status == "error"
+        lines.append(rec.line())
+    return ChunkResult(b"".join(lines), len(items), changed, fallbacks, errors)
 
 
 def _correct_batch(corrector: Corrector, nbests: list[NBest]) -> list[Correction | str]:

@@ -34,7 +34,7 @@ from typing import Any
 from cascade.batch.chunks import ChunkResult, lazy_corrector, needs_llm, process_chunk, worker_settings
 from cascade.config import Settings
 from cascade.formats.records import Item, render
-from cascade.types import CascadeError, InvalidInput, Record
+from cascade.types import BatchRecord, CascadeError, InvalidInput, Record
 
 logger = logging.getLogger(__name__)
 
@@ -136,22 +136,22 @@ def _read_chunk(fh: Any, chunk: list[Item], method: str, journal: Path) -> Chunk
         if not line.endswith(b"\n"):
             return None
         try:
-            rec = json.loads(line)
+            rec = BatchRecord.model_validate_json(line)
         except ValueError:
             if fh.read(1):
                 raise InvalidInput(f"{journal} is not a cascade batch output (line {it.pos + 1} is not JSON); "
                                    "choose another --out or delete it") from None
             return None
-        if rec.get("id") != it.id:
-            raise InvalidInput(f"{journal} belongs to another input (it has id {rec.get('id')!r} where the input "
+        if rec.id != it.id:
+            raise InvalidInput(f"{journal} belongs to another input (it has id {rec.id!r} where the input "
                                f"has {it.id!r}); choose another --out or delete it")
-        if rec.get("status") != "error" and rec.get("method") not in (method, "none"):
-            raise InvalidInput(f"{journal} was written with --mode {rec.get('method')}; rerun with that mode "
+        if rec.status != "error" and rec.method not in (method, "none"):
+            raise InvalidInput(f"{journal} was written with --correct {rec.method}; rerun with that mode "
                                "or choose another --out")
         res.n += 1
-        res.changed += bool(rec.get("changed"))
-        res.fallbacks += rec.get("status") in ("fallback", "unavailable")
-        res.errors += rec.get("status") == "error"
+        res.changed += rec.changed
+        res.fallbacks += rec.status in ("fallback", "unavailable")
+        res.errors += rec.status == "error"
     return res
 
 
@@ -240,7 +240,7 @@ def _assemble(journal: Path, out: Path, fmt: str) -> None:
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         with open(journal, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8", newline="") as dst:
-            render(fmt, (json.loads(line) for line in src), dst)
+            render(fmt, (BatchRecord.model_validate_json(line) for line in src), dst)
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(tmp, out)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from cascade.formats.hyporadise import parse_hypotheses, parse_reference
-from cascade.types import InvalidInput, NBest, Record, Utterance
+from cascade.types import BatchRecord, InvalidInput, NBest, Record, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -323,54 +323,48 @@ def as_items(records: Iterable[Any]) -> Iterator[Item]:
 # --------------------------------------------------------------------------- writers
 
 
-def render(fmt: str, records: Iterable[dict[str, Any]], out: IO[str]) -> None:
-    """Write journal records (dicts, in input order) to `out` in `fmt` (not jsonl: the journal is that)."""
+def render(fmt: str, records: Iterable[BatchRecord], out: IO[str]) -> None:
+    """Write journal records (in input order) to `out` in `fmt` (not jsonl: the journal is that)."""
     writer = {"text": _w_text, "kaldi": _w_kaldi, "srt": _w_cues, "vtt": _w_cues, "hyporadise": _w_hyporadise}[fmt]
     writer(records, out, fmt)
 
 
-def _final_text(rec: dict[str, Any]) -> str:
-    """The corrected text, or the original where there was no correction (error records)."""
-    text = rec.get("corrected")
-    return rec.get("original") or "" if text is None else text
-
-
-def _w_text(records: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> None:
+def _w_text(records: Iterable[BatchRecord], out: IO[str], fmt: str) -> None:
     for rec in records:
-        out.write(_final_text(rec).replace("\n", " ") + "\n")
+        out.write(rec.final_text.replace("\n", " ") + "\n")
 
 
-def _w_kaldi(records: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> None:
+def _w_kaldi(records: Iterable[BatchRecord], out: IO[str], fmt: str) -> None:
     for rec in records:
-        out.write(f"{rec['id']} {_final_text(rec)}".rstrip().replace("\n", " ") + "\n")
+        out.write(f"{rec.id} {rec.final_text}".rstrip().replace("\n", " ") + "\n")
 
 
-def _w_cues(records: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> None:
+def _w_cues(records: Iterable[BatchRecord], out: IO[str], fmt: str) -> None:
     if fmt == "vtt":
         out.write("WEBVTT\n\n")
     for rec in records:
-        layout = rec.get("layout") or {}
+        layout = rec.layout or {}
         if "timing" not in layout:
-            if rec.get("error"):
-                logger.warning("record %s dropped from %s output: %s", rec["id"], fmt, rec["error"])
+            if rec.error:
+                logger.warning("record %s dropped from %s output: %s", rec.id, fmt, rec.error)
                 continue
-            raise InvalidInput(f"record {rec['id']} has no cue timing: {fmt} output needs SRT/VTT input")
+            raise InvalidInput(f"record {rec.id} has no cue timing: {fmt} output needs SRT/VTT input")
         timing = layout["timing"]
         if ("," in timing) != (fmt == "srt"):  # converting between SRT and VTT: redraw the timing line
             timing = f"{format_timestamp(layout['start'], fmt)} --> {format_timestamp(layout['end'], fmt)}"
-        cue = layout.get("cue") or (rec["id"] if fmt == "srt" else None)
-        text = "\n".join(layout["lines"]) if layout.get("lines") and not rec.get("changed") else _final_text(rec)
+        cue = layout.get("cue") or (rec.id if fmt == "srt" else None)
+        text = "\n".join(layout["lines"]) if layout.get("lines") and not rec.changed else rec.final_text
         out.write((f"{cue}\n" if cue else "") + f"{timing}\n{text}\n\n")
 
 
-def _w_hyporadise(records: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> None:
+def _w_hyporadise(records: Iterable[BatchRecord], out: IO[str], fmt: str) -> None:
     out.write("[")
     for i, rec in enumerate(records):
-        obj: dict[str, Any] = {"id": rec["id"], "input": rec.get("hypotheses") or [rec.get("original") or ""]}
-        if rec.get("reference") is not None:
-            obj["output"] = rec["reference"]
-        obj.update({"corrected": _final_text(rec), "method": rec.get("method")})
-        if rec.get("error"):
-            obj["error"] = rec["error"]
+        obj: dict[str, Any] = {"id": rec.id, "input": list(rec.hypotheses or [rec.original])}
+        if rec.reference is not None:
+            obj["output"] = rec.reference
+        obj.update({"corrected": rec.final_text, "method": rec.method})
+        if rec.error:
+            obj["error"] = rec.error
         out.write(("," if i else "") + "\n " + json.dumps(obj, ensure_ascii=False))
     out.write("\n]\n")

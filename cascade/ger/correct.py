@@ -57,8 +57,7 @@ def build_training_example(nbest: NBest, reference: str, ger: GerOptions) -> tup
 
 def token_cap(nbest: NBest, backend: LlmBackend, ger: GerOptions) -> int:
     """max_new_tokens for one list: factor x the longest hypothesis in tokens, floored and bounded."""
-    count = getattr(backend, "count_tokens", None)
-    longest = max((count(t) if count else math.ceil(len(t) / 3)) for t in nbest.texts)
+    longest = max(backend.count_tokens(t) for t in nbest.texts)
     return min(MAX_TOKEN_CAP, max(ger.min_new_tokens, math.ceil(ger.max_new_tokens_factor * longest)))
 
 

@@ -55,6 +55,9 @@ class WithAdapter:
     def chat_template(self, messages, *, add_generation_prompt=True):
         return self._backend.chat_template(messages, add_generation_prompt=add_generation_prompt)
 
+    def count_tokens(self, text):
+        return self._backend.count_tokens(text)
+
 
 def _create_backend(options: LlmOptions, home: Path) -> LlmBackend:
     """Build an uncached backend (called by cascade.models, which owns the cache)."""

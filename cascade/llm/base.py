@@ -55,3 +55,11 @@ class LlmBackend(Protocol):
     def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """Render chat messages into a raw prompt with the model's own template."""
         ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` (token caps, length guards); an estimate where the backend has no tokenizer."""
+        ...
+
+    def prompt_logprobs(self, texts: Sequence[str], *, adapter: str | None = None) -> list[list[TokenLogprob]]:
+        """Every token of each text with its log-prob given the tokens before it (OpenAI's echo + logprobs)."""
+        ...

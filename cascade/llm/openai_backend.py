@@ -11,6 +11,7 @@ retried with backoff, then raise BackendUnavailable; 4xx become InvalidInput/Mod
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -106,6 +107,10 @@ class OpenAIBackend:
             choices = sorted(self._post("/completions", body)["choices"], key=lambda c: c["index"])
             out.extend(split_at_stop(c.get("text") or "", stops) for c in choices)
         return out
+
+    def count_tokens(self, text: str) -> int:
+        """An estimate (about 3 characters a token): the client has no tokenizer, and caps only need a bound."""
+        return max(1, math.ceil(len(text) / 3)) if text else 0
 
     def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """ChatML, the template of the SmolLM2 family that the served models share (raw-prompt callers only)."""

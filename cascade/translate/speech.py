@@ -161,8 +161,7 @@ def translate_texts(
     ref = prompts.prompt_ref(options.source_prompt)
     variables = dict(source_name=language_name(source_language), target_name=language_name(options.target))
     rendered = [prompts.render(options.source_prompt, source=s, **variables)[0] for s in sources]
-    count = getattr(backend, "count_tokens", None)
-    caps = [max(options.min_new_tokens, int(options.max_new_tokens_factor * (count(s) if count else len(s) // 3))) for s in sources]
+    caps = [max(options.min_new_tokens, int(options.max_new_tokens_factor * backend.count_tokens(s))) for s in sources]
     t0 = time.perf_counter()
     todo = [i for i, s in enumerate(sources) if s.strip()]
     # no "\n" stop: SmolLM2 often opens with a blank line, which a "\n" stop turns into an empty answer
@@ -174,7 +173,7 @@ def translate_texts(
         raw, log = raws.get(i, ""), {"decoding": "greedy"}
         fallback = (fallbacks[i] if fallbacks else None) or source
         try:
-            tokens = count(raw) if count and raw else None
+            tokens = backend.count_tokens(raw) if raw else None
             text = check_translation(raw, source, caps[i], tokens, options, log, source_language == options.target)
         except Rejected as rej:
             log["accepted"] = False

@@ -78,8 +78,7 @@ class LlmServing:
     # ------------------------------------------------------------------ OpenAI endpoints
 
     def _count(self, text: str) -> int:
-        count = getattr(self.backend, "count_tokens", None)
-        return count(text) if count else 0
+        return self.backend.count_tokens(text)
 
     def check_prompt(self, text: str, param: str = "prompt") -> None:
         """400 for a prompt above ServiceSettings.max_prompt_tokens (a long echo prompt costs GBs).
