@@ -233,11 +233,10 @@ def _seconds(stamp: str) -> float:
 
 
 def format_timestamp(seconds: float, fmt: str) -> str:
-    ms = round(seconds * 1000)
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{',' if fmt == 'srt' else '.'}{ms:03d}"
+    """A cue time in `fmt` (srt: 00:00:01,500, vtt: 00:00:01.500), by the transcript writers' one formatter."""
+    from cascade.formats.transcript import timestamp
+
+    return timestamp(seconds, decimal="," if fmt == "srt" else ".")
 
 
 def _blocks(stream: ByteCounter) -> Iterator[tuple[int, list[bytes]]]:
