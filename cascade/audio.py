@@ -118,8 +118,10 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
 
 # --------------------------------------------------------------------------- encoders (TTS helper appends below)
 
-ENCODINGS = ("wav", "flac", "mp3", "pcm")
+ENCODINGS = ("wav", "flac", "mp3", "opus", "aac", "pcm")
 """Output formats of `encode_audio`; "pcm" is raw little-endian 16-bit mono with no header."""
+COMPRESSED = {"mp3": ("mp3", "libmp3lame"), "opus": ("ogg", "libopus"), "aac": ("adts", "aac")}
+"""Lossy formats (container, FFmpeg encoder) that PyAV encodes; each streams (concatenable frames/pages)."""
 
 
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -138,23 +140,76 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
 
 
-def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """Encode mono samples as wav/flac/mp3 (16-bit where the format has a bit depth) or raw pcm.
+class _Sink:
+    """A write-only file for PyAV: the muxer cannot seek back, so bytes can leave as soon as they are written."""
 
-    mp3 needs libsndfile with an MP3 encoder (1.1+); without one it raises Unsupported.
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+class StreamEncoder:
+    """mp3, Opus (in Ogg) or AAC (ADTS) encoded chunk by chunk through PyAV (FFmpeg's encoders).
+
+    `encode(pcm16)` returns the bytes muxed so far, so a sentence's audio can be sent before the
+    next one is synthesized; `finish()` flushes the encoder. `streaming=False` writes to a seekable
+    buffer instead (all bytes at finish): the mp3 muxer then records the encoder delay and padding, so
+    decoders return exactly the input's length. Input at a rate the codec does not take
+    (Opus: 8/12/16/24/48 kHz only) is resampled by PyAV to the next rate up (22.05 -> 24 kHz).
     """
-    import soundfile as sf
 
-    from cascade.types import Unsupported
+    def __init__(self, fmt: str, sample_rate: int, *, streaming: bool = True):
+        import av
+
+        if fmt not in COMPRESSED:
+            raise InvalidInput(f"no streaming encoder for {fmt!r} (choose from {', '.join(COMPRESSED)})",
+                               param="response_format")
+        container, codec = COMPRESSED[fmt]
+        rates = sorted(av.Codec(codec, "w").audio_rates or [sample_rate])
+        self.output_rate = sample_rate if sample_rate in rates else next((r for r in rates if r > sample_rate), rates[-1])
+        self._sink = _Sink() if streaming else io.BytesIO()
+        self._out = av.open(self._sink, "w", format=container)
+        self._stream = self._out.add_stream(codec, rate=self.output_rate, layout="mono")
+        self.sample_rate, self._pts = sample_rate, 0
+
+    def encode(self, pcm: bytes | np.ndarray) -> bytes:
+        import av
+
+        samples = np.frombuffer(pcm, dtype="<i2") if isinstance(pcm, bytes) else to_pcm16(np.asarray(pcm).reshape(-1))
+        if samples.size:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.reshape(1, -1)), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = self.sample_rate, self._pts
+            self._pts += samples.size
+            for packet in self._stream.encode(frame):
+                self._out.mux(packet)
+        return self._sink.take() if isinstance(self._sink, _Sink) else b""
+
+    def finish(self) -> bytes:
+        for packet in self._stream.encode(None):
+            self._out.mux(packet)
+        self._out.close()
+        return self._sink.take() if isinstance(self._sink, _Sink) else self._sink.getvalue()
+
+
+def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+    """Encode mono samples as wav/flac (16-bit, libsndfile), mp3/opus/aac (PyAV) or raw pcm."""
+    import soundfile as sf
 
     pcm = to_pcm16(np.asarray(samples).reshape(-1))
     if fmt == "pcm":
         return pcm.astype("<i2").tobytes()
     if fmt not in ENCODINGS:
         raise InvalidInput(f"unknown audio format {fmt!r} (choose from {', '.join(ENCODINGS)})", param="response_format")
-    if fmt == "mp3" and "MP3" not in sf.available_formats():
-        raise Unsupported("mp3 output needs libsndfile >= 1.1 with an MP3 encoder: use wav, flac or pcm", param="response_format")
+    if fmt in COMPRESSED:
+        encoder = StreamEncoder(fmt, sample_rate, streaming=False)
+        return encoder.encode(pcm) + encoder.finish()
     buf = io.BytesIO()
-    subtype = "MPEG_LAYER_III" if fmt == "mp3" else "PCM_16"
-    sf.write(buf, pcm, sample_rate, format=fmt.upper(), subtype=subtype)
+    sf.write(buf, pcm, sample_rate, format=fmt.upper(), subtype="PCM_16")
     return buf.getvalue()

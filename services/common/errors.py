@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cascade.types import BackendUnavailable, CascadeError
+from cascade.types import BackendUnavailable, CascadeError, ModelNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +25,17 @@ _NAMED = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
           413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_request_error",
           429: "rate_limit_error", 501: "unsupported", 503: "service_unavailable"}
+_CODES = {401: "invalid_api_key", 413: "request_too_large", 415: "unsupported_file", 429: "rate_limit_exceeded",
+          501: "unsupported_value", 503: "service_unavailable"}
+"""OpenAI's `code` strings by status (null where OpenAI sends null, e.g. most 400s and unknown routes)."""
 
 
 class ErrorInfo(BaseModel):
     message: str
     type: str
     param: str | None = None
-    code: int | str | None = None
+    code: str | None = None
+    """OpenAI's machine-readable code (e.g. "model_not_found"), a string or null: never the HTTP status."""
 
 
 class ErrorResponse(BaseModel):
@@ -58,8 +62,9 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 
 
 def error_response(status: int, message: str, *, type_: str | None = None, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    info = ErrorInfo(message=message, type=type_ or _TYPES.get(status, "error"), param=param, code=status)
+                   headers: dict[str, str] | None = None, code: str | None = None) -> JSONResponse:
+    info = ErrorInfo(message=message, type=type_ or _TYPES.get(status, "error"), param=param,
+                     code=code or _CODES.get(status))
     return JSONResponse(ErrorResponse(error=info).model_dump(), status_code=status, headers=headers)
 
 
@@ -72,7 +77,11 @@ async def _cascade_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": "5"}
     if exc.status_code >= 500:
         logger.warning("%s: %s", type(exc).__name__, exc.message)
-    return error_response(exc.status_code, exc.message, type_=exc.error_type, param=exc.param, headers=headers)
+    if exc.status_code == 499:  # the client is gone: nobody reads this answer
+        logger.info("request cancelled: %s", exc.message)
+    code = "model_not_found" if isinstance(exc, ModelNotFound) else None
+    return error_response(exc.status_code, exc.message, type_=exc.error_type, param=exc.param, headers=headers,
+                          code=code)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
 from cascade.types import Correction, FusionRequest, NBest
 from services.common.deps import QueuesDep
 from services.common.errors import ERROR_RESPONSES
+from services.common.sse import sse_response
 from services.llm.protocol import ChatCompletionRequest, CompletionRequest, CorrectParams
 from services.llm.serving import LlmServing
 
@@ -36,9 +38,13 @@ async def create_completion(req: CompletionRequest, llm: LlmDep, queues: QueuesD
     return await queues[f"llm:{llm.name}"].run(llm.complete, req)
 
 
-@router.post("/v1/chat/completions", responses=ERROR_RESPONSES)
-async def create_chat_completion(req: ChatCompletionRequest, llm: LlmDep, queues: QueuesDep) -> ChatCompletion:
-    return await queues[f"llm:{llm.name}"].run(llm.chat, req)
+@router.post("/v1/chat/completions", responses=ERROR_RESPONSES, response_model=ChatCompletion)
+async def create_chat_completion(req: ChatCompletionRequest, llm: LlmDep, queues: QueuesDep) -> Response:
+    """Chat; `stream=true` answers OpenAI's SSE chunks, content-part messages are accepted."""
+    queue = queues[f"llm:{llm.name}"]
+    if req.stream:
+        return sse_response(await queue.open_stream(lambda: llm.chat_stream(req)), done=True)
+    return await queue.run(llm.chat, req)
 
 
 @router.post("/v1/rescore", responses=ERROR_RESPONSES)
