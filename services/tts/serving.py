@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from cascade.config import Settings, TtsOptions
-from cascade.types import AudioChunk
+from cascade.types import AudioChunk, ModelNotFound
 from services.common.queue import Queues
 from services.tts.protocol import streaming_wav_header
 
@@ -16,6 +18,16 @@ class TtsServing:
     def __init__(self, settings: Settings, queues: Queues):
         self.settings = settings
         self.queues = queues
+
+    def check_voice(self, voice: str) -> None:
+        """404 for a voice given as a server path (an .onnx file) unless ServiceSettings.allow_model_paths:
+        clients name voices, they do not load files (and the message says nothing about which exist)."""
+        if self.settings.service.allow_model_paths or voice == self.settings.tts.voice:
+            return
+        if voice.endswith(".onnx") or os.sep in voice or voice.startswith((".", "~")):
+            shown = voice if len(voice) <= 60 else voice[:57] + "..."
+            raise ModelNotFound(f"voice {shown!r} is not served here (name a voice, e.g. {self.settings.tts.voice}, "
+                                "or an OpenAI voice such as alloy)", param="voice")
 
     def load(self, options: TtsOptions) -> None:
         from cascade.tts import load_engine
@@ -27,6 +39,7 @@ class TtsServing:
         input and a full queue still get a proper status; the rest streams as it is spoken."""
         from cascade.tts import synthesize
 
+        self.check_voice(options.voice)
         chunks = await self.queues[f"tts:{options.engine}"].open_stream(
             lambda: synthesize(text, options, home=self.settings.home))
         first: AudioChunk = await anext(chunks)
@@ -45,13 +58,13 @@ async def _encode(first: AudioChunk, rest: AsyncIterator[AudioChunk], fmt: str) 
         async for chunk in rest:
             yield chunk.pcm
         return
-    if fmt in COMPRESSED:
+    if fmt in COMPRESSED:  # encoding runs off the event loop (a sentence of mp3 is ~10-30 ms of CPU)
         encoder = StreamEncoder(fmt, first.sample_rate)
-        yield encoder.encode(first.pcm)
+        yield await run_in_threadpool(encoder.encode, first.pcm)
         async for chunk in rest:
-            if data := encoder.encode(chunk.pcm):
+            if data := await run_in_threadpool(encoder.encode, chunk.pcm):
                 yield data
-        yield encoder.finish()
+        yield await run_in_threadpool(encoder.finish)
         return
     pcm = [first.pcm] + [c.pcm async for c in rest]
     samples = np.frombuffer(b"".join(pcm), dtype="<i2")
