@@ -4,20 +4,26 @@ Decoding goes through faster-whisper's `decode_audio` (PyAV bundles the FFmpeg
 libraries, so no system ffmpeg is needed). Errors are typed so that the CLI
 prints one line and services answer 400/413/415: a missing or empty file is
 `InvalidInput`, bytes no decoder understands are `AudioDecodeError`, audio
-above the duration cap is `TooLarge` (checked from the container header
-before decoding when it states a duration, and again after decoding).
+above the duration cap is `TooLarge`: checked from the container header before
+decoding when it states a duration, and counted sample by sample while decoding, so a
+file whose header carries no length (a 180 KB FLAC can hold an hour of silence) is cut
+off at the cap instead of being decoded whole first.
 """
 
 from __future__ import annotations
 
+import gc
 import io
+import itertools
 import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from cascade.types import AudioDecodeError, InvalidInput, TooLarge
+from cascade.types import AudioDecodeError, Cancelled, InvalidInput, TooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -69,26 +75,72 @@ def _check_duration(seconds: float | None, cap: float | None, source: AudioSourc
 
 
 def load_audio(
-    source: AudioSource, *, sample_rate: int = SAMPLE_RATE, max_duration_s: float | None = None
+    source: AudioSource, *, sample_rate: int = SAMPLE_RATE, max_duration_s: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> np.ndarray:
     """Decode a path or encoded bytes to mono float32 at `sample_rate` (stereo is averaged).
 
+    At most `max_duration_s` of audio is ever held: decoding stops with TooLarge as soon as
+    the count passes it. `cancel` (set by a caller that gave up) stops decoding with Cancelled.
     A decodable file with no samples gives an empty array (callers treat it like silence).
     """
     import av
-    from faster_whisper.audio import decode_audio
 
     _check_duration(probe_duration(source), max_duration_s, source)
     handle = _open_source(source)
+    cap = None if max_duration_s is None else int(max_duration_s * sample_rate) + 1
     try:
-        samples = decode_audio(handle, sampling_rate=sample_rate)
+        pcm = _decode_bounded(handle, sample_rate, cap, cancel)
+    except _OverCap as over:
+        raise TooLarge(f"{_describe(source)}: audio is longer than the {max_duration_s:.0f} s limit "
+                       f"(stopped decoding at {over.samples / sample_rate:.0f} s)", param="file") from None
     except av.FFmpegError as exc:
         raise AudioDecodeError(f"{_describe(source)} is corrupt or not audio ({exc.strerror or exc})", param="file") from exc
     except (IndexError, ValueError) as exc:  # PyAV raises these on streams without decodable frames
         raise AudioDecodeError(f"{_describe(source)} holds no decodable audio ({exc})", param="file") from exc
-    _check_duration(len(samples) / sample_rate, max_duration_s, source)
-    logger.debug("decoded %s: %.2f s", _describe(source), len(samples) / sample_rate)
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    logger.debug("decoded %s: %.2f s", _describe(source), len(pcm) / sample_rate)
+    return pcm.astype(np.float32) / 32768.0
+
+
+class _OverCap(Exception):
+    def __init__(self, samples: int):
+        self.samples = samples
+
+
+def _valid_frames(frames: Iterator) -> Iterator:
+    """Skip frames the decoder rejects (as faster-whisper's decode_audio does)."""
+    import av
+
+    while True:
+        try:
+            yield next(frames)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue
+
+
+def _decode_bounded(handle: str | BinaryIO, sample_rate: int, cap: int | None,
+                    cancel: threading.Event | None) -> np.ndarray:
+    """16-bit mono PCM at `sample_rate`, frame by frame; raises _OverCap once `cap` samples are passed."""
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    total = 0
+    with av.open(handle, mode="r", metadata_errors="ignore") as container:
+        for frame in itertools.chain(_valid_frames(container.decode(audio=0)), [None]):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the client went away: decoding stopped")
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().reshape(-1)
+                total += chunk.size
+                if cap is not None and total > cap:
+                    raise _OverCap(total)
+                chunks.append(chunk)
+    del resampler
+    gc.collect()  # PyAV's resampler keeps buffers until collected (faster-whisper issue 390)
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
 
 def to_float32(samples: np.ndarray) -> np.ndarray:

@@ -22,7 +22,11 @@ from typing import Any
 from cascade import metrics
 from cascade.config import GerOptions
 
-_SPECIAL = re.compile(r"<\|[^|>]*\|>|</?\s*hyp\s*>", re.I)
+_SPECIAL = re.compile(r"<\|[^|>]*\|>|</?\s*[A-Za-z][\w.-]*\s*>")
+"""Chat-control and tag-shaped tokens: `<|im_start|>`, `<file_sep>`, `<jupyter_output>`, `<hyp>`, Gemma's
+`<start_of_turn>`/`<unusedN>`... Every special token of the bundled tokenizers (SmolLM2, Gemma 3) has one
+of these two shapes (tests/test_hardening.py checks it against the loaded tokenizer), and speech
+transcripts never hold angle-bracket tags, so none can reach a prompt as a control token."""
 _PREFIX = re.compile(
     r"^\s*(?:#+\s*)?(?:the\s+)?(?:corrected|true|final|revised)?\s*"
     r"(?:transcription|transcript|response|answer|output|best[- ]hypothesis|correction|sentence)\s*[:\-]\s*",
@@ -41,7 +45,7 @@ class Rejected(Exception):
 
 
 def sanitize_hypothesis(text: str) -> str:
-    """Hypothesis text as it goes into a prompt: no chat-control tokens or delimiter tags, one line."""
+    """Hypothesis text as it goes into a prompt: no special tokens, chat-control tokens or tags, one line."""
     return " ".join(_SPECIAL.sub(" ", text).split())
 
 

@@ -1,4 +1,9 @@
-"""The app factory every service uses: lifespan model loading, middlewares, errors, health, metrics."""
+"""The app factory every service uses: lifespan model loading, middlewares, errors, health, metrics.
+
+With an API key set, every /v1 route and /metrics require it; /healthz and /readyz stay
+public (orchestrators probe without credentials, and their bodies hold no secrets: URLs
+are redacted), and so do /docs and /openapi.json (the API's shape, no data).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from cascade.clients import redact
 from cascade.config import Settings
 from services.common.auth import require_api_key
 from services.common.errors import install_error_handlers
@@ -35,14 +41,15 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready: models are loaded and requests will be served."""
     state = request.app.state
     body = {"status": "ready" if state.ready else "loading", "service": state.metrics.service,
-            "models": sorted(state.loaded)}
+            "models": sorted(redact(m) for m in state.loaded)}
     if state.load_error:
-        body.update(status="failed", error=state.load_error)
+        body.update(status="failed", error=redact(state.load_error))
     return JSONResponse(body, status_code=200 if state.ready else 503)
 
 
-@ops.get("/metrics")
+@ops.get("/metrics", dependencies=[Depends(require_api_key)])
 async def metrics(request: Request) -> Response:
+    """Prometheus text; behind the API key when one is set (labels reveal models and traffic)."""
     data, content_type = request.app.state.metrics.render()
     return Response(data, media_type=content_type)
 
@@ -55,7 +62,7 @@ def create_service_app(name: str, settings: Settings, routers: Sequence[APIRoute
         try:
             await load(app)
             app.state.ready = True
-            logger.info("%s ready", name, extra={"fields": {"models": sorted(app.state.loaded)}})
+            logger.info("%s ready", name, extra={"fields": {"models": sorted(redact(m) for m in app.state.loaded)}})
         except Exception as exc:
             app.state.load_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             logger.exception("%s failed to load its models", name)

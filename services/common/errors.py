@@ -56,6 +56,10 @@ class Overloaded(BackendUnavailable):
         self.status_code = status_code
 
 
+class DeadlineExceeded(BackendUnavailable):
+    """A model call ran past its request's total deadline: the caller degrades or gets 503."""
+
+
 ERROR_RESPONSES: dict[int | str, dict] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429, 501, 503)
 }

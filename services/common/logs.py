@@ -1,4 +1,8 @@
-"""Structured JSON logs with a request id on every line written while a request is handled."""
+"""Structured JSON logs with a request id on every line written while a request is handled.
+
+Every line is redacted (cascade.clients.redact): credentials in URLs, secret query values
+and bearer tokens never reach the log, whoever logged them.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ class JsonFormatter(logging.Formatter):
         out.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        from cascade.clients import redact
+
+        return redact(json.dumps(out, default=str))
 
 
 def setup_json_logging(level: int = logging.INFO) -> None:

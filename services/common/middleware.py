@@ -1,4 +1,4 @@
-"""Pure ASGI middlewares: request id + access log + metrics, and the upload size limit.
+"""Pure ASGI middlewares: request id + access log + metrics + disconnect watch, and the upload size limit.
 
 Pure ASGI (not BaseHTTPMiddleware) so streamed request and response bodies pass
 through untouched and the size limit can act while the body is still arriving.
@@ -6,7 +6,10 @@ through untouched and the size limit can act while the body is still arriving.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import threading
 import time
 import uuid
 
@@ -17,6 +20,15 @@ from services.common.logs import request_id
 from services.common.metrics import ServiceMetrics
 
 logger = logging.getLogger("services.access")
+
+client_gone: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("client_gone", default=None)
+"""Set once the client of the current request disconnects; worker threads poll it to stop early."""
+
+
+async def _watch_disconnect(receive: Receive, gone: threading.Event) -> None:
+    while not gone.is_set():
+        if (await receive())["type"] == "http.disconnect":
+            gone.set()
 
 
 class RequestContextMiddleware:
@@ -33,8 +45,21 @@ class RequestContextMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")[:128]
         rid = given if given and given.isprintable() else uuid.uuid4().hex
         token = request_id.set(rid)
+        gone = threading.Event()
+        gone_token = client_gone.set(gone)
+        watcher: asyncio.Task | None = None
         status = 500
         start = time.perf_counter()
+
+        async def watched_receive() -> Message:
+            """Pass messages on; once the whole body is in, watch for the client going away."""
+            nonlocal watcher
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            elif not message.get("more_body") and watcher is None:
+                watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -45,8 +70,10 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, watched_receive, send_with_id)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.requests.labels(self.metrics.service, scope["method"], route, str(status)).inc()
@@ -55,6 +82,7 @@ class RequestContextMiddleware:
                 logger.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": {
                     "method": scope["method"], "path": scope["path"], "status": status,
                     "duration_ms": round(elapsed * 1000, 1)}})
+            client_gone.reset(gone_token)
             request_id.reset(token)
 
 

@@ -5,6 +5,10 @@ two CPU cores are never shared by more decodes than configured, and it keeps the
 number of waiters at M so a burst never becomes an unbounded pile-up: request
 M+1 gets 429 with Retry-After at once, and a waiter that does not get a slot
 within `wait_timeout` gets 503 with Retry-After.
+
+A slot is held for as long as its worker thread runs, even when the request stops
+waiting for it (deadline passed, client gone): the thread keeps the CPU busy, so the
+slot is released by the thread's end, not by the request's.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from services.common.errors import Overloaded
+from services.common.errors import DeadlineExceeded, Overloaded
 from services.common.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
@@ -87,10 +91,32 @@ class ModelQueue:
         finally:
             self.release(started)
 
-    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        """Run a blocking call in a worker thread once a slot is free."""
-        async with self.slot():
-            return await run_in_threadpool(fn, *args, **kwargs)
+    async def run(self, fn: Callable[..., T], *args, timeout: float | None = None, **kwargs) -> T:
+        """Run a blocking call in a worker thread once a slot is free.
+
+        With `timeout`, stop waiting for it after that many seconds (DeadlineExceeded); the
+        slot stays taken until the thread ends.
+        """
+        started = await self.acquire()
+        task = asyncio.ensure_future(run_in_threadpool(fn, *args, **kwargs))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except BaseException:
+            self._release_when_done(task, started)
+            raise
+        if not done:
+            self._release_when_done(task, started)
+            raise DeadlineExceeded(f"model {self.name!r} did not answer within the {timeout:.3g} s deadline")
+        self.release(started)
+        return task.result()
+
+    def _release_when_done(self, task: asyncio.Future, started: float) -> None:
+        def done(t: asyncio.Future) -> None:
+            self.release(started)
+            if not t.cancelled() and t.exception() is not None:
+                logger.info("abandoned call on %s ended with %s", self.name, type(t.exception()).__name__)
+
+        task.add_done_callback(done)
 
     async def open_stream(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         """Start a blocking generator under a slot and return its items as an async iterator.
@@ -121,13 +147,26 @@ class ModelQueue:
 
 
 class Queues:
-    """One ModelQueue per model name, created on first use with the service's limits."""
+    """One ModelQueue per model, created on first use with the service's limits.
 
-    def __init__(self, *, concurrency: int, max_waiting: int, wait_timeout: float, metrics: ServiceMetrics | None):
+    Keys must be canonical model ids (a served name, never a caller's spelling): the
+    services resolve `model` first. `max_queues` is the backstop that keeps the queue and
+    metric-label sets bounded even if a caller-chosen string slipped through.
+    """
+
+    def __init__(self, *, concurrency: int, max_waiting: int, wait_timeout: float, metrics: ServiceMetrics | None,
+                 max_queues: int = 32):
         self._args = dict(concurrency=concurrency, max_waiting=max_waiting, wait_timeout=wait_timeout, metrics=metrics)
         self._queues: dict[str, ModelQueue] = {}
+        self.max_queues = max_queues
 
     def __getitem__(self, model: str) -> ModelQueue:
         if model not in self._queues:
+            if len(self._queues) >= self.max_queues:
+                raise Overloaded(f"this service already runs {self.max_queues} models: no more are admitted",
+                                 retry_after=60, status_code=503)
             self._queues[model] = ModelQueue(model, **self._args)
         return self._queues[model]
+
+    def names(self) -> list[str]:
+        return sorted(self._queues)

@@ -74,3 +74,98 @@ def running_service(name: str, **kw) -> Iterator[Service]:
         yield service
     finally:
         service.stop()
+
+
+# --------------------------------------------------------------------------- fault doubles (tests, benchmarks)
+
+FAULTS = ("close", "garbage", "schema", "trickle", "blackhole")
+"""How a FaultServer misbehaves: closes each connection at once without answering (a dead
+upstream), 200 with a non-JSON body, 200 with JSON of the wrong shape, 200 whose body arrives one
+byte every `interval` seconds, or a socket that accepts and never answers."""
+
+
+class FaultServer:
+    """A loopback HTTP upstream that misbehaves on purpose (real parts cannot be made to on demand).
+
+    It answers every request the same way, whatever the path; `url` is its base URL. Assign
+    `fault` to switch behaviour between requests (one upstream URL, several faults).
+    """
+
+    def __init__(self, fault: str, *, interval: float = 1.0):
+        import socketserver
+        import threading
+
+        if fault not in FAULTS:
+            raise ValueError(f"fault must be one of {FAULTS}")
+        self.fault, self.interval, self._stop = fault, interval, threading.Event()
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer._serve(self.request)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            _read_request(sock)
+            if self.fault == "close":
+                return
+            if self.fault == "blackhole":
+                self._stop.wait()
+                return
+            body = b"<html>upstream proxy error</html>" if self.fault == "garbage" else b'{"ok": true, "result": 42}'
+            if self.fault == "trickle":
+                body = b'{"text": "' + b"a" * 4000 + b'"}'
+            ctype = b"text/html" if self.fault == "garbage" else b"application/json"
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n")
+            if self.fault != "trickle":
+                sock.sendall(body)
+                return
+            for byte in body:
+                if self._stop.wait(self.interval):
+                    return
+                sock.sendall(bytes([byte]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FaultServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_request(sock: socket.socket) -> None:
+    """Consume one request's head and Content-Length body (enough for the clients under test)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip() or 0)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        rest += chunk
+
+
+def dead_url() -> str:
+    """A loopback URL nothing listens on (connection refused at once)."""
+    return f"http://127.0.0.1:{free_port()}"
