@@ -1,16 +1,15 @@
-"""WER of 1-best / rescore / GER zero-shot / GER + LoRA adapter / o_nb / o_cp on ../shared/data; ONE JSON line.
+"""WER of 1-best / rescore / rerank [/ GER / GER + adapter] / o_nb / o_cp per set and split; ONE JSON line.
 
-Every choice is made on the dev split and applied unchanged to test: λ (rescoring weight) and,
-with --adapter, the adapter's gate: GerOptions.posterior_margin (how many nats the adapter must
-prefer its change over the rescored best) and max_changed_words. The pair chosen gives the lowest
-mean dev WER without making any dev set worse than the rescored best (ties: the more cautious).
-The shipped adapter never saw the first 60 dev lists of a set, so --per-set <= 60 keeps dev held out.
-Sets: the six hyporadise sets (first N per set; the files are pre-shuffled) and
-librispeech-test-other with two N-best sources: the manifest's large-Whisper 5-best and the
-bundled tiny.en 5-best (ASR runs here once; cached under CASCADE_HOME/bench).
+Nothing is tuned here: rescoring uses the style profiles of the config (chosen on dev by `cascade tune`), the
+reranker its own dev-chosen margin (`cascade train-rerank`, out of fold on dev). Only the adapter's gate
+(posterior margin, max changed words) is chosen here, on the dev split, and applied unchanged to test.
+Sets: the six HyPoradise sets (first N per split; the files are pre-shuffled) and librispeech-test-other with
+two N-best sources: the manifest's large-Whisper 5-best and our own tiny.en lists (beam 10, the first 5
+hypotheses distinct after normalisation; ASR runs once, cached under CASCADE_HOME/bench). LLM scores are
+computed once per text (CASCADE_HOME/rerank cache); s/utt is timed separately with the live LLM.
 
-    python benchmarks/ger_accuracy.py --per-set 30
-    python benchmarks/ger_accuracy.py --per-set 20 --adapter cascade/adapters/ger-smollm2
+    python benchmarks/ger_accuracy.py --per-set 100
+    python benchmarks/ger_accuracy.py --per-set 100 --reranker DIR      # e.g. an ATIS-adapted reranker
 """
 
 from __future__ import annotations
@@ -23,10 +22,9 @@ from pathlib import Path
 
 from cascade import ger, metrics
 from cascade.config import load_settings
-from cascade.ger import guards
-from cascade.formats.hyporadise import load_hyporadise, utterance_to_record
-from cascade.ger.data import transcribe_manifest
-from cascade.ger.rescore import tune_lambda
+from cascade.formats.hyporadise import load_hyporadise
+from cascade.ger import guards, rerank
+from cascade.ger.features import CachedBackend, LmCache
 from cascade.llm import load_backend
 from cascade.types import Correction, Utterance
 
@@ -35,19 +33,6 @@ SETS = ("atis", "chime4", "ls_clean", "swbd", "td3", "wsj_score")
 MARGINS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 CHANGES = (1, 2, 3, 4, None)
 ACCEPT_ALL = -1e9
-
-
-def librispeech(split: str, source: str, settings, limit: int) -> list[Utterance]:
-    manifest = DATA / "librispeech-test-other" / "manifest.jsonl"
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    keep = {r["id"] for r in rows if r["split"] == split}
-    if source == "large":
-        return [u for u in load_hyporadise(manifest) if u.id in keep][:limit]
-    cache = settings.home / "bench" / f"ls-other-{settings.asr.model}-n{settings.asr.n_best}.json"
-    if not cache.exists():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps([utterance_to_record(u) for u in transcribe_manifest(manifest, settings.asr, settings.home)]))
-    return [u for u in load_hyporadise(cache) if u.id in keep][:limit]
 
 
 OWN_BEAM, OWN_N = 10, 5
@@ -85,18 +70,36 @@ def own_lists(settings) -> Path:  # noqa: ANN001
     return cache
 
 
-def load_sets(split: str, args, settings) -> dict[str, list[Utterance]]:  # noqa: ANN001
-    out = {s: load_hyporadise(DATA / "hyporadise" / split / f"{s}.json", limit=args.per_set) for s in args.sets.split(",") if s}
-    if not args.no_librispeech:
-        for source in ("large", "tiny.en"):
-            out[f"ls-other-{source}"] = librispeech(split, source, settings, args.per_set)
+def own_split(settings, split: str) -> Path:  # noqa: ANN001
+    """The cached own lists of one split (train-rerank reads the dev file; test is only for reporting)."""
+    path = own_lists(settings)
+    out = path.with_name(f"{path.stem}-{split}.json")
+    if not out.exists():
+        out.write_text(json.dumps([r for r in json.loads(path.read_text()) if r["split"] == split], indent=1))
     return out
 
 
-def run(utts: list[Utterance], backend, method: str, gopts, settings, adapter: str | None = None) -> tuple[list[Correction], float]:  # noqa: ANN001
+def load_sets(split: str, args, settings) -> dict[str, list[Utterance]]:  # noqa: ANN001
+    out = {s: load_hyporadise(DATA / "hyporadise" / split / f"{s}.json", limit=args.per_set) for s in args.sets.split(",") if s}
+    if not args.no_librispeech:
+        manifest = DATA / "librispeech-test-other" / "manifest.jsonl"
+        keep = {json.loads(line)["id"] for line in manifest.read_text().splitlines() if json.loads(line)["split"] == split}
+        out["ls-other-large"] = [u for u in load_hyporadise(manifest) if u.id in keep]
+        out[f"ls-other-{settings.asr.model}"] = load_hyporadise(own_split(settings, split))
+    return out
+
+
+def run(utts: list[Utterance], backend, method: str, settings, gopts=None, adapter: str | None = None) -> tuple[list[Correction], float]:  # noqa: ANN001
     t0 = time.perf_counter()
-    res = list(ger.correct_many([u.nbest for u in utts], backend, method=method, ger=gopts, rescore=settings.rescore, batch_size=settings.correct.batch_size, adapter=adapter))
+    res = list(ger.correct_many([u.nbest for u in utts], backend, method=method, ger=gopts or settings.ger, rescore=settings.rescore,
+                                batch_size=settings.correct.batch_size, adapter=adapter, rerank=settings.rerank))
     return res, (time.perf_counter() - t0) / max(len(utts), 1)
+
+
+def timing(data: dict[str, list[Utterance]], backend, settings, methods: list[str], n: int) -> dict[str, float]:  # noqa: ANN001
+    """Seconds per list of each method with the live LLM (no score cache), over the first n lists of every set."""
+    utts = [u for us in data.values() for u in us[:n]]
+    return {m: round(run(utts, backend, m, settings)[1], 3) for m in methods} if utts and n else {}
 
 
 def with_gate(lora: list[Correction], rescored: list[Correction], margin: float, max_changes: int | None) -> list[str]:
@@ -127,76 +130,74 @@ def choose_gate(dev: dict[str, dict]) -> tuple[tuple[float, int | None], dict[st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-set", type=int, default=30, help="first N utterances of each set and split")
+    ap.add_argument("--per-set", type=int, default=100, help="first N lists of each HyPoradise set and split")
     ap.add_argument("--sets", default=",".join(SETS))
-    ap.add_argument("--methods", default="rescore,ger", help="rescore is always run (it is the fallback); ger = zero-shot GER")
-    ap.add_argument("--adapter", default=None, help="LoRA adapter directory: adds a ger+lora column")
-    ap.add_argument("--margin", type=float, default=None, help="posterior margin for the adapter (default: chosen on dev)")
-    ap.add_argument("--max-changes", type=int, default=None, help="max changed words for the adapter (with --margin)")
+    ap.add_argument("--methods", default="rescore,rerank", help="rescore, rerank, ger (zero-shot GER, from the reranked best)")
+    ap.add_argument("--reranker", default=None, help="reranker name or directory (default: rerank.model of the config)")
+    ap.add_argument("--adapter", default=None, help="LoRA adapter directory: adds a ger+lora column (gate chosen on dev)")
     ap.add_argument("--dump", type=Path, default=None, help="write one JSON line per utterance here")
-    ap.add_argument("--splits", default="dev,test", help="dev is always loaded (λ and the margin are chosen on it)")
+    ap.add_argument("--splits", default="dev,test")
     ap.add_argument("--no-librispeech", action="store_true", help="skip librispeech-test-other (and its ASR run)")
+    ap.add_argument("--timing-lists", type=int, default=5, help="lists per set timed with the live LLM (s/utt)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    if args.adapter and args.margin is None and "dev" not in args.splits.split(","):
-        ap.error("--adapter without --margin needs the dev split: the margin is chosen there")
-    base = load_settings({"llm": {"threads": args.threads}})
-    backend = load_backend(base.llm, base.home)
-    t0 = time.perf_counter()
+    over = {"llm": {"threads": args.threads}, **({"rerank": {"model": args.reranker}} if args.reranker else {})}
+    settings = load_settings(over)
+    live = load_backend(settings.llm, settings.home)
+    backend = CachedBackend(LmCache(live, settings.home))  # every method sees the live model's scores, computed once
+    methods = [m for m in args.methods.split(",") if m]
     splits = [s for s in ("dev", "test") if s in args.splits.split(",")]
-    data = {split: load_sets(split, args, base) for split in {"dev", *splits}}
-    hypo_dev = [u for k, us in data["dev"].items() if not k.startswith("ls-other") for u in us]
-    lam, grid = tune_lambda([u.nbest for u in hypo_dev], [u.reference or "" for u in hypo_dev], backend, base.rescore, [i / 20 for i in range(21)])
-    settings = base.model_copy(update={"rescore": base.rescore.model_copy(update={"lam": lam})})
-    out: dict = {"benchmark": "ger_accuracy", "per_set": args.per_set, "lam": lam, "tune_seconds": round(time.perf_counter() - t0, 1),
-                 "lam_grid_dev_wer": {str(g): round(100 * w, 2) for g, w in grid}, "adapter": args.adapter,
-                 "wer": {}, "seconds_per_utt": {}, "changed": {}}
-    zero_shot = "ger" in args.methods.split(",")
-    margin, max_changes = args.margin, args.max_changes
+    data = {split: load_sets(split, args, settings) for split in {"dev", *splits} if split in splits or args.adapter}
+    t0 = time.perf_counter()
+    backend.cache.get([h.text for d in data.values() for us in d.values() for u in us for h in u.nbest.hypotheses])
+    model = rerank.load_model(settings.rerank.model)
+    out: dict = {"benchmark": "ger_accuracy", "per_set": args.per_set, "reranker": model.name, "rerank_margin": model.margin,
+                 "profiles": {k: p.model_dump() for k, p in settings.rescore.profiles.items()}, "adapter": args.adapter,
+                 "llm_scoring_s": round(time.perf_counter() - t0, 1), "wer": {}, "changed": {}}
     dump = args.dump.open("w") if args.dump else None
+    kept: dict = {}
     for split in splits:
-        kept = {}
         for name, utts in data[split].items():
             key = f"{split}/{name}"
-            refs = [u.reference or "" for u in utts]
-            rescored, s_rescore = run(utts, backend, "rescore", settings.ger, settings)
-            rows = {r.method: round(100 * r.wer, 2) for r in metrics.score_methods(refs, [u.nbest for u in utts], {"rescore": [c.text for c in rescored]})}
-            secs = {"rescore": round(s_rescore, 3)}
-            if zero_shot:
-                zs, secs["ger"] = run(utts, backend, "ger", settings.ger, settings)
-                rows["ger"] = pct(refs, [c.text for c in zs])
+            refs, first = [u.reference or "" for u in utts], [u.nbest.texts[0] for u in utts]
+            texts = {m: [c.text for c in run(utts, backend, m, settings)[0]] for m in methods}
             if args.adapter:
-                m = margin if margin is not None else ACCEPT_ALL  # dev: accept all, log the gains, choose below
-                gopts = settings.ger.model_copy(update={"posterior_margin": m, "max_changed_words": max_changes})
-                lora, secs["ger+lora"] = run(utts, backend, "ger", gopts, settings, args.adapter)
-                kept[key] = {"refs": refs, "lora": lora, "rescore": rescored, "rescore_wer": rows["rescore"]}
-                rows["ger+lora"] = pct(refs, [c.text for c in lora])
-            out["wer"][key] = rows
+                rescored = run(utts, backend, "rescore", settings)[0]
+                gopts = settings.ger.model_copy(update={"posterior_margin": ACCEPT_ALL, "max_changed_words": None})
+                kept[key] = {"refs": refs, "lora": run(utts, backend, "ger", settings, gopts, args.adapter)[0], "rescore": rescored,
+                             "rescore_wer": pct(refs, [c.text for c in rescored])}
+            rows = {r.method: round(100 * r.wer, 2) for r in metrics.score_methods(refs, [u.nbest for u in utts], texts)}
+            out["wer"][key] = {"n": len(utts), **rows}
+            out["changed"][key] = {m: sum(a != b for a, b in zip(t, first)) for m, t in texts.items()}
             for i, u in enumerate(utts) if dump else ():
-                lc = kept[key]["lora"][i] if args.adapter else None
-                dump.write(json.dumps({"key": key, "id": u.id, "ref": u.reference, "best": rescored[i].text, "lora": lc.text if lc else None,
-                                       "gain": lc.guards.get("posterior_gain") if lc else None, "status": lc.status if lc else None}) + "\n")
-            out["seconds_per_utt"][key] = {k: round(v, 3) for k, v in secs.items()}
-            print(json.dumps({"partial": key, **rows}), file=sys.stderr, flush=True)
-        if args.adapter and split == "dev" and margin is None:
-            (margin, max_changes), out["gate_grid_dev_mean_wer"] = choose_gate(kept)
-            for key, d in kept.items():
-                out["wer"][key]["ger+lora"] = pct(d["refs"], with_gate(d["lora"], d["rescore"], margin, max_changes))
-        for key, d in kept.items():
-            texts = with_gate(d["lora"], d["rescore"], margin, max_changes)
-            out["changed"][key] = sum(t != r.text for t, r in zip(texts, d["rescore"]))  # lists GER+adapter changed
+                dump.write(json.dumps({"key": key, "id": u.id, "ref": u.reference, "1-best": first[i], **{m: t[i] for m, t in texts.items()}}) + "\n")
+            print(json.dumps({"partial": key, **out["wer"][key]}), file=sys.stderr, flush=True)
     if dump:
         dump.close()
-    out["margin"], out["max_changed_words"] = margin, max_changes
-    for split in splits:
-        rows = [v for k, v in out["wer"].items() if k.startswith(split + "/")]
-        mean = {m: round(sum(r[m] for r in rows) / len(rows), 2) for m in rows[0]} if rows else {}
-        out[f"mean_{split}"] = mean
-        if mean.get("1-best"):
-            out[f"rel_reduction_pct_{split}"] = {m: round(100 * (mean["1-best"] - v) / mean["1-best"], 1) for m, v in mean.items() if m not in ("1-best", "o_nb", "o_cp")}
-        out[f"sets_worse_than_1best_{split}"] = [k for k, r in out["wer"].items() if k.startswith(split + "/") and r.get("ger+lora", 0) > r["1-best"]]
+    if args.adapter:
+        gate, out["gate_grid_dev_mean_wer"] = choose_gate({k: d for k, d in kept.items() if k.startswith("dev/")})
+        out["margin"], out["max_changed_words"] = gate
+        for key, d in kept.items():
+            out["wer"][key]["ger+lora"] = pct(d["refs"], with_gate(d["lora"], d["rescore"], *gate))
+    summarise(out, splits, args.sets.split(","))
+    out["seconds_per_utt"] = timing(data[splits[-1]], live, settings, methods, args.timing_lists)
+    out["seconds_note"] = "live LLM on a shared 2-core machine: timings inflated by load; accuracy is not"
     print(json.dumps(out), flush=True)
+
+
+def summarise(out: dict, splits: list[str], hypo_sets: list[str]) -> None:
+    """Per split: mean WER over the HyPoradise sets, relative change vs the 1-best, sets made worse by each method."""
+    for split in splits:
+        rows = [v for k, v in out["wer"].items() if k.split("/")[0] == split and k.split("/")[1] in hypo_sets]
+        if not rows:
+            continue
+        mean = {m: round(sum(r[m] for r in rows) / len(rows), 3) for m in rows[0] if m != "n"}
+        out[f"mean_hyporadise_{split}"] = mean
+        out[f"rel_change_pct_{split}"] = {m: round(100 * (v - mean["1-best"]) / mean["1-best"], 2) for m, v in mean.items()
+                                          if m not in ("1-best", "o_nb", "o_cp")}
+        out[f"worse_than_1best_{split}"] = {m: [k for k, r in out["wer"].items() if k.startswith(split + "/") and r[m] > r["1-best"]]
+                                            for m in mean if m not in ("1-best", "o_nb", "o_cp")}
 
 
 if __name__ == "__main__":

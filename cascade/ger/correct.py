@@ -164,8 +164,9 @@ def reranked_bases(chunk: Sequence[NBest], bases: list[Correction], backend: Llm
 def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions,
                adapter: str | None = None, rerank: RerankOptions | None = None) -> list[Correction]:
     bases = rescore_many(chunk, backend, rescore)
-    if rerank is not None and rerank.ger_base:
-        bases = reranked_bases(chunk, bases, backend, rerank)
+    reranked = rerank is not None and rerank.ger_base
+    if reranked:
+        bases = reranked_bases(chunk, bases, backend, rerank)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     todo = [i for i, nb in enumerate(chunk) if any(t.strip() for t in nb.texts)]
     rendered = [render_prompt(chunk[i], ger) for i in todo]
@@ -185,6 +186,9 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
     info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
     for i, (prompt, _), raw in zip(todo, rendered, raws):
         out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info, prompt, adapter)
+        if reranked and out[i].chosen is not None and out[i].chosen != bases[i].chosen:
+            # the reranker already chose among the hypotheses: GER may write something new, not pick another one
+            out[i] = _fallback(bases[i], "reranker_preferred_base", {**out[i].guards, "accepted": False}, raw, info)
     return out
 
 

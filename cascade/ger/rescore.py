@@ -8,6 +8,10 @@ Where a hypothesis carries no token count the LLM's token count stands in for th
 Without AM scores (plain text N-best) the recogniser's ranking is the prior: AM_i = -rank_prior·i.
 An empty hypothesis cannot be scored and ranks last. Ties go to the better-ranked hypothesis.
 With λ = 0 no LLM call is made.
+
+Profiles (RescoreOptions.profile/profiles): SmolLM2 helps on cased, punctuated Whisper output and
+hurts on lower-case unpunctuated lists, so λ and the length normalisation are chosen on dev per
+input style and picked per list by the style detected in its text (`effective`).
 """
 
 from __future__ import annotations
@@ -16,13 +20,37 @@ import logging
 import time
 from collections.abc import Sequence
 
-from cascade.config import RescoreOptions
+from cascade.config import RescoreOptions, RescoreProfile
 from cascade.llm.base import LlmBackend, TextScore
 from cascade.types import CandidateScore, Correction, Hypothesis, InvalidInput, NBest, StageInfo
 
 logger = logging.getLogger(__name__)
 
 EMPTY_SCORE = float("-inf")
+
+
+def effective(options: RescoreOptions, nbest: NBest) -> RescoreOptions:
+    """The options that apply to one list: its style's profile (profile "auto"), a named one, or as given ("none")."""
+    if options.profile == "none":
+        return options
+    from cascade.ger.features import detect_style
+
+    name = detect_style(nbest.texts) if options.profile == "auto" else options.profile
+    prof = options.profiles.get(name)
+    if prof is None:
+        if options.profile != "auto":
+            raise InvalidInput(f"unknown rescoring profile {name!r} (known: {', '.join(options.profiles) or 'none'})", param="profile")
+        return options
+    return options.model_copy(update={"lam": prof.lam, "length_norm": prof.length_norm, "profile": name})
+
+
+def needs_llm(options: RescoreOptions) -> bool:
+    """Whether rescoring with these options can call the LLM (some list's effective λ > 0)."""
+    if options.profile == "none":
+        return options.lam > 0
+    if options.profile == "auto":
+        return options.lam > 0 or any(p.lam > 0 for p in options.profiles.values())
+    return options.profiles[options.profile].lam > 0 if options.profile in options.profiles else options.lam > 0
 
 
 def has_am(nbest: NBest) -> bool:
@@ -103,11 +131,12 @@ def rescore_many(nbests: Sequence[NBest], backend: LlmBackend | None, options: R
     for nb in nbests:
         check_nbest(nb)
     t0 = time.perf_counter()
+    per_list = [effective(options, nb) for nb in nbests]
     lm = None
-    if options.lam > 0:
+    if any(o.lam > 0 for o in per_list):
         if backend is None:
             raise InvalidInput("rescoring with λ > 0 needs an LLM backend", param="lam")
-        lm = score_texts([h.text for nb in nbests for h in nb.hypotheses], backend, adapter)
+        lm = score_texts([h.text for nb, o in zip(nbests, per_list) if o.lam > 0 for h in nb.hypotheses], backend, adapter)
     seconds = (time.perf_counter() - t0) / max(len(nbests), 1)
     info = StageInfo(
         stage="rescore",
@@ -116,14 +145,15 @@ def rescore_many(nbests: Sequence[NBest], backend: LlmBackend | None, options: R
         options=options.model_dump(),
     )
     out = []
-    for nb in nbests:
-        scores = candidate_scores(nb, lm, options)
+    for nb, opts in zip(nbests, per_list):
+        scores = candidate_scores(nb, lm if opts.lam > 0 else None, opts)
         i = pick(scores)
         text = nb.hypotheses[i].text
         out.append(
             Correction(
                 text=text, method="rescore", chosen=i, changed=text != nb.hypotheses[0].text,
                 scores=tuple(scores), info=info,
+                guards={"profile": opts.profile, "lam": opts.lam, "length_norm": opts.length_norm} if opts is not options else {},
             )
         )
     return out
@@ -148,3 +178,49 @@ def tune_lambda(
         table.append((float(lam), metrics.wer(refs, picks)))
     best = min(table, key=lambda row: (round(row[1], 12), row[0]))
     return best[0], table
+
+
+NORMS = ("tokens", "words", "none")
+
+
+def tune_profiles(
+    nbests: Sequence[NBest], refs: Sequence[str], lm: dict[str, TextScore], options: RescoreOptions,
+    grid: Sequence[float], *, groups: Sequence[str] | None = None, norms: Sequence[str] = NORMS,
+) -> dict[str, tuple[RescoreProfile, dict[str, float]]]:
+    """Per detected style: the (λ, length_norm) with the lowest mean dev WER that makes no group (data set) worse
+    than λ = 0; among tied λ the middle one (λ = 0 wins only when nothing beats it). Returns {style: (profile, {"λ/norm": WER %})}; `lm` holds the LLM scores."""
+    from cascade import metrics
+    from cascade.config import RescoreProfile
+    from cascade.ger.features import detect_style
+
+    groups = list(groups) if groups is not None else ["all"] * len(nbests)
+    by_style: dict[str, list[int]] = {}
+    for i, nb in enumerate(nbests):
+        by_style.setdefault(detect_style(nb.texts), []).append(i)
+    out = {}
+    for style, idx in by_style.items():
+        def wers(lam: float, norm: str) -> dict[str, float]:
+            opts = options.model_copy(update={"lam": float(lam), "length_norm": norm, "profile": "none"})
+            picks = {i: nbests[i].hypotheses[pick(candidate_scores(nbests[i], lm if lam > 0 else None, opts))].text for i in idx}
+            return {g: 100 * metrics.wer([refs[i] for i in idx if groups[i] == g], [picks[i] for i in idx if groups[i] == g])
+                    for g in sorted({groups[i] for i in idx})}
+
+        base = wers(0.0, "tokens")
+        table, safe = {}, [(round(sum(base.values()) / len(base), 9), 0.0, "tokens")]
+        for norm in norms:
+            for lam in grid:
+                w = wers(lam, norm)
+                mean = sum(w.values()) / len(w)
+                table[f"{lam}/{norm}"] = round(mean, 3)
+                if lam > 0 and all(w[g] <= base[g] + 1e-9 for g in w):
+                    safe.append((round(mean, 9), float(lam), norm))
+        low = min(safe)[0]
+        norm = min(r for r in safe if r[0] == low)[2]
+        tied = sorted(r[1] for r in safe if r[0] == low and r[2] == norm)
+        best = (low, tied[(len(tied) - 1) // 2], norm)  # the middle of a flat dev optimum, not its edge
+        if low >= safe[0][0]:
+            best = safe[0]  # nothing beats λ = 0 on dev
+        n = len(idx)
+        note = f"dev: {n} lists, WER {sum(base.values()) / len(base):.2f} -> {best[0]:.2f} (mean over {len(base)} sets)"
+        out[style] = (RescoreProfile(lam=best[1], length_norm=best[2], note=note), table)  # type: ignore[arg-type]
+    return out

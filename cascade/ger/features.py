@@ -1,0 +1,190 @@
+"""Per-hypothesis features for the N-best reranker, relative to the 1-best, and the LLM-score cache.
+
+Every feature of hypothesis i is a difference (or ratio) against hypothesis 0, so the 1-best's
+feature row is all zeros and a linear model's score of the 1-best is 0: a positive score means
+"better than the 1-best", which is what the abstention margin compares against.
+
+Input style matters more than anything for the LLM terms: SmolLM2 scores cased, punctuated
+Whisper output sensibly and lower-case unpunctuated (HyPoradise/Kaldi-style) text badly, so the
+LLM features come twice, once per style (the other copy is zero) and the model learns one weight
+per style.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cascade import metrics
+from cascade.llm.base import LlmBackend, TextScore
+from cascade.types import NBest
+
+Style = Literal["plain", "cased"]
+_SENTENCE_END = re.compile(r"\w[.?!]\s*$")
+
+FEATURES = (
+    "rank",            # i (0 for the 1-best)
+    "am_avg",          # Δ mean token log-prob of the recogniser (0 where the list has no AM scores)
+    "am_sum",          # Δ summed token log-prob / 10
+    "has_am_rank",     # i where the list has AM scores (lets the rank weigh less when AM speaks)
+    "lm_tok_cased",    # Δ LLM log-prob per token, cased/punctuated lists
+    "lm_sum_cased",    # Δ LLM total log-prob / 10, cased lists
+    "lm_tok_plain",    # the same two for lower-case unpunctuated lists
+    "lm_sum_plain",
+    "words",           # Δ word count
+    "len_ratio",       # log(words_i / words_0)
+    "support",         # Δ mean word overlap (1 - normalised edit distance) with the other hypotheses
+    "votes",           # Δ fraction of the list normalising to the same words
+    "edits",           # word edits from the 1-best (normalised)
+)
+
+
+def detect_style(texts: Sequence[str]) -> Style:
+    """"cased" when a hypothesis has a capital letter or ends a sentence with . ? ! (a recogniser that writes case
+    and punctuation, like Whisper), else "plain" (lower-case HyPoradise/Kaldi style, whose number renderings
+    may still hold "," or "$")."""
+    cased = any(ch.isupper() for t in texts for ch in t) or any(_SENTENCE_END.search(t) for t in texts)
+    return "cased" if cased else "plain"
+
+
+def distinct(nbest: NBest, n: int | None = None) -> NBest:
+    """The hypotheses that differ after normalisation (first kept, rank order), at most n."""
+    seen: set[str] = set()
+    keep = []
+    for h in nbest.hypotheses:
+        key = metrics.normalize(h.text)
+        if key in seen and keep:
+            continue
+        seen.add(key)
+        keep.append(h)
+    return nbest.model_copy(update={"hypotheses": tuple(keep[:n] if n else keep)})
+
+
+class LmCache:
+    """LLM log-probs of texts, kept in CASCADE_HOME/rerank/lm-<model>.jsonl so re-training is fast.
+
+    Only texts without a prefix or adapter are cached (that is all the reranker scores).
+    """
+
+    def __init__(self, backend: LlmBackend, home: Path | None):
+        self.backend = backend
+        self.scores: dict[str, TextScore] = {}
+        self.path = None
+        if home is not None:
+            slug = hashlib.sha1(str(getattr(backend, "name", "llm")).encode()).hexdigest()[:10]
+            self.path = Path(home) / "rerank" / f"lm-{slug}.jsonl"
+            if self.path.exists():
+                for line in self.path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        rec = json.loads(line)
+                        self.scores[rec["t"]] = TextScore(logprob=rec["lp"], n_tokens=rec["n"])
+                    except (ValueError, KeyError):
+                        continue  # a torn last line from an interrupted run
+
+    def get(self, texts: Sequence[str], chunk: int = 256) -> dict[str, TextScore]:
+        """Scores of the distinct non-empty texts, scoring (and caching) only the unseen ones."""
+        unique = list(dict.fromkeys(t for t in texts if t.strip()))
+        todo = [t for t in unique if t not in self.scores]
+        for b in range(0, len(todo), chunk):
+            part = todo[b : b + chunk]
+            got = self.backend.score(part)
+            self.scores.update(zip(part, got))
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                lines = "".join(json.dumps({"t": t, "lp": s.logprob, "n": s.n_tokens}, ensure_ascii=False) + "\n" for t, s in zip(part, got))
+                with self.path.open("a", encoding="utf-8") as sink:  # one write: other processes may append too
+                    sink.write(lines)
+        return {t: self.scores[t] for t in unique}
+
+
+class CachedBackend:
+    """A backend whose plain `score` calls (no prefix, no adapter) go through an LmCache; the rest passes through.
+
+    For benchmarks and training: every method sees the very scores the live backend gives, computed once."""
+
+    def __init__(self, cache: LmCache):
+        self.cache, self.inner = cache, cache.backend
+        self.name = getattr(self.inner, "name", "llm")
+
+    def __getattr__(self, item: str):
+        return getattr(self.inner, item)
+
+    def score(self, texts: Sequence[str], *, adapter: str | None = None, prefix: str = "") -> list[TextScore]:
+        if adapter or prefix:
+            return self.inner.score(texts, adapter=adapter, prefix=prefix)
+        got = self.cache.get(texts)
+        return [got.get(t, TextScore(logprob=0.0, n_tokens=0)) for t in texts]
+
+
+def _am(h, n_tok: int) -> tuple[float, float] | None:
+    if h.avg_logprob is None and h.am_score is None:
+        return None
+    if h.avg_logprob is not None:
+        avg = h.avg_logprob
+        total = h.am_score if h.am_score is not None else avg * n_tok
+    else:
+        total = h.am_score
+        avg = total / max(len(h.tokens) if h.tokens else n_tok, 1)
+    return avg, total
+
+
+def list_features(nbest: NBest, lm: dict[str, TextScore] | None) -> np.ndarray:
+    """Feature matrix [n_hypotheses, len(FEATURES)] of one list, each row relative to the 1-best."""
+    hyps = nbest.hypotheses
+    style = detect_style([h.text for h in hyps])
+    norm = [metrics.normalize(h.text).split() for h in hyps]
+    n = len(hyps)
+    lm = lm or {}
+    raw = np.zeros((n, 9))
+    am_known = True
+    for i, h in enumerate(hyps):
+        s = lm.get(h.text)
+        n_tok = s.n_tokens if s is not None else max(len(h.text) // 4, 1)
+        am = _am(h, n_tok)
+        am_known &= am is not None
+        words = max(len(norm[i]), 1)
+        others = [j for j in range(n) if j != i]
+        overlap = [1 - min(metrics.word_edits(norm[j], norm[i]) / max(len(norm[j]), 1), 1.0) for j in others]
+        raw[i] = (
+            am[0] if am else 0.0,
+            (am[1] if am else 0.0) / 10,
+            s.logprob / max(s.n_tokens, 1) if s else -20.0,
+            (s.logprob if s else -200.0) / 10,
+            words,
+            math.log(words),
+            float(np.mean(overlap)) if overlap else 1.0,
+            sum(norm[j] == norm[i] for j in range(n)) / n,
+            metrics.word_edits(norm[0], norm[i]),
+        )
+    rel = raw - raw[0]
+    rank = np.arange(n, dtype=float)
+    am_on = 1.0 if am_known else 0.0
+    cased, plain = (1.0, 0.0) if style == "cased" else (0.0, 1.0)
+    return np.stack([
+        rank,
+        rel[:, 0] * am_on,
+        rel[:, 1] * am_on,
+        rank * am_on,
+        rel[:, 2] * cased,
+        rel[:, 3] * cased,
+        rel[:, 2] * plain,
+        rel[:, 3] * plain,
+        rel[:, 4],
+        rel[:, 5],
+        rel[:, 6],
+        rel[:, 7],
+        raw[:, 8],
+    ], axis=1)
+
+
+def word_errors(reference: str, nbest: NBest) -> np.ndarray:
+    """Word errors of each hypothesis against the reference (normalised text): the MWER target."""
+    ref = metrics.normalize(reference).split()
+    return np.array([metrics.word_edits(ref, metrics.normalize(h.text).split()) for h in nbest.hypotheses], dtype=float)

@@ -1,0 +1,311 @@
+"""A trained N-best reranker: a linear model over features relative to the 1-best, MWER-trained, with abstention.
+
+score_i = w · f_i (cascade.ger.features; f_0 = 0, so the 1-best scores 0). Training minimises the
+expected word errors under softmax(score) over each list (MWER), each data set weighted by its
+reference words so that every set counts alike, plus an L2 penalty. The reranker returns the
+top-scoring hypothesis only when it beats the 1-best by `margin` (chosen on dev, out of fold, so
+that no dev set gets worse); otherwise it keeps the 1-best and says "abstained".
+
+    model = load_model("smollm2-mwer")                     # shipped in cascade/rerankers/
+    rerank_many(nbests, backend, model, RerankOptions())   # -> list[Correction], method "rerank"
+    fit(groups, ...) -> RerankModel                         # `cascade train-rerank`
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cascade.config import RerankOptions
+from cascade.ger.features import FEATURES, LmCache, list_features, word_errors
+from cascade.ger.rescore import check_nbest, score_texts
+from cascade.llm.base import LlmBackend, TextScore
+from cascade.types import CandidateScore, Correction, InvalidInput, ModelNotFound, NBest, Record, StageInfo
+
+RERANKERS = Path(__file__).resolve().parent.parent / "rerankers"
+MODEL_FILE = "model.json"
+
+
+class RerankModel(Record):
+    """Weights of a trained reranker (model.json) and what it was chosen with."""
+
+    name: str
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    margin: float = 0.0
+    """Keep the 1-best unless the top hypothesis scores this much above it (chosen on dev)."""
+    llm: str = "smollm2"
+    """The LLM whose log-probs the LM features were trained on (scores from another model do not transfer)."""
+    l2: float = 0.0
+    dev: dict[str, dict[str, float]] = {}
+    """Out-of-fold dev WER per set: 1-best and rerank at the chosen margin."""
+    data: tuple[str, ...] = ()
+
+
+class ListData(Record):
+    """One training/evaluation list as arrays: features [n, F] and word errors [n] (and the ref's length)."""
+
+    group: str
+    feats: tuple[tuple[float, ...], ...]
+    errors: tuple[float, ...]
+    ref_words: int
+
+
+def resolve_model(name: str) -> Path:
+    """A shipped reranker name (cascade/rerankers/<name>) or a directory/model.json path."""
+    path = Path(name).expanduser()
+    for cand in (path, path / MODEL_FILE, RERANKERS / name / MODEL_FILE):
+        if cand.is_file():
+            return cand
+    shipped = sorted(p.name for p in RERANKERS.iterdir() if (p / MODEL_FILE).is_file()) if RERANKERS.is_dir() else []
+    raise ModelNotFound(f"no reranker {name!r} (shipped: {', '.join(shipped) or 'none'}; or a directory with {MODEL_FILE})", param="model")
+
+
+@functools.lru_cache(maxsize=8)
+def load_model(name: str) -> RerankModel:
+    """The reranker `name` (see resolve_model), read once per process."""
+    path = resolve_model(name)
+    try:
+        model = RerankModel.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise InvalidInput(f"{path} is not a reranker model: {str(exc).splitlines()[0]}", param="model") from None
+    unknown = set(model.features) - set(FEATURES)
+    if unknown or len(model.weights) != len(model.features):
+        raise InvalidInput(f"{path}: features {sorted(unknown)} unknown or weights/features mismatch", param="model")
+    return model
+
+
+def save_model(model: RerankModel, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_FILE).write_text(model.model_dump_json(indent=1) + "\n")
+    return out / MODEL_FILE
+
+
+def _weights(model: RerankModel) -> np.ndarray:
+    """The model's weights in FEATURES order (a model trained on fewer features gets zeros)."""
+    w = dict(zip(model.features, model.weights))
+    return np.array([w.get(f, 0.0) for f in FEATURES])
+
+
+def decide(scores: np.ndarray, margin: float) -> tuple[int, int]:
+    """(returned index, preferred index): the top hypothesis if it beats the 1-best by `margin`, else 0."""
+    top = int(np.argmax(scores))  # first on ties
+    return (top if scores[top] - scores[0] > margin + 1e-12 else 0), top
+
+
+def rerank_many(
+    nbests: Sequence[NBest], backend: LlmBackend | None, model: RerankModel, options: RerankOptions | None = None,
+    *, lm: dict[str, TextScore] | None = None,
+) -> list[Correction]:
+    """Rerank several lists (one batched LLM call for all their hypotheses); input order, one Correction each."""
+    options = options or RerankOptions()
+    for nb in nbests:
+        check_nbest(nb)
+    margin = model.margin if options.margin is None else options.margin
+    t0 = time.perf_counter()
+    if lm is None:
+        if backend is None:
+            raise InvalidInput("the reranker needs an LLM backend (its features include LLM log-probs)", param="correct")
+        lm = score_texts([h.text for nb in nbests for h in nb.hypotheses], backend)
+    info = StageInfo(stage="rerank", model=f"{model.name}({getattr(backend, 'name', model.llm)})",
+                     seconds=(time.perf_counter() - t0) / max(len(nbests), 1), options={**options.model_dump(), "margin": margin})
+    w = _weights(model)
+    return [_one(nb, list_features(nb, lm), w, margin, lm, info) for nb in nbests]
+
+
+def _one(nb: NBest, feats: np.ndarray, w: np.ndarray, margin: float, lm: dict[str, TextScore], info: StageInfo) -> Correction:
+    scores = feats @ w
+    scores[[not h.text.strip() for h in nb.hypotheses]] = -np.inf  # an empty hypothesis is never chosen
+    scores[0] = 0.0
+    chosen, top = decide(scores, margin)
+    cands = tuple(
+        CandidateScore(text=h.text, am=h.avg_logprob, lm=(lm[h.text].logprob / max(lm[h.text].n_tokens, 1)) if h.text in lm else None,
+                       combined=float(s) if np.isfinite(s) else None)
+        for h, s in zip(nb.hypotheses, scores)
+    )
+    guards = {"margin": margin, "top": top, "top_gain": round(float(scores[top]), 4)}
+    abstained = top != 0 and chosen == 0
+    text = nb.hypotheses[chosen].text
+    return Correction(text=text, method="rerank", chosen=chosen, changed=text != nb.hypotheses[0].text, scores=cands,
+                      guards=guards, fallback_reason="abstained" if abstained else None, info=info)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def list_data(group: str, nbest: NBest, reference: str, lm: dict[str, TextScore]) -> ListData:
+    feats = list_features(nbest, lm)
+    from cascade import metrics
+
+    return ListData(group=group, feats=tuple(map(tuple, feats.tolist())), errors=tuple(word_errors(reference, nbest).tolist()),
+                    ref_words=max(len(metrics.normalize(reference).split()), 1))
+
+
+def build_data(groups: dict[str, list], backend: LlmBackend, home: Path | None) -> list[ListData]:
+    """ListData for {group: [Utterance]} (LLM scores through the CASCADE_HOME cache)."""
+    cache = LmCache(backend, home)
+    lm = cache.get([h.text for us in groups.values() for u in us for h in u.nbest.hypotheses])
+    return [list_data(g, u.nbest, u.reference or "", lm) for g, us in groups.items() for u in us if u.reference is not None and u.nbest.hypotheses]
+
+
+def _tensors(data: Sequence[ListData]):
+    import torch
+
+    n = max(len(d.errors) for d in data)
+    F = len(data[0].feats[0])
+    X = torch.zeros(len(data), n, F, dtype=torch.float64)
+    E = torch.zeros(len(data), n, dtype=torch.float64)
+    M = torch.zeros(len(data), n, dtype=torch.bool)
+    for k, d in enumerate(data):
+        m = len(d.errors)
+        X[k, :m], E[k, :m], M[k, :m] = torch.tensor(d.feats, dtype=torch.float64), torch.tensor(d.errors, dtype=torch.float64), True
+    groups = sorted({d.group for d in data})
+    words = {g: sum(d.ref_words for d in data if d.group == g) for g in groups}
+    W = torch.tensor([1.0 / (words[d.group] * len(groups)) for d in data], dtype=torch.float64)  # each group alike
+    return X, E, M, W
+
+
+def expected_errors(w, X, E, M, W):
+    """The MWER objective: Σ_lists weight · Σ_i softmax(score)_i · errors_i (a group's weights sum to 1/groups)."""
+    import torch
+
+    s = (X @ w).masked_fill(~M, float("-inf"))
+    p = torch.softmax(s, dim=1)
+    return (W * (p * E).sum(1)).sum()
+
+
+def fit(data: Sequence[ListData], *, l2: float = 1e-3, steps: int = 200) -> np.ndarray:
+    """MWER-trained weights (L-BFGS on the smooth objective, from zero: the 1-best's ranking as a start)."""
+    import torch
+
+    X, E, M, W = _tensors(data)
+    scale = X.abs().flatten(0, 1)[M.flatten()].std(0).clamp_min(1e-6)  # features on one scale for the L2 term
+    Xs = X / scale
+    w = torch.zeros(X.shape[-1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = expected_errors(w, Xs, E, M, W) * 100 + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return (w.detach() / scale).numpy()
+
+
+def training_loss(weights: np.ndarray, data: Sequence[ListData]) -> float:
+    """Expected word errors (weighted as in training, x100 ≈ a WER in %) of `weights` on `data`."""
+    import torch
+
+    X, E, M, W = _tensors(data)
+    return float(expected_errors(torch.tensor(weights, dtype=torch.float64), X, E, M, W)) * 100
+
+
+def oof_scores(data: Sequence[ListData], l2: float, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """Out-of-fold scores of every list (k-fold, each fold trained on the others): dev without training on it."""
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(len(data)) % folds
+    out: list[np.ndarray] = [np.zeros(0)] * len(data)
+    for k in range(folds):
+        w = fit([d for d, f in zip(data, fold) if f != k], l2=l2)
+        for i in np.flatnonzero(fold == k):
+            out[i] = np.array(data[i].feats) @ w
+    return out
+
+
+def group_wer(data: Sequence[ListData], scores: Sequence[np.ndarray] | None, margin: float) -> dict[str, float]:
+    """WER (%) per group when each list returns decide(scores, margin) (scores None: the 1-best)."""
+    errs: dict[str, float] = {}
+    words: dict[str, int] = {}
+    for i, d in enumerate(data):
+        j = 0 if scores is None else decide(_masked(scores[i], d), margin)[0]
+        errs[d.group] = errs.get(d.group, 0.0) + d.errors[j]
+        words[d.group] = words.get(d.group, 0) + d.ref_words
+    return {g: 100 * errs[g] / words[g] for g in errs}
+
+
+def _masked(s: np.ndarray, d: ListData) -> np.ndarray:
+    s = np.array(s, dtype=float)
+    s[0] = 0.0
+    return s
+
+
+MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+L2S = (1e-3, 1e-2, 1e-1)
+
+
+def choose(data: Sequence[ListData], l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS) -> tuple[float, float, dict]:
+    """(l2, margin, table): the lowest mean out-of-fold dev WER with no group worse than its 1-best; ties: larger margin."""
+    base = group_wer(data, None, 0.0)
+    best, table = None, {}
+    for l2 in l2s:
+        scores = oof_scores(data, l2)
+        for m in margins:
+            g = group_wer(data, scores, m)
+            mean = sum(g.values()) / len(g)
+            table[f"{l2}/{m}"] = round(mean, 3)
+            if all(g[k] <= base[k] + 1e-9 for k in g):
+                key = (round(mean, 6), -m)
+                if best is None or key < best[0]:
+                    best = (key, l2, m, g)
+    if best is None:  # nothing safe: abstain always
+        return l2s[0], float("inf"), {"table": table, "base": base, "chosen": base}
+    return best[1], best[2], {"table": table, "base": base, "chosen": best[3]}
+
+
+def train(
+    groups: dict[str, list], backend: LlmBackend, *, name: str, home: Path | None = None,
+    l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS, sources: Sequence[str] = (),
+) -> RerankModel:
+    """Train on {group: [Utterance]} (a group is one data set: the margin keeps each no worse out of fold).
+
+    l2 and margin are chosen by 5-fold out-of-fold dev WER (`choose`); the final weights use every list.
+    """
+    data = build_data(groups, backend, home)
+    if len({d.group for d in data}) < 1 or len(data) < 10:
+        raise InvalidInput(f"too little training data for the reranker ({len(data)} lists with references; need >= 10)", param="data")
+    l2, margin, report = choose(data, l2s, margins)
+    w = fit(data, l2=l2) if np.isfinite(margin) else np.zeros(len(FEATURES))
+    dev = {g: {"lists": sum(d.group == g for d in data), "1-best": round(report["base"][g], 3), "rerank": round(report["chosen"][g], 3)}
+           for g in sorted(report["base"])}
+    return RerankModel(name=name, features=FEATURES, weights=tuple(float(x) for x in w), margin=float(margin) if np.isfinite(margin) else 1e9,
+                       llm=str(getattr(backend, "name", "llm")), l2=l2, dev=dev, data=tuple(sources))
+
+
+def model_card(model: RerankModel) -> str:
+    """README.md of a trained reranker: data, features + weights, the out-of-fold dev figures."""
+    rows = "\n".join(f"| {g} | {v['lists']} | {v['1-best']:.2f} | {v['rerank']:.2f} |" for g, v in model.dev.items())
+    mean = lambda k: sum(v[k] for v in model.dev.values()) / max(len(model.dev), 1)  # noqa: E731
+    feats = "\n".join(f"| {f} | {w:+.4f} |" for f, w in zip(model.features, model.weights))
+    data = "\n".join(f"- `{s}`" for s in model.data) or "- (not recorded)"
+    return f"""# Reranker `{model.name}`
+
+A linear N-best reranker (cascade.ger.rerank) over features relative to the 1-best (cascade.ger.features),
+trained with an expected-WER (MWER) loss; LLM features from `{model.llm}`. It returns another hypothesis only
+when that one scores more than the margin **{model.margin:g}** above the 1-best, a margin chosen out of fold on
+the training (dev) data so that no data set got worse; L2 {model.l2:g}.
+
+## Data (dev and training splits only, never test)
+
+{data}
+
+## Dev figures (5-fold out of fold, WER %, normalised)
+
+| set | lists | 1-best | rerank |
+|---|---|---|---|
+{rows}
+| mean | | {mean('1-best'):.2f} | {mean('rerank'):.2f} |
+
+## Features and weights (score = w · f, f relative to the 1-best)
+
+| feature | weight |
+|---|---|
+{feats}
+
+Retrain: `cascade train-rerank FILES... --out DIR` (see the README section "Correction that pays").
+"""
