@@ -1,13 +1,16 @@
-"""Our N-best decode vs faster-whisper's own beam search: speed, memory, and 1-best WER.
+"""Our N-best transcription vs faster-whisper's own `transcribe(beam_size=5)` (its defaults): same 1-best?
+how much slower? how many distinct alternatives, and how good are they (o_nb)?
 
-    python benchmarks/asr_nbest.py [--model tiny.en] [--repeats 2] [--threads N]
+    python benchmarks/asr_nbest.py [--model tiny.en] [--repeats 1] [--threads N] [--limit N] [--no-long]
 
-Audio: the 50 librispeech-test-other clips (dev 20 / test 30) and the real/
-recordings in ../shared/data. Both systems get the same decoded arrays and the
-same options (beam 5, VAD, no timestamps, temperature 0, no conditioning):
-ours returns 5 hypotheses per segment, faster-whisper's `transcribe()` its
-best path (its generator consumed). Both are warmed up, then timed in
-alternating order. Prints one JSON line.
+Audio (../shared/data): librispeech-test-other (dev 20 / test 30), real/ (4), fleurs English (6),
+and a long row (the real/ recordings concatenated twice). Both systems get the same decoded arrays;
+ours runs the configured defaults (configs/default.yaml: N-best 5 from a beam-10 decode per segment,
+1-best from faster-whisper's beam 5), faster-whisper `WhisperModel.transcribe(audio, beam_size=5)`
+with nothing else set (its generator consumed). Timed in alternating order after a warm-up.
+same_1best compares every segment's text, start and end. o_nb: the oracle WER when each segment
+may pick any of its hypotheses (per-segment coordinate descent on the utterance WER). WER with
+cascade.metrics.normalize (whisper-normalizer) and jiwer. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -15,103 +18,143 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import time
 from pathlib import Path
 
 import jiwer
-from whisper_normalizer.english import EnglishTextNormalizer
+import numpy as np
 
 from cascade.asr import load_model, transcribe_all
-from cascade.asr.reference import faster_whisper_text
+from cascade.asr.reference import faster_whisper_segments
 from cascade.audio import load_audio
-from cascade.config import AsrOptions, load_settings
+from cascade.config import load_settings
+from cascade.metrics import normalize
+from cascade.types import Transcript
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def load_set() -> list[dict]:
+def load_set(limit: int | None) -> list[dict]:
     rows = []
-    for line in (DATA / "librispeech-test-other" / "manifest.jsonl").read_text().splitlines():
+    ls = DATA / "librispeech-test-other"
+    for line in (ls / "manifest.jsonl").read_text().splitlines()[:limit]:
         r = json.loads(line)
-        rows.append({"id": r["id"], "split": r["split"], "ref": r["text"], "audio": load_audio(DATA / "librispeech-test-other" / r["audio"])})
+        rows.append({"id": r["id"], "set": "ls-other", "split": r["split"], "ref": r["text"], "audio": load_audio(ls / r["audio"])})
     for path in sorted((DATA / "real").iterdir()):
         if path.suffix in {".wav", ".flac", ".mp3"}:
-            rows.append({"id": path.stem, "split": "real", "ref": None, "audio": load_audio(path)})
+            rows.append({"id": path.stem, "set": "real", "split": "real", "ref": None, "audio": load_audio(path)})
+    for line in (DATA / "fleurs" / "manifest.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["lang"] == "en":
+            rows.append({"id": r["id"], "set": "fleurs-en", "split": r["split"], "ref": r["text"],
+                         "audio": load_audio(DATA / "fleurs" / r["audio"])})
     return rows
 
 
 def timed(fn):
-    """(wall seconds, CPU seconds of this process, result): CPU time stays meaningful on a busy machine."""
     wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def run_ours(rows: list[dict], options: AsrOptions, home: Path):
-    return timed(lambda: [transcribe_all(r["audio"], options, home=home).text for r in rows])
+def oracle(ref: str, segments: list[list[str]]) -> str:
+    """The utterance text closest to ref when each segment picks one of its hypotheses (coordinate descent)."""
+    choice = [0] * len(segments)
+
+    def text(c: list[int]) -> str:
+        return normalize(" ".join(segments[i][c[i]] for i in range(len(segments))))
+
+    for _ in range(2):
+        for i in range(len(segments)):
+            choice[i] = min(range(len(segments[i])), key=lambda j: jiwer.wer(ref, text(choice[:i] + [j] + choice[i + 1 :]) or "-"))
+    return text(choice)
 
 
-def run_fw(rows: list[dict], options: AsrOptions, home: Path):
-    whisper = load_model(options, home)
-    return timed(lambda: [faster_whisper_text(whisper, r["audio"], options) for r in rows])
+def wer(refs: list[str], hyps: list[str]) -> float:
+    return round(100 * jiwer.wer([normalize(r) for r in refs], [normalize(h) or "-" for h in hyps]), 2)
 
 
-def wer_by_split(rows: list[dict], texts: list[str]) -> dict[str, float]:
-    norm = EnglishTextNormalizer()
-    out = {}
-    for split in ("dev", "test"):
-        pairs = [(norm(r["ref"]), norm(t)) for r, t in zip(rows, texts) if r["split"] == split]
-        out[split] = round(100 * jiwer.wer([p[0] for p in pairs], [p[1] for p in pairs]), 2)
-    return out
+def accuracy(rows: list[dict], ours: list[Transcript], fw: list[list[tuple]], split: str, subset: str) -> dict:
+    picked = [(r, t, f) for r, t, f in zip(rows, ours, fw) if r["split"] == split and r["set"] == subset]
+    if not picked:
+        return {}
+    refs = [r["ref"] for r, _, _ in picked]
+    segs = [s for _, t, _ in picked for s in t.segments]
+    orc = [oracle(normalize(r["ref"]), [s.nbest.texts for s in t.segments]) for r, t, _ in picked]
+    return {
+        "n": len(picked),
+        "wer_ours": wer(refs, [t.text for _, t, _ in picked]),
+        "wer_faster_whisper": wer(refs, [" ".join(x[2] for x in f) for _, _, f in picked]),
+        "o_nb": round(100 * jiwer.wer([normalize(r) for r in refs], [o or "-" for o in orc]), 2),
+        "segments": len(segs),
+        "distinct_per_segment": round(sum(len(s.nbest.hypotheses) for s in segs) / max(len(segs), 1), 2),
+    }
+
+
+def long_row(rows: list[dict], options, home: Path) -> dict:
+    real = [r["audio"] for r in rows if r["set"] == "real"]
+    gap = np.zeros(16000, dtype=np.float32)
+    audio = np.concatenate([p for _ in range(2) for a in real for p in (a, gap)])
+    wall, _, t = timed(lambda: transcribe_all(audio, options, home=home))
+    lengths = [s.end - s.start for s in t.segments]
+    return {"audio_s": round(len(audio) / 16000, 1), "wall_s": round(wall, 1), "segments": len(t.segments),
+            "mean_segment_s": round(statistics.mean(lengths), 2) if lengths else None,
+            "looped": sum("looped" in s.flags for s in t.segments),
+            "fallback_segments": sum((s.temperature or 0) > 0 for s in t.segments)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="CTranslate2 CPU threads (0: its default)")
+    parser.add_argument("--limit", type=int, default=None, help="first N librispeech clips only")
+    parser.add_argument("--no-long", action="store_true")
     args = parser.parse_args()
     cfg = load_settings()
-    options = cfg.asr.model_copy(update={"model": args.model, "n_best": 5, "beam_size": 5, "cpu_threads": args.threads})
-    rows = load_set()
-    audio_s = sum(len(r["audio"]) for r in rows) / 16000
-    run_ours(rows[:2], options, cfg.home), run_fw(rows[:2], options, cfg.home)  # warm-up
-    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "fw": []}
-    texts: dict[str, list[str]] = {}
+    options = cfg.asr.model_copy(update={"model": args.model, "cpu_threads": args.threads})
+    whisper = load_model(options, cfg.home)
+    rows = load_set(args.limit)
+
+    def run_ours(rs):
+        return [transcribe_all(r["audio"], options, home=cfg.home) for r in rs]
+
+    def run_fw(rs):
+        return [faster_whisper_segments(whisper, r["audio"]) for r in rs]
+
+    run_ours(rows[:2]), run_fw(rows[:2])  # warm-up
+    times: dict[str, list[tuple[float, float]]] = {"ours": [], "fw": []}
+    out: dict[str, list] = {}
     for i in range(args.repeats):
         order = (("ours", run_ours), ("fw", run_fw)) if i % 2 == 0 else (("fw", run_fw), ("ours", run_ours))
         for name, fn in order:
-            wall, cpu, texts[name] = fn(rows, options, cfg.home)
-            runs[name].append((wall, cpu))
-    norm = EnglishTextNormalizer()
-    differ = [r["id"] for r, a, b in zip(rows, texts["ours"], texts["fw"]) if norm(a) != norm(b)]
-    ours_s, fw_s = (statistics.median(w for w, _ in runs[k]) for k in ("ours", "fw"))
-    ours_cpu, fw_cpu = (statistics.median(c for _, c in runs[k]) for k in ("ours", "fw"))
+            wall, cpu, out[name] = timed(lambda: fn(rows))
+            times[name].append((wall, cpu))
+    ours, fw = out["ours"], out["fw"]
+    same = [[(s.start, s.end, s.text) for s in t.segments] == f for t, f in zip(ours, fw)]
+    same_text = [normalize(t.text) == normalize(" ".join(x[2] for x in f)) for t, f in zip(ours, fw)]
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
+    audio_s = sum(len(r["audio"]) for r in rows) / 16000
     print(json.dumps({
         "benchmark": "asr_nbest",
         "model": args.model,
         "files": len(rows),
         "audio_s": round(audio_s, 1),
-        "repeats": args.repeats,
-        "ours_nbest5_s": round(ours_s, 2),
-        "faster_whisper_beam5_s": round(fw_s, 2),
-        "ratio": round(ours_s / fw_s, 3),
-        "ours_cpu_s": round(ours_cpu, 2),
-        "faster_whisper_cpu_s": round(fw_cpu, 2),
-        "cpu_ratio": round(ours_cpu / fw_cpu, 3),
-        "ours_runs_wall_cpu_s": [[round(w, 2), round(c, 2)] for w, c in runs["ours"]],
-        "faster_whisper_runs_wall_cpu_s": [[round(w, 2), round(c, 2)] for w, c in runs["fw"]],
-        "rtf_ours": round(ours_s / audio_s, 4),
-        "rtf_faster_whisper": round(fw_s / audio_s, 4),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "same_1best": f"{len(rows) - len(differ)}/{len(rows)}",
-        "different_1best": differ,
-        "wer_ours": wer_by_split(rows, texts["ours"]),
-        "wer_faster_whisper": wer_by_split(rows, texts["fw"]),
+        "ours": {k: options.model_dump()[k] for k in ("n_best", "beam_size", "nbest_beam_size", "nbest_per_segment")},
+        "ours_s": round(med["ours"][0], 2),
+        "faster_whisper_s": round(med["fw"][0], 2),
+        "ratio": round(med["ours"][0] / med["fw"][0], 3),
+        "cpu_ratio": round(med["ours"][1] / med["fw"][1], 3),
+        "same_1best_segments": f"{sum(same)}/{len(rows)}",
+        "same_1best_text": f"{sum(same_text)}/{len(rows)}",
+        "different": [r["id"] for r, s in zip(rows, same) if not s],
+        "by_set": {f"{subset}/{split}": accuracy(rows, ours, fw, split, subset)
+                   for subset, split in (("ls-other", "dev"), ("ls-other", "test"), ("fleurs-en", "dev"), ("fleurs-en", "test"))},
+        "fallback_segments": sum((s.temperature or 0) > 0 for t in ours for s in t.segments),
+        "looped_segments": sum("looped" in s.flags for t in ours for s in t.segments),
+        "long": None if args.no_long else long_row(rows, options, cfg.home),
         "load_avg_1min": round(os.getloadavg()[0], 1),
-        "wer_data": "librispeech-test-other dev 20 / test 30, whisper_normalizer EnglishTextNormalizer, jiwer",
         "threads": options.cpu_threads or "ctranslate2 default",
     }))
 

@@ -42,18 +42,22 @@ def test_transcribe_json_with_nbest_and_hyporadise(tmp_path: Path, jfk_path: Pat
     assert result.exit_code == 0, result.output
     t = Transcript.model_validate_json((tmp_path / "jfk.json").read_text())
     assert "ask not what your country can do for you" in t.text.lower()
-    hyps = t.segments[0].nbest.hypotheses
-    assert len(hyps) == 3 and len({h.text for h in hyps}) == 3
+    from cascade.metrics import normalize
+
+    for seg in t.segments:  # up to 3, distinct word sequences (on JFK tiny.en's beam agrees on most words)
+        assert 1 <= len(seg.nbest.hypotheses) <= 3
+        assert len({normalize(h.text) for h in seg.nbest.hypotheses}) == len(seg.nbest.hypotheses)
     records = json.loads(hypo.read_text())
-    assert records == [{"id": "jfk-0", "input": [h.text for h in hyps], "output": None, "am_score": [h.avg_logprob for h in hyps]}]  # HyPoradise am_score: mean token log-prob
+    assert records == [{"id": f"jfk-{s.id}", "input": s.nbest.texts, "output": None,
+                        "am_score": [h.avg_logprob for h in s.nbest.hypotheses]} for s in t.segments]  # HyPoradise am_score: mean token log-prob
 
 
 def test_transcribe_srt_to_stdout(jfk_path: Path) -> None:
     result = run("transcribe", jfk_path, "--format", "srt")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "1" and lines[1].startswith("00:00:00,") and " --> 00:00:1" in lines[1]
-    assert "your country" in lines[2]
+    assert lines[0] == "1" and lines[1].startswith("00:00:00,") and " --> 00:00:" in lines[1]
+    assert "your country" in " ".join(lines[2:4]) and "00:00:1" in result.stdout
 
 
 def test_multi_file_run_continues_after_bad_files(tmp_path: Path, jfk_path: Path, bad_files: dict[str, Path]) -> None:
@@ -116,7 +120,7 @@ def test_demo_on_a_user_file_as_json(jfk_path: Path) -> None:
     result = run("demo", jfk_path, "--json")
     assert result.exit_code == 0, result.output
     t = Transcript.model_validate_json(result.stdout)
-    assert len(t.segments[0].nbest.hypotheses) >= 3
+    assert sum(len(s.nbest.hypotheses) for s in t.segments) >= 3  # distinct word sequences: few on clear speech
 
 
 def test_correct_rescore_hook_runs_the_llm(tmp_path: Path, jfk_path: Path) -> None:

@@ -1,10 +1,11 @@
 """Whisper N-best recognition: `transcribe(audio, options, home=...)` -> (segments, info).
 
-faster-whisper provides audio decoding, log-mel features, Silero VAD, the
-tokenizer and language detection; CTranslate2's `generate(num_hypotheses=N)`
-provides the N-best per window (see decode.py). Long audio is cut into
-windows of at most 30 s (segments.py); each window becomes one `Segment`
-whose `nbest` holds the ranked hypotheses and whose `text` is the 1-best.
+faster-whisper's own `transcribe()` does the work (audio, log-mel features,
+language detection, the seek loop that cuts segments at Whisper's timestamp
+tokens, temperature fallback, optional Silero VAD, word timestamps), so every
+segment's 1-best, times and boundaries are faster-whisper's; decode.py records
+its CTranslate2 calls and fills each segment's `nbest` from a wider beam over
+the same window (segments.py cuts the window's hypotheses per segment).
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.asr.decode import Decoded, DecodeState, decode_window, encode, word_timings
-from cascade.asr.segments import SAMPLE_RATE, Window, windows
+from cascade.asr.decode import (
+    faster_whisper_kwargs, kept_call, own_sequences, recording_copy, uses_wide_beam, wide_continuations,
+)
+from cascade.asr.segments import cut_points, per_segment, text_tokens
 from cascade.audio import AudioSource, load_audio
 from cascade.config import AsrOptions
 from cascade.types import AsrInfo, InvalidInput, NBest, Segment, StageInfo, TooLarge, Transcript, Unsupported, Word
+
+SAMPLE_RATE = 16000
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +36,22 @@ def load_model(options: AsrOptions, home: Path):
     """The cached faster_whisper.WhisperModel named by the options."""
     from cascade import models
 
-    return models.load_whisper(options.model, Path(home), options.device, options.compute_type, options.cpu_threads)
+    key = (options.model, str(home), options.device, options.compute_type, options.cpu_threads)
+    return models.cached("whisper", key, lambda: _load_whisper(options, Path(home)))
+
+
+def _load_whisper(options: AsrOptions, home: Path):
+    from cascade import models
+    from cascade.types import ModelNotFound
+
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:  # pragma: no cover
+        raise ModelNotFound("faster-whisper is not installed: pip install faster-whisper") from exc
+    path = models.whisper_dir(options.model, home)
+    logger.info("loading whisper %s from %s (%s, %s)", options.model, path, options.device, options.compute_type)
+    return WhisperModel(str(path), device=options.device, compute_type=options.compute_type,
+                        cpu_threads=options.cpu_threads, local_files_only=True)
 
 
 def versions() -> dict[str, str]:
@@ -55,6 +75,7 @@ def prepare(options: AsrOptions, home: Path):
     """Load the model and check that it can run these options (fail once, before any file)."""
     whisper = load_model(options, home)
     _check_task(whisper, options)
+    _check_language(whisper, options)
     return whisper
 
 
@@ -66,110 +87,119 @@ def _check_task(whisper, options: AsrOptions) -> None:
         )
 
 
-def _language(whisper, options: AsrOptions, first: Window | None, encoded) -> tuple[str, float | None]:
-    """The language to decode in: given, English for English-only models, else detected on the first window."""
-    if not whisper.model.is_multilingual:
-        if options.language not in (None, "en"):
-            logger.warning("model %s is English-only; ignoring language %r", options.model, options.language)
-        return "en", 1.0
-    if options.language is not None:
-        if options.language not in whisper.supported_languages:
-            raise InvalidInput(f"unknown language code {options.language!r}", param="language")
-        return options.language, 1.0
-    if first is None:
-        return "en", None
-    token, prob = whisper.model.detect_language(encoded)[0][0]
-    return token[2:-2], float(prob)
-
-
-def _state(whisper, options: AsrOptions, language: str) -> DecodeState:
-    from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import get_suppressed_tokens
-
-    tokenizer = Tokenizer(whisper.hf_tokenizer, whisper.model.is_multilingual, task=options.task, language=language)
-    state = DecodeState(tokenizer=tokenizer, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]))
-    if options.initial_prompt:
-        state.previous_tokens.extend(tokenizer.encode(" " + options.initial_prompt.strip()))
-    return state
+def _check_language(whisper, options: AsrOptions) -> None:
+    """A language the model cannot decode is the caller's error (never silently decoded as English)."""
+    if options.language is None:
+        return
+    if not whisper.model.is_multilingual and options.language != "en":
+        raise InvalidInput(f"model {options.model!r} is English-only: language {options.language!r} is not supported "
+                           "(omit it, pass en, or use a multilingual model such as base)", param="language")
+    if whisper.model.is_multilingual and options.language not in whisper.supported_languages:
+        raise InvalidInput(f"unknown language code {options.language!r}", param="language")
 
 
 def transcribe(
     audio: AudioSource | np.ndarray, options: AsrOptions, *, home: Path
 ) -> tuple[Iterator[Segment], AsrInfo]:
-    """Start transcribing: audio is decoded, segmented and its language detected now; the
-    windows are decoded lazily as the returned iterator is consumed (decoding errors surface there).
+    """Start transcribing: audio is decoded and its language detected now; the windows are
+    decoded lazily as the returned iterator is consumed (decoding errors surface there).
     """
     whisper = prepare(options, home)
+    _check_language(whisper, options)
     samples = _samples(audio, options)
-    wins, kept = windows(samples, options)
-    first_encoded = encode(whisper, wins[0].audio) if wins else None
-    language, probability = _language(whisper, options, wins[0] if wins else None, first_encoded)
-    info = AsrInfo(
-        language=language,
-        language_probability=probability,
-        duration=len(samples) / SAMPLE_RATE,
-        duration_after_vad=kept if options.vad_filter else None,
-        task=options.task,
-        model=options.model,
-        options=options.model_dump(mode="json"),
-        versions=versions(),
+    info = dict(task=options.task, model=options.model, options=options.model_dump(mode="json"), versions=versions())
+    if samples.size == 0:
+        return iter(()), AsrInfo(language=options.language or "en", duration=0.0, **info)
+    clone, recorder = recording_copy(whisper, options)
+    fw_segments, fw_info = clone.transcribe(samples, **faster_whisper_kwargs(options))
+    asr_info = AsrInfo(
+        language=fw_info.language,
+        language_probability=float(fw_info.language_probability),
+        duration=fw_info.duration,
+        duration_after_vad=fw_info.duration_after_vad if options.vad_filter else None,
+        **info,
     )
-    return _segments(whisper, wins, first_encoded, _state(whisper, options, language), options), info
+    return _segments(clone, recorder, fw_segments, fw_info.language, options), asr_info
 
 
-def _switch_language(whisper, encoded, state: DecodeState) -> None:
-    token, _ = whisper.model.detect_language(encoded)[0][0]
-    state.tokenizer.language = state.tokenizer.tokenizer.token_to_id(token)
-    state.tokenizer.language_code = token[2:-2]
+def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions) -> Iterator[Segment]:
+    """Our Segment for each of faster-whisper's, with the N-best of its window cut to it."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(clone.hf_tokenizer, recorder.model.is_multilingual, task=options.task, language=language)
+    window, nbests = -1, {}
+    for index, seg in enumerate(fw_segments):
+        if recorder.window != window:
+            window, call = recorder.window, kept_call(recorder.calls, seg.tokens, seg.avg_logprob)
+            nbests = _window_nbests(clone, tokenizer, call, options) if call is not None else {}
+            temperature = call.temperature if call is not None else seg.temperature
+            lang = recorder.language if options.detect_language_per_segment and recorder.language else language
+        hyps = nbests.get(tuple(seg.tokens)) or _only_best(seg)
+        yield _segment(index, seg, hyps, lang, temperature, options)
 
 
-def _words(whisper, encoded, state: DecodeState, window: Window, decoded: Decoded) -> tuple[Word, ...]:
-    timings = word_timings(whisper, state.tokenizer, encoded, decoded.hypotheses[0].tokens or (), len(window.audio))
-    return tuple(
-        Word(
-            start=round(window.original_time(w["start"]), 3),
-            end=round(window.original_time(w["end"]), 3),
-            word=w["word"],
-            probability=float(w["probability"]),
+def _window_nbests(clone, tokenizer, call, options: AsrOptions) -> dict[tuple[int, ...], tuple]:
+    """Each segment's hypotheses in this window, keyed by the 1-best tokens faster-whisper gives the segment."""
+    own = own_sequences(call)
+    best = own[0][0]
+    text = text_tokens(tokenizer, best)
+    spans = [(a, b) for a, b in cut_points(clone, tokenizer, best) if tokenizer.decode(best[a:b]).strip()]
+    wide = uses_wide_beam(call, options)
+    offset, alts = 0, own[1:]
+    if wide and (len(spans) == 1 or not options.nbest_per_segment):
+        alts = wide_continuations(clone.model.model, call, options, tokenizer.no_timestamps, [], len(text))
+    out = {}
+    for a, b in spans:  # faster-whisper drops the empty ones
+        if wide and len(spans) > 1 and options.nbest_per_segment:
+            offset = len(text_tokens(tokenizer, best[:a]))
+            length = len(text_tokens(tokenizer, best[a:b]))
+            alts = wide_continuations(clone.model.model, call, options, tokenizer.no_timestamps, text[:offset], length)
+        out[tuple(best[a:b])] = per_segment(tokenizer, own[0], (a, b), options.n_best, alts, offset)
+    return out
+
+
+def _only_best(seg):
+    from cascade.types import Hypothesis
+
+    text = " ".join(seg.text.split())
+    return (Hypothesis(text=text, avg_logprob=seg.avg_logprob, tokens=tuple(seg.tokens)),)
+
+
+def _flags(seg, options: AsrOptions) -> tuple[str, ...]:
+    """What the temperature fallback left unresolved (it only gives up after its last temperature)."""
+    flags = []
+    if options.compression_ratio_threshold is not None and seg.compression_ratio > options.compression_ratio_threshold:
+        flags.append("looped")
+    if options.log_prob_threshold is not None and seg.avg_logprob < options.log_prob_threshold:
+        flags.append("low_logprob")
+    return tuple(flags)
+
+
+def _segment(index: int, seg, hyps: tuple, language: str, temperature: float, options: AsrOptions) -> Segment:
+    words = tuple(
+        Word(start=round(w.start, 3), end=round(w.end, 3), word=w.word, probability=float(w.probability))
+        for w in seg.words or ()
+    ) if options.word_timestamps else None
+    start, end = round(seg.start, 3), round(seg.end, 3)
+    flags = _flags(seg, options)
+    if "looped" in flags:
+        logger.warning(
+            "segment %.2f-%.2f s still repeats itself after the temperature fallback (compression ratio %.2f > %.2f): "
+            "flagged 'looped'", start, end, seg.compression_ratio, options.compression_ratio_threshold,
         )
-        for w in timings
-    )
-
-
-def _segment(index: int, window: Window, decoded: Decoded, words: tuple[Word, ...] | None) -> Segment:
-    """One window's record; with word timings its bounds shrink to the first and last word."""
-    start, end = window.start, window.end
-    if words:
-        start, end = max(start, words[0].start), min(end, max(words[-1].end, words[0].start + 0.01))
-    nbest = NBest(hypotheses=decoded.hypotheses, language=decoded.language, start=start, end=end, id=str(index))
     return Segment(
         id=index,
-        start=round(start, 3),
-        end=round(end, 3),
-        text=decoded.hypotheses[0].text,
-        nbest=nbest,
-        avg_logprob=decoded.avg_logprob,
-        no_speech_prob=decoded.no_speech_prob,
+        start=start,
+        end=end,
+        text=hyps[0].text,
+        nbest=NBest(hypotheses=hyps, language=language, start=start, end=end, id=str(index)),
+        avg_logprob=seg.avg_logprob,
+        no_speech_prob=seg.no_speech_prob,
         words=words,
+        temperature=temperature,
+        compression_ratio=round(seg.compression_ratio, 4),
+        flags=flags,
     )
-
-
-def _segments(whisper, wins: list[Window], first_encoded, state: DecodeState, options: AsrOptions) -> Iterator[Segment]:
-    per_window_language = (
-        options.detect_language_per_segment and options.language is None and whisper.model.is_multilingual
-    )
-    index = 0
-    for i, window in enumerate(wins):
-        encoded = first_encoded if i == 0 else encode(whisper, window.audio)
-        if per_window_language:
-            _switch_language(whisper, encoded, state)
-        decoded = decode_window(whisper, encoded, state, options, first=i == 0)
-        if decoded.is_silence:
-            logger.debug("window %.2f-%.2f s is silence", window.start, window.end)
-            continue
-        words = _words(whisper, encoded, state, window, decoded) if options.word_timestamps else None
-        yield _segment(index, window, decoded, words)
-        index += 1
 
 
 def collect(segments: Iterator[Segment], info: AsrInfo, *, source: str | None, started: float) -> Transcript:
@@ -186,6 +216,7 @@ def collect(segments: Iterator[Segment], info: AsrInfo, *, source: str | None, s
         text=" ".join(s.text for s in collected),
         segments=collected,
         language=info.language,
+        language_probability=info.language_probability,
         task=info.task,
         model=info.model,
         duration=info.duration,

@@ -1,148 +1,176 @@
-"""N-best decoding of one window with CTranslate2's Whisper `generate`.
+"""N-best decoding inside faster-whisper's own `transcribe()` loop.
 
-faster-whisper's own `transcribe()` keeps only the best beam; the same
-CTranslate2 call with `num_hypotheses=N, return_scores=True` returns the N
-best finished beams. Everything around that call (features, prompt, the
-suppressed tokens, the no-speech rule) mirrors faster-whisper's
-`generate_segments`/`generate_with_fallback`, so that the 1-best is the text
-faster-whisper yields for the same window and options.
+faster-whisper's `WhisperModel.transcribe()` (seek loop, segments cut at timestamp
+tokens, temperature fallback, prompt conditioning, no-speech skip, VAD, word
+timestamps) runs unchanged on a shallow copy of the model whose CTranslate2
+handle is a `RecordingModel`: every `generate` call goes through as
+faster-whisper made it, so the 1-best is faster-whisper's, and is recorded.
+For each window the call faster-whisper kept is found again; its alternatives
+come from a wider beam (`nbest_beam_size`) on the same encoder output and
+prompt, or, when a sampled temperature won, from that call's own samples.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import Any
 
 from cascade.config import AsrOptions
-from cascade.types import Hypothesis
 
 logger = logging.getLogger(__name__)
 
-NO_SPEECH_THRESHOLD = 0.6
-LOG_PROB_THRESHOLD = -1.0
-"""faster-whisper's defaults: a window is silence when no_speech_prob > 0.6 and avg log-prob < -1."""
 
-
-@dataclass(frozen=True)
-class Decoded:
-    """The ranked, de-duplicated hypotheses of one window and what the 1-best needs downstream."""
-
-    hypotheses: tuple[Hypothesis, ...]
-    avg_logprob: float
-    """faster-whisper's definition for the 1-best: sum log-prob / (tokens + 1)."""
-    no_speech_prob: float
-    language: str
-
-    @property
-    def is_silence(self) -> bool:
-        if not self.hypotheses:
-            return True
-        return self.no_speech_prob > NO_SPEECH_THRESHOLD and self.avg_logprob <= LOG_PROB_THRESHOLD
-
-
-@dataclass
-class DecodeState:
-    """What one pass over a file carries from window to window."""
-
-    tokenizer: object
-    suppress_tokens: tuple[int, ...]
-    previous_tokens: list[int] = field(default_factory=list)
-
-
-def features(whisper, audio: np.ndarray) -> np.ndarray:
-    """Log-mel features of one window, cut/padded to 3000 frames as faster-whisper does."""
-    from faster_whisper.audio import pad_or_trim
-
-    extractor = whisper.feature_extractor
-    feats = extractor(audio)
-    content = min(feats.shape[-1] - 1, extractor.nb_max_frames)
-    return pad_or_trim(feats[:, :content])
-
-
-def encode(whisper, audio: np.ndarray):
-    """Encoder output for one window (a CTranslate2 StorageView)."""
-    return whisper.encode(features(whisper, audio))
-
-
-def prompt(whisper, state: DecodeState, options: AsrOptions, first: bool) -> list[int]:
-    """The decoder prompt: previous text (when conditioning) or the initial prompt, then SOT."""
-    previous = state.previous_tokens if options.condition_on_previous_text or first else []
-    return whisper.get_prompt(state.tokenizer, previous, without_timestamps=options.without_timestamps)
-
-
-def _generate_kwargs(whisper, options: AsrOptions, prompt_len: int) -> dict:
-    max_length = whisper.max_length if options.max_new_tokens is None else prompt_len + options.max_new_tokens
-    kwargs = dict(
+def faster_whisper_kwargs(options: AsrOptions) -> dict[str, Any]:
+    """faster-whisper `transcribe()` arguments for these options (its defaults for the default options)."""
+    kwargs: dict[str, Any] = dict(
+        task=options.task,
+        language=options.language,
+        beam_size=options.beam_size,
+        best_of=options.best_of,
+        patience=options.patience,
         length_penalty=options.length_penalty,
-        max_length=min(max_length, whisper.max_length),
-        return_scores=True,
-        return_no_speech_prob=True,
-        suppress_blank=True,
-        max_initial_timestamp_index=int(round(1.0 / whisper.time_precision)),
-        num_hypotheses=options.n_best,
+        temperature=temperatures(options),
+        compression_ratio_threshold=options.compression_ratio_threshold,
+        log_prob_threshold=options.log_prob_threshold,
+        no_speech_threshold=options.no_speech_threshold,
+        initial_prompt=options.initial_prompt,
+        condition_on_previous_text=options.condition_on_previous_text,
+        without_timestamps=options.without_timestamps,
+        word_timestamps=options.word_timestamps,
+        max_new_tokens=options.max_new_tokens,
+        vad_filter=options.vad_filter,
+        multilingual=options.detect_language_per_segment,
     )
-    if options.temperature > 0:
-        kwargs.update(beam_size=1, sampling_topk=0, sampling_temperature=options.temperature)
-    else:
-        kwargs.update(beam_size=options.beam_size, patience=options.patience)
+    if options.vad_filter:
+        kwargs["vad_parameters"] = dict(
+            min_silence_duration_ms=options.vad_min_silence_ms, max_speech_duration_s=options.chunk_length
+        )
     return kwargs
 
 
-def decode_window(whisper, encoder_output, state: DecodeState, options: AsrOptions, first: bool) -> Decoded:
-    """Run beam search on one encoded window and return its distinct ranked hypotheses."""
-    tokens_in = prompt(whisper, state, options, first)
-    kwargs = _generate_kwargs(whisper, options, len(tokens_in))
-    result = whisper.model.generate(
-        encoder_output, [tokens_in], suppress_tokens=list(state.suppress_tokens), **kwargs
-    )[0]
-    hyps = hypotheses(state.tokenizer, result.sequences_ids, result.scores, options.length_penalty)
-    best_tokens = result.sequences_ids[0] if result.sequences_ids else []
-    best_sum = result.scores[0] * (len(best_tokens) ** options.length_penalty) if result.scores else 0.0
-    decoded = Decoded(
-        hypotheses=hyps,
-        avg_logprob=best_sum / (len(best_tokens) + 1),
-        no_speech_prob=float(result.no_speech_prob),
-        language=state.tokenizer.language_code,
-    )
-    if not decoded.is_silence:
-        state.previous_tokens.extend(best_tokens)
-    return decoded
+def temperatures(options: AsrOptions) -> list[float]:
+    """The fallback ladder: `temperature`, then up by `temperature_increment` to 1.0."""
+    if options.temperature_increment is None:
+        return [options.temperature]
+    steps = int(round((1.0 - options.temperature) / options.temperature_increment + 1e-9))
+    return [round(options.temperature + i * options.temperature_increment, 6) for i in range(steps + 1)]
 
 
-PREPEND_PUNCTUATIONS = "\"'“¿([{-"
-APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+@dataclass
+class Call:
+    """One CTranslate2 `generate` call made by faster-whisper, with its result."""
+
+    encoder_output: Any
+    prompt: list[int]
+    kwargs: dict[str, Any]
+    result: Any
+
+    @property
+    def temperature(self) -> float:
+        """faster-whisper passes sampling_temperature only to its sampled (temperature > 0) decodes."""
+        return float(self.kwargs.get("sampling_temperature", 0.0))
+
+    def avg_logprob(self) -> float:
+        """faster-whisper's figure for the best sequence (sum log-prob / (tokens + 1)), computed as it does."""
+        tokens = self.result.sequences_ids[0]
+        seq_len = len(tokens)
+        cum_logprob = self.result.scores[0] * (seq_len ** self.kwargs.get("length_penalty", 1))
+        return cum_logprob / (seq_len + 1)
 
 
-def word_timings(whisper, tokenizer, encoder_output, tokens: tuple[int, ...], audio_len: int) -> list[dict]:
-    """Word start/end (seconds within the window) of one hypothesis, by faster-whisper's cross-attention alignment."""
-    num_frames = min(audio_len // whisper.feature_extractor.hop_length, whisper.feature_extractor.nb_max_frames)
-    duration = num_frames * whisper.feature_extractor.time_per_frame
-    segments = [[{"seek": 0, "start": 0.0, "end": duration, "tokens": list(tokens)}]]
-    whisper.add_word_timestamps(
-        segments, tokenizer, encoder_output, num_frames, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0
-    )
-    return segments[0][0].get("words", [])
+@dataclass
+class RecordingModel:
+    """The CTranslate2 Whisper handle, passing every call through and recording each window's decodes."""
+
+    model: Any
+    window: int = 0
+    """Incremented by every `encode`: faster-whisper encodes each window once, before decoding it."""
+    calls: list[Call] = field(default_factory=list)
+    language: str | None = None
+    """The last language detected (per-window detection of mixed-language audio)."""
+    hypotheses: int = 1
+    """num_hypotheses for faster-whisper's beam-search calls (> 1 only when no wider beam fills the N-best)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def encode(self, features, to_cpu: bool = False):
+        self.window += 1
+        self.calls = []
+        return self.model.encode(features, to_cpu=to_cpu)
+
+    def detect_language(self, encoder_output, *args, **kwargs):
+        results = self.model.detect_language(encoder_output, *args, **kwargs)
+        self.language = results[0][0][0][2:-2]
+        return results
+
+    def generate(self, encoder_output, prompts, **kwargs):
+        if "sampling_temperature" not in kwargs and self.hypotheses > 1:
+            kwargs["num_hypotheses"] = min(self.hypotheses, kwargs.get("beam_size", 1))
+        results = self.model.generate(encoder_output, prompts, **kwargs)
+        self.calls.append(Call(encoder_output, list(prompts[0]), dict(kwargs), results[0]))
+        return results
 
 
-def hypotheses(tokenizer, sequences: list[list[int]], scores: list[float], length_penalty: float) -> tuple[Hypothesis, ...]:
-    """Distinct, non-empty hypotheses in CTranslate2's rank order (by length-normalised score).
+def recording_copy(whisper, options: AsrOptions) -> tuple[Any, RecordingModel]:
+    """A shallow copy of a faster_whisper.WhisperModel whose CTranslate2 calls are recorded (thread-safe per copy)."""
+    recorder = RecordingModel(whisper.model)
+    if options.nbest_beam_size <= options.beam_size:
+        recorder.hypotheses = options.n_best  # the N-best comes from faster-whisper's own beam
+    clone = copy.copy(whisper)
+    clone.model = recorder
+    return clone, recorder
 
-    Different token sequences can decode to the same text; the first (best) one is kept.
-    am_score is the sum of token log-probabilities (the end-of-text token included), recovered
-    from CTranslate2's normalised score; avg_logprob is am_score per token.
+
+def kept_call(calls: list[Call], tokens: list[int], avg_logprob: float) -> Call | None:
+    """The call whose best sequence faster-whisper turned into this segment (the fallback may keep an earlier one)."""
+    for call in reversed(calls):
+        best = call.result.sequences_ids[0] if call.result.sequences_ids else []
+        if call.avg_logprob() == avg_logprob and _contains(best, tokens):
+            return call
+    return None
+
+
+def _contains(seq: list[int], part: list[int]) -> bool:
+    n = len(part)
+    return any(seq[i : i + n] == part for i in range(len(seq) - n + 1))
+
+
+def own_sequences(call: Call) -> list[tuple[list[int], float]]:
+    """(tokens, per-token log-prob) of the call's own hypotheses, best first (a sampled window's N-best)."""
+    lp = call.kwargs.get("length_penalty", 1)
+    return [(list(s), _per_token(sc, len(s), lp)) for s, sc in zip(call.result.sequences_ids, call.result.scores)]
+
+
+def wide_continuations(
+    model, call: Call, options: AsrOptions, no_timestamps: int, prefix: list[int], length: int
+) -> list[tuple[list[int], float]]:
+    """(tokens after `prefix`, per-token log-prob) from a `nbest_beam_size` beam over one segment.
+
+    The window is decoded again on the same encoder output and prompt, without timestamp tokens
+    (with them most beams differ only in a timestamp), forced through `prefix` (the 1-best's text
+    before the segment) so that the whole beam goes to this segment, and stopped a few tokens
+    after its end. CTranslate2 returns the prefix with each sequence; it is cut off here.
     """
-    seen: set[str] = set()
-    out = []
-    if not sequences or not tokenizer.decode(sequences[0]).strip():
-        return ()  # an empty 1-best is silence, as in faster-whisper
-    for tokens, score in zip(sequences, scores):
-        text = " ".join(tokenizer.decode(tokens).split())
-        if not text or text in seen:
-            continue
-        seen.add(text)
-        length = max(len(tokens), 1)
-        am = float(score) * length**length_penalty
-        out.append(Hypothesis(text=text, am_score=am, avg_logprob=am / length, tokens=tuple(tokens)))
-    return tuple(out)
+    lp = call.kwargs.get("length_penalty", 1)
+    prompt = call.prompt if no_timestamps in call.prompt else call.prompt + [no_timestamps]
+    bound = len(prompt) + len(prefix) + length + CONTEXT_TOKENS
+    kwargs = {**call.kwargs, "beam_size": options.nbest_beam_size, "num_hypotheses": options.nbest_beam_size}
+    kwargs["max_length"] = min(call.kwargs.get("max_length", 448), 2 * bound)  # CTranslate2 returns about half
+    result = model.generate(call.encoder_output, [prompt + prefix], **kwargs)[0]
+    return [(list(s[len(prefix):]), _per_token(sc, len(s), lp)) for s, sc in zip(result.sequences_ids, result.scores)]
+
+
+CONTEXT_TOKENS = 8
+"""Tokens decoded past a segment's end, so the alignment sees where the next one starts."""
+
+
+def uses_wide_beam(call: Call, options: AsrOptions) -> bool:
+    return call.temperature == 0 and options.nbest_beam_size > call.kwargs.get("beam_size", 1)
+
+
+def _per_token(score: float, length: int, length_penalty: float) -> float:
+    length = max(length, 1)
+    return float(score) * length**length_penalty / length

@@ -1,101 +1,83 @@
-"""Cut audio into the windows Whisper decodes (at most `chunk_length` seconds each).
+"""Each segment's N-best: the window's hypotheses cut where the 1-best is cut.
 
-With VAD: Silero speech chunks (each capped at the window length) are merged,
-in order, into windows of at most `chunk_length` seconds of speech; the
-silence between chunks is dropped, as faster-whisper's `vad_filter` does.
-Without VAD: consecutive fixed windows, as faster-whisper seeks without
-timestamps. A window keeps the original times of its first and last sample.
+faster-whisper cuts a window's 1-best into segments at consecutive timestamp
+tokens (`_split_segments_by_timestamps`) and drops an unfinished tail. A
+segment's alternatives come from a beam forced through the 1-best's text
+before it (decode.py); they are aligned to the 1-best's text tokens
+(difflib) and cut where the segment ends, so they are what each hypothesis
+says over that segment's stretch of audio. Within a segment only hypotheses
+distinct after whisper normalisation are kept: case and punctuation variants
+fold into the better-ranked one.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Sequence
+from difflib import SequenceMatcher
 
-import numpy as np
-
-from cascade.config import AsrOptions
-
-logger = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
+from cascade.metrics import normalize
+from cascade.types import Hypothesis
 
 
-@dataclass(frozen=True)
-class Window:
-    """Audio for one decoding call and where it came from in the original file."""
-
-    audio: np.ndarray
-    start: float
-    end: float
-    spans: tuple[tuple[float, float], ...] = ()
-    """Original (start, end) seconds of each piece of audio joined into this window, in order."""
-
-    def original_time(self, t: float) -> float:
-        """Map a time inside the (silence-free) window audio back to the original file."""
-        offset = 0.0
-        for start, end in self.spans:
-            if t <= offset + (end - start):
-                return start + (t - offset)
-            offset += end - start
-        return self.end
+def cut_points(whisper, tokenizer, tokens: list[int]) -> list[tuple[int, int]]:
+    """Token (start, end) of each segment faster-whisper makes from this window's 1-best (its own splitter)."""
+    pieces, _, _ = whisper._split_segments_by_timestamps(
+        tokenizer=tokenizer, tokens=tokens, time_offset=0.0, segment_size=3000, segment_duration=30.0, seek=0
+    )
+    spans, start = [], 0
+    for piece in pieces:
+        spans.append((start, start + len(piece["tokens"])))
+        start += len(piece["tokens"])
+    return spans
 
 
-def vad_options(options: AsrOptions):
-    """faster-whisper VadOptions for these ASR options (chunks never longer than a window)."""
-    from faster_whisper.vad import VadOptions
+def _mapper(best: Sequence[int], other: Sequence[int]):
+    """A function mapping a position in `best` to the aligned position in `other`."""
+    opcodes = SequenceMatcher(None, best, other, autojunk=False).get_opcodes()
 
-    return VadOptions(min_silence_duration_ms=options.vad_min_silence_ms, max_speech_duration_s=options.chunk_length)
+    def at(i: int) -> int:
+        if i >= len(best):
+            return len(other)
+        for tag, i1, i2, j1, j2 in opcodes:
+            if i1 <= i < i2:
+                if tag == "equal":
+                    return j1 + (i - i1)
+                return j1 + round((i - i1) * (j2 - j1) / (i2 - i1))
+        return len(other)
 
-
-def speech_chunks(audio: np.ndarray, options: AsrOptions) -> list[dict[str, int]]:
-    """Silero VAD speech spans in samples ({"start", "end"})."""
-    from faster_whisper.vad import get_speech_timestamps
-
-    if audio.size == 0:
-        return []
-    return get_speech_timestamps(audio, vad_options(options), sampling_rate=SAMPLE_RATE)
-
-
-def merge_chunks(audio: np.ndarray, chunks: list[dict[str, int]], max_s: float) -> Iterator[Window]:
-    """Greedily pack consecutive speech chunks into windows of at most `max_s` seconds."""
-    limit = int(max_s * SAMPLE_RATE)
-    group: list[dict[str, int]] = []
-    size = 0
-    for chunk in chunks:
-        length = chunk["end"] - chunk["start"]
-        if group and size + length > limit:
-            yield _window(audio, group)
-            group, size = [], 0
-        group.append(chunk)
-        size += length
-    if group:
-        yield _window(audio, group)
+    return at
 
 
-def _window(audio: np.ndarray, group: list[dict[str, int]]) -> Window:
-    parts = [audio[c["start"] : c["end"]] for c in group]
-    spans = tuple((c["start"] / SAMPLE_RATE, min(c["end"], len(audio)) / SAMPLE_RATE) for c in group)
-    return Window(np.concatenate(parts), spans[0][0], spans[-1][1], spans)
+def per_segment(tokenizer, best: tuple[list[int], float], span: tuple[int, int], n_best: int,
+                alternatives: list[tuple[list[int], float]], offset: int) -> tuple[Hypothesis, ...]:
+    """One segment's hypotheses: the 1-best's piece first, then up to n_best distinct after normalisation.
+
+    `alternatives` are (text tokens, per-token log-prob) that start `offset` text tokens into the
+    window's 1-best (a prefix-forced decode starts at the segment, a whole-window one at 0). A
+    hypothesis' am_score is its per-token log-prob times the piece's token count (CTranslate2 scores
+    whole sequences; for a one-segment window this is the exact sum).
+    """
+    (best, best_lp), (a, b) = best, span
+    best_text = text_tokens(tokenizer, best)
+    start, end = len(text_tokens(tokenizer, best[:a])) - offset, len(text_tokens(tokenizer, best[:b])) - offset
+    first = tuple(best[a:b])
+    text = " ".join(tokenizer.decode(list(first)).split())
+    out = [Hypothesis(text=text, am_score=best_lp * len(first), avg_logprob=best_lp, tokens=first)]
+    seen = {normalize(out[0].text) or out[0].text}
+    for tokens, per_token in alternatives:
+        if len(out) >= n_best:
+            break
+        other = text_tokens(tokenizer, tokens)
+        at = _mapper(best_text[offset:], other)
+        part = tuple(other[at(start) : at(end)])
+        text = " ".join(tokenizer.decode(list(part)).split())
+        key = normalize(text) or text
+        if text and key not in seen:
+            seen.add(key)
+            out.append(Hypothesis(text=text, am_score=per_token * len(part), avg_logprob=per_token, tokens=part))
+    return tuple(out)
 
 
-def fixed_windows(audio: np.ndarray, length_s: float) -> Iterator[Window]:
-    """Consecutive windows of `length_s` seconds (the last one shorter)."""
-    step = int(length_s * SAMPLE_RATE)
-    for offset in range(0, len(audio), step):
-        piece = audio[offset : offset + step]
-        start, end = offset / SAMPLE_RATE, (offset + len(piece)) / SAMPLE_RATE
-        yield Window(piece, start, end, ((start, end),))
-
-
-def windows(audio: np.ndarray, options: AsrOptions) -> tuple[list[Window], float]:
-    """The windows to decode and the seconds of audio they hold."""
-    if options.vad_filter:
-        chunks = speech_chunks(audio, options)
-        result = list(merge_chunks(audio, chunks, options.chunk_length))
-    else:
-        result = list(fixed_windows(audio, options.chunk_length))
-    kept = sum(len(w.audio) for w in result) / SAMPLE_RATE
-    logger.info("%d window(s), %.1f s of %.1f s kept", len(result), kept, len(audio) / SAMPLE_RATE)
-    return result, kept
+def text_tokens(tokenizer, tokens: Sequence[int]) -> list[int]:
+    """The text tokens (timestamps and end-of-text dropped): what alignment compares."""
+    return [t for t in tokens if t < tokenizer.eot]
