@@ -15,6 +15,7 @@ into a degraded answer. URLs are shown with credentials and tokens redacted.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 import re
@@ -38,6 +39,7 @@ from cascade.types import (
     InvalidInput,
     ModelNotFound,
     NBest,
+    Segment,
     TooLarge,
     Transcript,
     Unsupported,
@@ -238,6 +240,35 @@ class AsrClient(StageClient):
         response = self.request("POST", "/v1/nbest", files={"file": ("audio.wav", wav_bytes(samples), "audio/wav")},
                                 data={"options": fields})
         return self.parse(response, Transcript)
+
+
+    def stream_segments(self, samples: np.ndarray, options: AsrOptions, *,
+                        cancel: threading.Event | None = None) -> Iterator[Segment | Transcript]:
+        """Each Segment as the service decodes its window (/v1/nbest stream=true, server-sent events), then the
+        Transcript: a gateway streams a remote recogniser's transcription window by window. Not retried."""
+        fields = options.model_dump_json(exclude=_RUNTIME_FIELDS)
+        request = self._http.build_request("POST", "/v1/nbest", data={"options": fields, "stream": "true"},
+                                           files={"file": ("audio.wav", wav_bytes(samples), "audio/wav")})
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(f"asr service at {self.base_url} is unreachable ({type(exc).__name__})") from exc
+        try:
+            if not response.is_success:
+                response.read()
+                raise error_from_response(response, self.stage)
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield self._event(json.loads(line[6:]))
+        except (httpx.HTTPError, ValueError, ValidationError) as exc:
+            raise BackendUnavailable(f"asr service at {self.base_url} failed mid-stream ({type(exc).__name__})") from exc
+        finally:
+            response.close()
+
+    def _event(self, data: dict) -> Segment | Transcript:
+        if "error" in data:
+            raise BackendUnavailable(f"asr service at {self.base_url} failed mid-stream: {data['error'].get('message')}")
+        return Segment.model_validate(data["segment"]) if data["type"] == "segment" else Transcript.model_validate(data["transcript"])
 
 
 class LlmClient(StageClient):

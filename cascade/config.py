@@ -9,6 +9,7 @@ receives these objects; it never reads the environment itself.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,23 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cascade.types import CorrectionMode, InvalidInput
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.I)
+_SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:[\w.-]*(?:token|key|secret|password|passwd|pwd|signature|sig|auth)"
+                           r"[\w.-]*)=)[^&#\s\"']+", re.I)
+_BEARER = re.compile(r"(?P<key>\bbearer\s+)[\w.~+/=-]+", re.I)
+
+
+def redact(text: str) -> str:
+    """`text` with URL credentials (user:pass@), secret query values (?token=...) and bearer tokens masked.
+
+    Settings hold such URLs (service.*_url, llm.base_url); this runs wherever one or an upstream's
+    message is echoed: /readyz, metric labels, fallback reasons, StageInfo, logs.
+    """
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _SECRET_QUERY.sub(r"\g<key>***", text)
+    return _BEARER.sub(r"\g<key>***", text)
+
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "_configs" / "default.yaml"

@@ -172,6 +172,22 @@ async def transcription_events(items: AsyncIterator[Segment | Transcript], exten
             yield done_event(item.model_copy(update={"text": text}), extended)
 
 
+class NBestEvent(BaseModel):
+    """One event of /v1/nbest with stream=true: a decoded window's Segment, or (last) the whole Transcript."""
+
+    type: Literal["segment", "transcript"]
+    segment: Segment | None = None
+    transcript: Transcript | None = None
+
+
+async def nbest_events(items: AsyncIterator[Segment | Transcript]) -> AsyncIterator[NBestEvent]:
+    async for item in items:
+        if isinstance(item, Segment):
+            yield NBestEvent(type="segment", segment=item)
+        else:
+            yield NBestEvent(type="transcript", transcript=item)
+
+
 def render_transcript(t: Transcript, form: TranscriptionForm) -> Response:
     """The response in the requested format; extensions add the whole Transcript record to json."""
     from cascade.formats import transcript as formats

@@ -9,7 +9,9 @@ from fastapi.responses import Response
 
 from cascade.types import Transcript
 from services.asr.deps import DecodedAudio
-from services.asr.protocol import TranscriptionForm, parse_options, render_transcript, transcription_events
+from services.asr.protocol import (
+    TranscriptionForm, nbest_events, parse_options, render_transcript, transcription_events,
+)
 from services.asr.serving import AsrServing
 from services.common.deps import SettingsDep
 from services.common.errors import ERROR_RESPONSES
@@ -47,8 +49,14 @@ async def create_translation(audio: DecodedAudio, form: FormDep, asr: AsrDep, se
     return render_transcript(await asr.transcribe(audio, options, form.correct), form)
 
 
-@router.post("/v1/nbest", responses=ERROR_RESPONSES)
+@router.post("/v1/nbest", responses=ERROR_RESPONSES, response_model=Transcript)
 async def create_nbest(audio: DecodedAudio, asr: AsrDep, settings: SettingsDep,
-                       options: Annotated[str | None, Form(description="AsrOptions as JSON")] = None) -> Transcript:
-    """The typed result: a Transcript whose segments carry their N-best lists."""
-    return await asr.transcribe(audio, parse_options(options, settings.asr))
+                       options: Annotated[str | None, Form(description="AsrOptions as JSON")] = None,
+                       stream: Annotated[bool, Form(description="SSE: each Segment as decoded, then the Transcript")] = False,
+                       ) -> Response:
+    """The typed result: a Transcript whose segments carry their N-best lists (a remote gateway's recogniser);
+    stream=true sends `{"type": "segment", "segment": ...}` per window, then `{"type": "transcript", ...}`."""
+    parsed = parse_options(options, settings.asr)
+    if stream:
+        return sse_response(nbest_events(await asr.stream(audio, parsed)), done=False)
+    return await asr.transcribe(audio, parsed)
