@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import random
-import re
 import socket
 import threading
 import time
@@ -29,7 +28,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from cascade.config import AsrOptions, ServiceSettings, TtsOptions
+from cascade.config import AsrOptions, ServiceSettings, TtsOptions, redact
 from cascade.types import (
     AudioChunk,
     AudioDecodeError,
@@ -53,22 +52,6 @@ _BY_STATUS: dict[int, type[CascadeError]] = {
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _RUNTIME_FIELDS = {"device", "compute_type", "cpu_threads"}
 R = TypeVar("R", bound=BaseModel)
-
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.I)
-_SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:[\w.-]*(?:token|key|secret|password|passwd|pwd|signature|sig|auth)"
-                           r"[\w.-]*)=)[^&#\s\"']+", re.I)
-_BEARER = re.compile(r"(?P<key>\bbearer\s+)[\w.~+/=-]+", re.I)
-
-
-def redact(text: str) -> str:
-    """`text` with URL credentials (user:pass@), secret query values (?token=...) and bearer tokens masked.
-
-    Used wherever a URL or an upstream message is echoed: /readyz, metric labels, fallback
-    reasons, StageInfo, logs.
-    """
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
-    text = _SECRET_QUERY.sub(r"\g<key>***", text)
-    return _BEARER.sub(r"\g<key>***", text)
 
 
 def error_from_response(response: httpx.Response, stage: str) -> CascadeError:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from cascade.config import LlmOptions
+from cascade.config import LlmOptions, redact
 from cascade.llm.base import TextScore, TokenLogprob
 from cascade.llm.hf_backend import score_from_tokens, split_at_stop
 from cascade.types import BackendUnavailable, InvalidInput, ModelNotFound
@@ -53,8 +53,12 @@ class OpenAIBackend:
                 last = f"{type(exc).__name__}: {exc}"
             else:
                 if r.status_code < 400:
-                    return r.json()
-                message = _error_message(r)
+                    body = _json_object(r)
+                    if body is not None:
+                        return body
+                    raise BackendUnavailable(f"LLM server at {redact(self.options.base_url)} answered "
+                                             f"{r.status_code} with a body that is not a completion")
+                message = redact(_error_message(r))
                 if r.status_code == 404:
                     raise ModelNotFound(f"LLM server: {message}", param="model")
                 if r.status_code < 500 and r.status_code != 429:
@@ -64,7 +68,7 @@ class OpenAIBackend:
                 logger.warning("LLM request to %s failed (%s); retry %d", path, last, attempt + 1)
                 time.sleep(delay)
                 delay *= 2
-        raise BackendUnavailable(f"LLM server at {self.options.base_url} unavailable ({last})")
+        raise BackendUnavailable(f"LLM server at {redact(self.options.base_url)} unavailable ({redact(last)})")
 
     def _model(self, adapter: str | None) -> str:
         return adapter or self.options.model
@@ -116,6 +120,19 @@ class OpenAIBackend:
         """ChatML, the template of the SmolLM2 family that the served models share (raw-prompt callers only)."""
         text = "".join(f"{_CHATML_START}{m['role']}\n{m['content']}{_CHATML_END}\n" for m in messages)
         return text + (f"{_CHATML_START}assistant\n" if add_generation_prompt else "")
+
+
+def _json_object(response: Any) -> dict[str, Any] | None:
+    """The body as a JSON object with a `choices` list, or None (a misbehaving server: degrade, never a 500)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+        return None
+    if not all(isinstance(c, dict) and isinstance(c.get("index"), int) for c in body["choices"]):
+        return None
+    return body
 
 
 def _error_message(response: Any) -> str:

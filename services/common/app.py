@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from cascade.clients import redact
-from cascade.config import Settings
+from cascade.config import Settings, redact
 from services.common.auth import require_api_key
 from services.common.errors import install_error_handlers
 from services.common.metrics import ServiceMetrics

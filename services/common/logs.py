@@ -31,7 +31,7 @@ class JsonFormatter(logging.Formatter):
         out.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        from cascade.clients import redact
+        from cascade.config import redact
 
         return redact(json.dumps(out, default=str))
 
