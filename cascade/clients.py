@@ -235,7 +235,7 @@ class AsrClient(StageClient):
         try:
             response = self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise BackendUnavailable(f"asr service at {self.base_url} is unreachable ({type(exc).__name__})") from exc
+            raise BackendUnavailable(f"asr service at {self.url} is unreachable ({type(exc).__name__})") from exc
         try:
             if not response.is_success:
                 response.read()
@@ -244,13 +244,14 @@ class AsrClient(StageClient):
                 if line.startswith("data: "):
                     yield self._event(json.loads(line[6:]))
         except (httpx.HTTPError, ValueError, ValidationError) as exc:
-            raise BackendUnavailable(f"asr service at {self.base_url} failed mid-stream ({type(exc).__name__})") from exc
+            raise BackendUnavailable(f"asr service at {self.url} failed mid-stream ({type(exc).__name__})") from exc
         finally:
             response.close()
 
     def _event(self, data: dict) -> Segment | Transcript:
         if "error" in data:
-            raise BackendUnavailable(f"asr service at {self.base_url} failed mid-stream: {data['error'].get('message')}")
+            message = redact(str(data["error"].get("message")))
+            raise BackendUnavailable(f"asr service at {self.url} failed mid-stream: {message}")
         return Segment.model_validate(data["segment"]) if data["type"] == "segment" else Transcript.model_validate(data["transcript"])
 
 
