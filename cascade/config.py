@@ -99,6 +99,21 @@ class AsrOptions(Options):
         return self
 
 
+class SubtitleOptions(Options):
+    """How SRT/VTT cues are cut from word timestamps (conventions of whisperX and broadcast subtitling:
+    at most two lines of 42 characters, shown for at most 7 s)."""
+
+    max_line_width: int = Field(42, ge=8, le=200)
+    """Characters per line; a single longer word gets a line of its own."""
+    max_line_count: int = Field(2, ge=1, le=10)
+    max_duration_s: float = Field(7.0, gt=0.5, le=60.0)
+    """Longest time one cue stays on screen."""
+    pause_s: float = Field(1.0, gt=0.0)
+    """A silence at least this long between two words always starts a new cue."""
+    min_duration_s: float = Field(0.8, ge=0.0)
+    """A shorter cue is held longer, up to the next cue's start, so it can be read."""
+
+
 class CorrectOptions(Options):
     """How a transcript is corrected, the same for every entry point (CLI, pipeline, services, batch)."""
 
@@ -218,6 +233,36 @@ class ChatOptions(Options):
     """Speak the first reply sentence while the rest is generated (False: the naive sequential turn)."""
 
 
+class LiveOptions(Options):
+    """The live turn (cascade.live): audio decoded while it arrives, the end of speech found by Silero VAD."""
+
+    sample_rate: int = 16000
+    """The only rate accepted: 16 kHz mono PCM16 (what Whisper and Silero take; no resampling in the loop)."""
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Silero speech probability at or above which a 32 ms frame is speech (faster-whisper's default)."""
+    neg_threshold: float | None = Field(None, gt=0.0, lt=1.0)
+    """Below it a frame is silence; None: threshold - 0.15, as faster-whisper."""
+    silence_ms: int = Field(600, ge=100, le=5000)
+    """Trailing silence that ends the user's turn."""
+    pause_ms: int = Field(250, ge=64, le=5000)
+    """A shorter pause closes a window: it is decoded while the user goes on speaking."""
+    min_window_s: float = Field(1.0, ge=0.0, le=30.0)
+    """Windows shorter than this wait for the next pause (very short pieces decode badly on their own)."""
+    max_window_s: float = Field(12.0, ge=1.0, le=30.0)
+    """A window that reaches this without a pause is cut at its quietest recent frame (Whisper sees <= 30 s)."""
+    pad_ms: int = Field(300, ge=0, le=2000)
+    """Audio kept before the first speech frame (the onset Silero reports a little late)."""
+    max_turn_s: float = Field(120.0, gt=0)
+    """Longer speech is ended as if the speaker had paused (a stuck microphone cannot hold a slot forever)."""
+    max_frame_bytes: int = Field(64000, ge=2)
+    """Larger binary messages are refused (2 s of PCM16 at 16 kHz)."""
+    speculate: bool = True
+    """Correct and start the reply at a window-closing pause; the events are held until the end of speech is
+    confirmed and dropped if the user goes on (the reply's latency hides behind the silence wait)."""
+    max_sessions: int = Field(2, ge=1)
+    """Gateway: live WebSocket sessions served at once (each holds its slot until it closes)."""
+
+
 class LoraTrainConfig(Options):
     base: str = "smollm2"
     r: int = Field(16, ge=1)
@@ -305,8 +350,9 @@ class BatchOptions(Options):
 class FusionOptions(Options):
     """Multi-system fusion (`correct-batch --join`, POST /v1/fuse)."""
 
-    method: Literal["rover", "rescore", "ger"] = "rover"
-    """How `correct-batch --join` fuses with --mode fusion: vote, pick a candidate, or let the LLM write."""
+    method: Literal["rover", "rescore", "rerank", "ger"] = "rover"
+    """How `correct-batch --join` fuses with --mode fusion: vote, pick a candidate (by agreement + LM, or by the
+    trained reranker), or let the LLM write."""
     normalize: bool = True
     """Vote on normalised words (cascade.metrics.normalize), so 'Mr.'/'mister' and '7'/'seven' agree."""
     prompt: str = "fusion/systems"
@@ -315,6 +361,10 @@ class FusionOptions(Options):
     """Weight of the LLM log-prob per word against system agreement when picking a candidate; tuned on dev."""
     min_agreement_gain: float = 0.0
     """LLM output is kept only if it agrees with the systems at least this much more than ROVER's output."""
+    reranker: str = "fusion-mwer"
+    """Trained fusion reranker (method rerank): shipped name in cascade/rerankers/ or a directory with model.json."""
+    rerank_margin: float | None = None
+    """A system's text replaces ROVER's only when it scores this much higher; None: the model's dev-chosen margin."""
 
 
 class TranslateOptions(Options):
@@ -352,12 +402,14 @@ class Settings(BaseSettings):
     """CASCADE_HOME: where assembled/converted models and the demo sample are cached."""
     correct: CorrectOptions = CorrectOptions()
     asr: AsrOptions = AsrOptions()
+    subtitles: SubtitleOptions = SubtitleOptions()
     llm: LlmOptions = LlmOptions()
     rescore: RescoreOptions = RescoreOptions()
     rerank: RerankOptions = RerankOptions()
     ger: GerOptions = GerOptions()
     tts: TtsOptions = TtsOptions()
     chat: ChatOptions = ChatOptions()
+    live: LiveOptions = LiveOptions()
     train: LoraTrainConfig = LoraTrainConfig()
     service: ServiceSettings = ServiceSettings()
     batch: BatchOptions = BatchOptions()

@@ -210,7 +210,7 @@ class FusionRequest(Record):
     """Body of the LLM service's POST /v1/fuse: one utterance and how to fuse it."""
 
     input: FusionInput
-    method: Literal["rover", "rescore", "ger"] = "rover"
+    method: Literal["rover", "rescore", "rerank", "ger"] = "rover"
     adapter: str | None = None
 
 
@@ -239,6 +239,18 @@ class Segment(Record):
     'low_logprob' (average log-prob still below the threshold)."""
 
 
+class Cue(Record):
+    """One subtitle: what is shown from start to end, as the lines it is shown in."""
+
+    start: float
+    end: float
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
 class AsrInfo(Record):
     """What a transcription ran with (returned beside the segment iterator)."""
 
@@ -258,6 +270,8 @@ class Transcript(Record):
     text: str
     segments: tuple[Segment, ...]
     language: str | None
+    language_probability: float | None = None
+    """Whisper's probability of the detected language (1.0 when given or the model is English-only)."""
     task: Task = "transcribe"
     model: str
     duration: float
@@ -375,3 +389,75 @@ class TurnResult(Record):
     streamed: bool
     audio: AudioChunk | None = Field(default=None, exclude=True, repr=False)
     """The reply's audio (not serialised: services send it as the response body)."""
+
+
+# --------------------------------------------------------------------------- the live turn (cascade.live)
+
+
+class LivePartial(Record):
+    """The recogniser's text so far, sent each time a window (audio up to a pause) has been decoded."""
+
+    type: Literal["partial"] = "partial"
+    text: str
+    window: int
+    """Index of the window just decoded (0, 1, ...)."""
+    audio_s: float
+    """Seconds of the user's audio covered by the decoded windows."""
+    decode_s: float
+    """Wall seconds the window's decode took."""
+
+
+class LiveFinal(Record):
+    """The end of the user's speech: the whole transcript (windows joined) and its correction."""
+
+    type: Literal["final"] = "final"
+    text: str
+    """The corrected text the reply answers."""
+    transcript: Transcript
+    correction: CorrectedTranscript
+    degraded: dict[str, str] = Field(default_factory=dict)
+    """Stage -> reason for a stage that was down (e.g. llm: correction fell back to the 1-best)."""
+
+
+class LiveReplyDelta(Record):
+    """One sentence of the reply, as soon as the LLM has completed it."""
+
+    type: Literal["reply.delta"] = "reply.delta"
+    text: str
+    index: int
+
+
+class LiveAudio(Record):
+    """A chunk of reply speech: on the wire this header is followed by one binary message of `bytes` PCM16."""
+
+    type: Literal["audio"] = "audio"
+    index: int
+    sample_rate: int
+    bytes: int
+    text: str | None = None
+    """The sentence (piece) this chunk speaks."""
+    chunk: AudioChunk | None = Field(default=None, exclude=True, repr=False)
+
+
+class LiveDone(Record):
+    """The turn is over; times are seconds from the end of speech (the arrival of the last speech frame)."""
+
+    type: Literal["done"] = "done"
+    transcript: str
+    reply: str
+    timings: dict[str, float]
+    """endpoint (the end of speech declared), final, first_sentence, first_audio, total; asr_windows, asr_after_end."""
+    time_to_first_audio: float | None
+    degraded: dict[str, str] = Field(default_factory=dict)
+
+
+class LiveError(Record):
+    """Something the client must know: a bad start message or frame (the server then closes), a stage down."""
+
+    type: Literal["error"] = "error"
+    message: str
+    code: str = "invalid_request_error"
+    param: str | None = None
+
+
+LiveEvent = LivePartial | LiveFinal | LiveReplyDelta | LiveAudio | LiveDone | LiveError

@@ -21,26 +21,36 @@ import typer
 from pydantic import ValidationError
 
 from cascade.commands.common import cli_errors, console, err_console, error_line, settings
-from cascade.commands.options import AdapterOpt, CorrectOpt
-from cascade.config import Settings
+from cascade.commands.options import (
+    AdapterOpt, ComputeTypeOpt, CorrectOpt, CueDurationOpt, DeviceOpt, LineCountOpt, LineWidthOpt, ThreadsOpt, WordsOpt,
+    config_default, runtime,
+)
+from cascade.config import Settings, SubtitleOptions
 from cascade.types import InvalidInput, Segment, Transcript
 
 logger = logging.getLogger(__name__)
 
 app = typer.Typer()
 
-FormatName = Literal["txt", "json", "srt", "vtt", "tsv"]
+FormatName = Literal["txt", "json", "srt", "vtt", "tsv", "all"]
+ALL_FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 
 Files = Annotated[list[Path], typer.Argument(help="Audio files (any format ffmpeg reads).", show_default=False)]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Whisper model name (`cascade models list`) or a CTranslate2 directory.")]
-NBestOpt = Annotated[int | None, typer.Option("--n-best", "-n", help="Hypotheses kept per segment (<= beam size).")]
-BeamOpt = Annotated[int | None, typer.Option("--beam-size", "-b", help="Beam width of the search.")]
-LanguageOpt = Annotated[str | None, typer.Option("--language", "-l", help="Spoken language (ISO code); detected when omitted.")]
-FormatOpt = Annotated[FormatName, typer.Option("--format", "-f", help="Output format; json carries the N-best per segment.")]
-OutDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Write <name>.<format> files here instead of printing.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Whisper model name (`cascade models list`) or a CTranslate2 directory.",
+                                               show_default=config_default("asr.model"))]
+NBestOpt = Annotated[int | None, typer.Option("--n-best", "-n", help="Hypotheses kept per segment.", min=1,
+                                              show_default=config_default("asr.n_best"))]
+BeamOpt = Annotated[int | None, typer.Option("--beam-size", "-b", help="Beam width of the 1-best's search.", min=1,
+                                             show_default=config_default("asr.beam_size"))]
+LanguageOpt = Annotated[str | None, typer.Option("--language", "-l", help="Spoken language (ISO code).",
+                                                 show_default="detected")]
+FormatOpt = Annotated[FormatName, typer.Option("--format", "-f", help="Output format; json carries the N-best per segment, "
+                                               "srt/vtt cues are cut at word times; all: every format (needs --output-dir).")]
+OutDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Write <name>.<format> files here instead of printing.",
+                                                show_default="print to stdout")]
 HypoOpt = Annotated[Path | None, typer.Option("--hyporadise", help="Also write every segment's N-best as HyPoradise JSON records to this file.")]
-VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Drop silence with Silero VAD before decoding.")]
-WordsOpt = Annotated[bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Align the 1-best's words (json) and tighten segment times to them.")]
+VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Drop silence with Silero VAD before decoding.",
+                                             show_default=config_default("asr.vad_filter"))]
 ToOpt = Annotated[str, typer.Option("--to", help="Target language (ISO code); Whisper itself translates only into English.")]
 ViaOpt = Annotated[bool, typer.Option("--via-transcript", help="Transcribe in the source language, correct (--correct), then translate with the LLM.")]
 
@@ -50,23 +60,34 @@ class OutputOptions:
     """What to do with each transcript once decoded (format, destination, correction)."""
 
     format: str | None = "txt"
-    """None: print nothing per file (the caller shows the transcripts itself)."""
+    """None: print nothing per file (the caller shows the transcripts itself); "all": every format."""
     output_dir: Path | None = None
     hyporadise: Path | None = None
     correct: str = "none"
     adapter: str | None = None
     translate: bool = False
     """A translation job: cfg.translate picks fusion of Whisper's translations or --via-transcript."""
+    subtitles: SubtitleOptions | None = None
+    """How srt/vtt cues are cut (None: the defaults)."""
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return () if self.format is None else ALL_FORMATS if self.format == "all" else (self.format,)
 
 
 def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size: int | None,
-                 language: str | None, vad: bool | None = None, words: bool | None = None) -> Settings:
-    """Settings with the ASR flags laid on top; a larger --n-best widens the N-best's beam (not the 1-best's)."""
+                 language: str | None, vad: bool | None = None, words: bool | None = None,
+                 run: dict[str, dict] | None = None, subtitles: dict[str, Any] | None = None) -> Settings:
+    """Settings with the ASR flags laid on top; a larger --n-best widens the N-best's beam (not the 1-best's).
+
+    `run`: the runtime flags' sections (options.runtime); `subtitles`: the cue flags.
+    """
     wide = max(n_best, settings().asr.nbest_beam_size) if n_best is not None else None
     flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, nbest_beam_size=wide, language=language,
                  vad_filter=vad, word_timestamps=words)
+    run = run or runtime()
     try:
-        return settings(asr=flags)
+        return settings(asr={**flags, **run["asr"]}, llm=run["llm"], subtitles=subtitles)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -85,28 +106,29 @@ def corrector(out: OutputOptions, cfg: Settings) -> Callable[[Transcript], Trans
 def _emit(transcript: Transcript, path: Path, out: OutputOptions, many: bool) -> None:
     from cascade.formats.transcript import render
 
-    if out.format is None:
-        return
-    body = render(transcript, out.format)
-    if out.output_dir is None:
-        if many:
-            sys.stdout.write(f"==> {path} <==\n")
-        sys.stdout.write(body)
-        sys.stdout.flush()
-        return
-    out.output_dir.mkdir(parents=True, exist_ok=True)
-    target = out.output_dir / f"{path.stem}.{out.format}"
-    target.write_text(body, encoding="utf-8")
-    err_console.print(f"wrote {target}", highlight=False)
+    for fmt in out.formats:
+        body = render(transcript, fmt, out.subtitles)
+        if out.output_dir is None:
+            if many:
+                sys.stdout.write(f"==> {path} <==\n")
+            sys.stdout.write(body)
+            sys.stdout.flush()
+            continue
+        out.output_dir.mkdir(parents=True, exist_ok=True)
+        target = out.output_dir / f"{path.stem}.{fmt}"
+        target.write_text(body, encoding="utf-8")
+        err_console.print(f"wrote {target}", highlight=False)
 
 
 def _check_output_names(files: list[Path], out: OutputOptions) -> None:
     """Refuse, before any work, inputs that would write the same file in -o (a/x.wav and b/x.flac -> x.txt)."""
+    if out.format == "all" and out.output_dir is None:
+        raise InvalidInput("--format all writes five files per input: give --output-dir", param="format")
     if out.output_dir is None or out.format is None:
         return
     seen: dict[Path, Path] = {}
     for path in files:
-        target = out.output_dir / f"{path.stem}.{out.format}"
+        target = out.output_dir / f"{path.stem}.{out.formats[0]}"
         if target in seen and seen[target] != path:
             raise InvalidInput(f"{seen[target]} and {path} would both write {target}: rename one, or transcribe "
                                "them into different --output-dir folders", param="files")
@@ -174,24 +196,42 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
     return done
 
 
+def _words(words: bool | None, fmt: str) -> bool | None:
+    """Subtitle cues are cut at word times: srt, vtt and all turn word timestamps on unless told not to."""
+    return True if words is None and fmt in ("srt", "vtt", "all") else words
+
+
+def _cue_flags(width: int | None, lines: int | None, seconds: float | None) -> dict[str, Any]:
+    return {"max_line_width": width, "max_line_count": lines, "max_duration_s": seconds}
+
+
 @app.command()
 @cli_errors
 def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, beam_size: BeamOpt = None,
                language: LanguageOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
-               hyporadise: HypoOpt = None, vad: VadOpt = None, correct: CorrectOpt = "none",
-               adapter: AdapterOpt = None) -> None:
+               hyporadise: HypoOpt = None, vad: VadOpt = None, word_timestamps: WordsOpt = None,
+               max_line_width: LineWidthOpt = None, max_line_count: LineCountOpt = None,
+               max_cue_duration: CueDurationOpt = None, correct: CorrectOpt = "none", adapter: AdapterOpt = None,
+               device: DeviceOpt = None, compute_type: ComputeTypeOpt = None, threads: ThreadsOpt = None) -> None:
     """Transcribe audio files with Whisper and keep the N-best hypotheses of every segment."""
-    cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
-    out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter)
+    cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad,
+                       words=_words(word_timestamps, format), run=runtime(device, compute_type, threads),
+                       subtitles=_cue_flags(max_line_width, max_line_count, max_cue_duration))
+    out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter,
+                        subtitles=cfg.subtitles)
     run_files(files, cfg, out)
 
 
 @app.command()
 @cli_errors
-def translate(files: Files, model: ModelOpt = "base", n_best: NBestOpt = None, beam_size: BeamOpt = None,
+def translate(files: Files, model: Annotated[str, typer.Option("--model", "-m", help="Whisper model (multilingual).")] = "base",
+              n_best: NBestOpt = None, beam_size: BeamOpt = None,
               language: LanguageOpt = None, to: ToOpt = "en", correct: CorrectOpt = "none", via_transcript: ViaOpt = False,
               adapter: AdapterOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
-              hyporadise: HypoOpt = None, vad: VadOpt = None) -> None:
+              hyporadise: HypoOpt = None, vad: VadOpt = None, word_timestamps: WordsOpt = None,
+              max_line_width: LineWidthOpt = None, max_line_count: LineCountOpt = None,
+              max_cue_duration: CueDurationOpt = None, device: DeviceOpt = None, compute_type: ComputeTypeOpt = None,
+              threads: ThreadsOpt = None) -> None:
     """Translate speech into English with Whisper (multilingual model), optionally fused/rescored by the LLM.
 
     --via-transcript instead transcribes in the source language, corrects, and lets the LLM translate.
@@ -199,21 +239,26 @@ def translate(files: Files, model: ModelOpt = "base", n_best: NBestOpt = None, b
     from cascade.translate.speech import check_request
 
     task = "transcribe" if via_transcript else "translate"
-    cfg = asr_settings(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad)
+    cfg = asr_settings(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad,
+                       words=_words(word_timestamps, format), run=runtime(device, compute_type, threads),
+                       subtitles=_cue_flags(max_line_width, max_line_count, max_cue_duration))
     cfg = cfg.model_copy(update={"translate": cfg.translate.model_copy(update={"target": to, "via_transcript": via_transcript})})
     check_request(cfg)
-    out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter, translate=True)
+    out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter,
+                        translate=True, subtitles=cfg.subtitles)
     run_files(files, cfg, out)
 
 
 @app.command()
 @cli_errors
 def demo(file: Annotated[Path | None, typer.Argument(help="Your own recording; omitted: a sample made with the bundled piper voice.")] = None,
-         model: ModelOpt = None, n_best: NBestOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print the transcript as JSON.")] = False) -> None:
+         model: ModelOpt = None, n_best: NBestOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print the transcript as JSON.")] = False,
+         device: DeviceOpt = None, compute_type: ComputeTypeOpt = None, threads: ThreadsOpt = None) -> None:
     """N-best transcription of a sample (or your FILE), printed as one table per segment."""
     from cascade.asr.demo import demo_sample
 
-    cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=None, language=None)
+    cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=None, language=None,
+                       run=runtime(device, compute_type, threads))
     path = file if file is not None else demo_sample(cfg.home)
     transcript = run_files([path], cfg, OutputOptions(format=None))[0]
     if as_json:

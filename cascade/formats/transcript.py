@@ -1,20 +1,24 @@
-"""Render a Transcript as txt, json, srt, vtt or tsv, and as HyPoradise records.
+"""Render a Transcript as txt, json, srt, vtt or tsv (`all`: every one of them).
 
-JSON is the Transcript record itself (N-best per segment, scores, provenance).
+JSON is the Transcript record itself (N-best per segment, scores, language and its probability,
+provenance). SRT/VTT cues are cut from word timestamps by cascade.formats.subtitles.
 HyPoradise records are what the GER tools read: one per segment,
 `{"id", "input": [N hypotheses], "output": null, "am_score": [N]}`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
+from cascade.config import SubtitleOptions
+from cascade.formats.subtitles import to_srt, to_vtt
 from cascade.types import Transcript
 
 Format = Literal["txt", "json", "srt", "vtt", "tsv"]
 FORMATS: tuple[str, ...] = ("txt", "json", "srt", "vtt", "tsv")
+SUBTITLE_FORMATS: tuple[str, ...] = ("srt", "vtt")
+"""Formats whose cues need word timestamps."""
 
 
 def timestamp(seconds: float, *, decimal: str = ",", hours: bool = True) -> str:
@@ -35,19 +39,6 @@ def to_json(t: Transcript) -> str:
     return t.model_dump_json(indent=2) + "\n"
 
 
-def to_srt(t: Transcript) -> str:
-    cues = [
-        f"{i}\n{timestamp(s.start)} --> {timestamp(s.end)}\n{s.text}\n"
-        for i, s in enumerate(t.segments, start=1)
-    ]
-    return "\n".join(cues)
-
-
-def to_vtt(t: Transcript) -> str:
-    cues = [f"{timestamp(s.start, decimal='.')} --> {timestamp(s.end, decimal='.')}\n{s.text}\n" for s in t.segments]
-    return "WEBVTT\n\n" + "\n".join(cues)
-
-
 def to_tsv(t: Transcript) -> str:
     """start and end in integer milliseconds, as openai-whisper writes TSV."""
     rows = [f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{s.text.replace(chr(9), ' ')}\n" for s in t.segments]
@@ -63,5 +54,10 @@ WRITERS: dict[str, Callable[[Transcript], str]] = {
 }
 
 
-def render(t: Transcript, fmt: str) -> str:
+def render(t: Transcript, fmt: str, subtitles: SubtitleOptions | None = None) -> str:
+    """The transcript in one format; `subtitles` sets how srt/vtt cues are cut (default: SubtitleOptions())."""
+    if fmt == "srt":
+        return to_srt(t, subtitles)
+    if fmt == "vtt":
+        return to_vtt(t, subtitles)
     return WRITERS[fmt](t)
