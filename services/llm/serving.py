@@ -192,6 +192,8 @@ class LlmServing:
         from cascade.fusion.fuse import fuse
 
         backend = None if req.method == "rover" else self.backend
+        if backend is not None:
+            self.check_prompt("\n".join(o.text for o in req.input.outputs), "input")
         adapter = self.resolve(req.adapter) if req.adapter else None
         return fuse(req.input, req.method, options=self.settings.fusion, backend=backend, ger=self.settings.ger,
                     adapter=adapter)
