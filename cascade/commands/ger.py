@@ -5,13 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from cascade.commands.common import cli_errors, console, err_console, fail, settings
-from cascade.commands.options import AdapterOpt, ConfigOut, CorrectOpt, LamOpt, LimitOpt, PromptOpt
+from cascade.commands.options import AdapterOpt, ConfigOut, CorrectOpt, LamOpt, LimitOpt, LlmThreadsOpt, PromptOpt, runtime
+from cascade.commands.progress import progress, tracked
 from cascade.config import Settings, save_yaml, user_config_path
 from cascade.types import Correction, InvalidInput, NBest, Utterance
 
@@ -19,10 +21,10 @@ app = typer.Typer()
 
 
 def _cfg(lam: float | None, adapter: str | None, prompt: str | None, constrained: bool | None = None,
-         mode: str | None = None) -> Settings:
+         mode: str | None = None, threads: int | None = None) -> Settings:
     rescore = {"lam": lam, "profile": "none"} if lam is not None else {}  # an explicit λ overrides the style profiles
     return settings(correct={"mode": mode, "adapter": adapter}, rescore=rescore,
-                    ger={"prompt": prompt, "constrained": constrained})
+                    ger={"prompt": prompt, "constrained": constrained}, **runtime(threads=threads))
 
 
 def _inputs(file: Path | None, hyps: list[str] | None, limit: int | None) -> list[Utterance]:
@@ -66,15 +68,20 @@ def correct_cmd(
     explain: Annotated[bool, typer.Option("--explain", help="Show candidates, scores and guard decisions.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One Correction JSON per line.")] = False,
     limit: LimitOpt = None,
+    threads: LlmThreadsOpt = None,
 ) -> None:
     """Correct N-best lists: print one corrected transcription per utterance."""
     from cascade.correct import build_corrector
 
-    cfg = _cfg(lam, adapter, prompt, constrained or None, mode)
+    cfg = _cfg(lam, adapter, prompt, constrained or None, mode, threads)
     utts = _inputs(file, hyp, limit)
     if not utts:
         fail(f"{file}: no N-best lists to correct")
-    results = build_corrector(cfg).correct(u.nbest for u in utts)
+    with progress(f"correct ({cfg.correct.mode})", total=len(utts), unit="lists") as tick:
+        _print_corrections(utts, tracked(build_corrector(cfg).correct(u.nbest for u in utts), tick), as_json, explain)
+
+
+def _print_corrections(utts: list[Utterance], results: Iterable[Correction], as_json: bool, explain: bool) -> None:
     for utt, c in zip(utts, results):
         if as_json:
             print(json.dumps({"id": utt.id, **c.model_dump(mode="json")}))
@@ -84,13 +91,14 @@ def correct_cmd(
             print(c.text)
 
 
-def _run_methods(utts: list[Utterance], methods: list[str], cfg: Settings) -> dict[str, list[str]]:
+def _run_methods(utts: list[Utterance], methods: list[str], cfg: Settings, name: str) -> dict[str, list[str]]:
     from cascade.correct import build_corrector
 
     out = {}
-    for m in methods:
-        res = build_corrector(cfg, m).correct(u.nbest for u in utts)
-        out[m if m != "ger" or not cfg.correct.adapter else "ger+lora"] = [c.text for c in res]
+    with progress(f"eval {name}", total=len(utts) * len(methods), unit="lists") as tick:
+        for m in methods:
+            res = tracked(build_corrector(cfg, m).correct(u.nbest for u in utts), tick)
+            out[m if m != "ger" or not cfg.correct.adapter else "ger+lora"] = [c.text for c in res]
     return out
 
 
@@ -105,13 +113,14 @@ def eval_cmd(
     limit: LimitOpt = None,
     asr: Annotated[bool, typer.Option("--asr", help="Run our ASR on audio manifests even when they carry an N-best.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
-    task: Annotated[str, typer.Option("--task", help="transcribe (WER) or translate (BLEU/chrF against a manifest's 'translation').")] = "transcribe",
+    task: Annotated[Literal["transcribe", "translate"], typer.Option("--task", help="transcribe (WER) or translate (BLEU/chrF against a manifest's 'translation').")] = "transcribe",
     split: Annotated[str | None, typer.Option("--split", help="--task translate: only manifest lines of this split.")] = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
     text_column: Annotated[str | None, typer.Option("--text-column", help="CSV/TSV: the transcript column.")] = None,
     ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report: WER table "
                                                 "and chart, helped/hurt/neutral, largest wins and regressions.")] = None,
+    threads: LlmThreadsOpt = None,
 ) -> None:
     """WER (normalised / raw) of 1-best, the chosen methods and the oracles o_nb, o_cp per data set.
 
@@ -120,7 +129,7 @@ def eval_cmd(
     from cascade import metrics
     from cascade.ger.data import load_eval_set
 
-    cfg = _cfg(lam, adapter, prompt)
+    cfg = _cfg(lam, adapter, prompt, threads=threads)
     if task == "translate":
         return _eval_translate(data, method, cfg, split, limit, as_json)
     if task != "transcribe":
@@ -138,7 +147,7 @@ def eval_cmd(
             utts = [u for u in load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home) if u.reference is not None]
         if not utts:
             fail(f"{path}: no utterance with a reference to evaluate against")
-        outputs = _run_methods(utts, methods, cfg)
+        outputs = _run_methods(utts, methods, cfg, path.name)
         scores = metrics.score_methods([u.reference or "" for u in utts], [u.nbest for u in utts], outputs)
         rows += [{"data": path.name, **s.model_dump()} for s in scores]
         report_rows += _report_rows(path.stem, utts, outputs)
@@ -205,7 +214,9 @@ def tune_cmd(
     out: ConfigOut = None,
     limit: LimitOpt = None,
     step: Annotated[float, typer.Option("--step", help="Grid step for λ in [0, 1].", min=0.01, max=0.5)] = 0.05,
-    length_norm: Annotated[str | None, typer.Option("--length-norm", help="none, tokens or words.")] = None,
+    length_norm: Annotated[Literal["none", "tokens", "words"] | None, typer.Option(
+        "--length-norm", help="Length normalisation of the scores.", show_default="each one tried")] = None,
+    threads: LlmThreadsOpt = None,
 ) -> None:
     """Choose λ and the length normalisation on dev per input style and write them as rescoring profiles.
 
@@ -216,7 +227,7 @@ def tune_cmd(
     from cascade.ger.rescore import NORMS, tune_profiles
     from cascade.llm import load_backend
 
-    cfg = settings()
+    cfg = settings(**runtime(threads=threads))
     sets = [(p.stem, u) for p in dev for u in load_hyporadise(p, limit=limit) if u.reference is not None]
     if not sets:
         fail("no dev utterance with a reference")
