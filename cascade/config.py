@@ -246,10 +246,11 @@ class LiveOptions(Options):
     """Trailing silence that ends the user's turn."""
     pause_ms: int = Field(250, ge=64, le=5000)
     """A shorter pause closes a window: it is decoded while the user goes on speaking."""
-    min_window_s: float = Field(1.0, ge=0.0, le=30.0)
-    """Windows shorter than this wait for the next pause (very short pieces decode badly on their own)."""
+    commit_s: float = Field(8.0, ge=0.0, le=30.0)
+    """Until the open window is this long it is decoded again, whole, at each pause (a short turn is decoded as
+    one piece, as offline: Whisper sees the whole sentence); then it is kept and the next window starts."""
     max_window_s: float = Field(12.0, ge=1.0, le=30.0)
-    """A window that reaches this without a pause is cut at its quietest recent frame (Whisper sees <= 30 s)."""
+    """A window that reaches this without a pause is cut there (Whisper sees at most 30 s)."""
     pad_ms: int = Field(300, ge=0, le=2000)
     """Audio kept before the first speech frame (the onset Silero reports a little late)."""
     max_turn_s: float = Field(120.0, gt=0)

@@ -82,6 +82,10 @@ def chat(
     engine: EngineOpt = None, voice: VoiceOpt = None, speed: SpeedOpt = None, fmt: FormatOpt = None,
     sample_rate: RateOpt = None, coqui_model: CoquiOpt = None, speaker: SpeakerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the TurnResult as JSON.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Replay AUDIO as a live stream (cascade.live: decoded while it "
+                                       "arrives, VAD ends the turn) and print each event with its time.")] = False,
+    pace: Annotated[bool, typer.Option("--pace/--no-pace", help="--live: send frames at real time (--no-pace: as fast as "
+                                       "they are taken, for tests).")] = True,
 ) -> None:
     """One spoken turn: transcribe AUDIO, correct it, reply with the LLM and speak the reply to OUTPUT."""
     from cascade.pipeline import build_turn
@@ -91,6 +95,9 @@ def chat(
     past = _read_history(history)
     s = settings(tts=_tts(engine, voice, speed, fmt, sample_rate, coqui_model, speaker, output),
                  correct={"mode": correction}, chat={"stream": stream})
+    if live:
+        _chat_live(audio, output, past, s, pace, as_json)
+        return
     result = build_turn(s).run(audio, past)
     _write(output, result.audio, s.tts.format)
     if history is not None:
@@ -100,6 +107,42 @@ def chat(
         console.print_json(result.model_dump_json())
         return
     _print_turn(result, output)
+
+
+def _chat_live(audio: Path, output: Path, past: list[ChatMessage], s, pace: bool, as_json: bool) -> None:
+    """`chat --live`: the file through cascade.live.replay, one line per event (JSON lines with --json)."""
+    import time
+
+    from cascade.audio import load_audio
+    from cascade.live import join_audio, replay
+    from cascade.pipeline import build_turn
+    from cascade.types import LiveAudio, LiveDone, LiveError
+
+    turn, samples = build_turn(s), load_audio(audio, max_duration_s=s.live.max_turn_s)
+    chunks, done, t0 = [], None, time.perf_counter()
+    for event in replay(turn, samples, s.live, pace=pace, history=past):
+        at = time.perf_counter() - t0
+        if as_json:
+            console.print_json(event.model_dump_json(exclude={"transcript", "correction"}))
+        elif event.type == "final":
+            console.print(f"{at:6.2f} s  [bold]final:[/bold] {event.text}", highlight=False)
+        elif event.type == "audio":
+            console.print(f"{at:6.2f} s  audio {event.bytes} bytes at {event.sample_rate} Hz", highlight=False)
+        elif event.type != "done":
+            console.print(f"{at:6.2f} s  {event.type}: {getattr(event, 'text', None) or getattr(event, 'message', '')}",
+                          highlight=False)
+        chunks += [event.chunk] if isinstance(event, LiveAudio) and event.chunk is not None else []
+        done = event if isinstance(event, LiveDone) else done
+        if isinstance(event, LiveError):
+            raise InvalidInput(event.message, param=event.param)
+    speech = join_audio(chunks)
+    if speech is None or done is None:
+        raise InvalidInput("the live turn produced no reply audio", param="file")
+    _write(output, speech, s.tts.format)
+    if not as_json:
+        times = ", ".join(f"{k} {v:.2f}" for k, v in done.timings.items())
+        console.print(f"seconds from the end of speech: {times}", highlight=False)
+        console.print(f"wrote {output} ({speech.duration:.2f} s of speech, live)", highlight=False)
 
 
 def _print_turn(result, output: Path) -> None:
