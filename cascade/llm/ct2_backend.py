@@ -233,6 +233,9 @@ class CT2Backend:
         """Completions of raw prompts, greedy unless temperature > 0; cut at the first stop string.
 
         A row stops as soon as its decoded text holds a stop string (as transformers' stop_strings do).
+        Batches hold prompts of one token length: CTranslate2 feeds the unequal tail of padded prompts
+        one token per step (slower than one prompt at a time here) and int8 rounding then makes the
+        output depend on the neighbours.
         """
         if max_tokens < 1:
             raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
@@ -241,16 +244,20 @@ class CT2Backend:
         starts = [self._prompt_tokens(p) for p in prompts]
         stops = [s for s in stop if s]
         gen = self._generator(adapter)
-        texts: list[str] = []
+        by_length: dict[int, list[int]] = {}
+        for i, t in enumerate(starts):
+            by_length.setdefault(len(t), []).append(i)
+        texts: dict[int, str] = {}
         bs = self.options.batch_size
-        for b in range(0, len(starts), bs):  # input order, like the transformers backend's batches
-            chunk = starts[b : b + bs]
-            results = gen.generate_batch(
-                chunk, max_length=max_tokens, include_prompt_in_result=False, end_token=self._eos,
-                callback=self._stopper(len(chunk), stops) if stops else None, **self._sampling(temperature),
-            )
-            texts.extend(self.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True) for r in results)
-        return [split_at_stop(t, stops) for t in texts]
+        for same in by_length.values():
+            for b in range(0, len(same), bs):
+                idx = same[b : b + bs]
+                results = gen.generate_batch(
+                    [starts[i] for i in idx], max_length=max_tokens, include_prompt_in_result=False, end_token=self._eos,
+                    callback=self._stopper(len(idx), stops) if stops else None, **self._sampling(temperature),
+                )
+                texts.update((i, self.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True)) for i, r in zip(idx, results))
+        return [split_at_stop(texts[i], stops) for i in range(len(starts))]
 
     def _stopper(self, n: int, stops: Sequence[str]) -> Callable[[Any], bool]:
         """A generate_batch callback that ends a row once its text holds a stop string.
