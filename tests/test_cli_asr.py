@@ -53,11 +53,51 @@ def test_transcribe_json_with_nbest_and_hyporadise(tmp_path: Path, jfk_path: Pat
 
 
 def test_transcribe_srt_to_stdout(jfk_path: Path) -> None:
+    """srt turns word timestamps on: JFK's 8 s first segment becomes cues of at most 7 s, 2 lines of 42."""
+    import pysubs2
+
     result = run("transcribe", jfk_path, "--format", "srt")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "1" and lines[1].startswith("00:00:00,") and " --> 00:00:" in lines[1]
-    assert "your country" in " ".join(lines[2:4]) and "00:00:1" in result.stdout
+    subs = pysubs2.SSAFile.from_string(result.stdout)
+    assert len(subs) >= 3 and all(e.end - e.start <= 7000 for e in subs)
+    assert all(len(line) <= 42 for e in subs for line in e.plaintext.splitlines())
+    assert "your country" in " ".join(e.plaintext for e in subs) and subs[-1].end > 10_000
+
+
+def test_format_all_writes_every_format(tmp_path: Path, jfk_path: Path) -> None:
+    import pysubs2
+
+    result = run("transcribe", jfk_path, "-f", "all", "-o", tmp_path, "--max-line-width", "24", "--max-line-count", "1",
+                 "--max-cue-duration", "4")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jfk.json", "jfk.srt", "jfk.tsv", "jfk.txt", "jfk.vtt"]
+    t = Transcript.model_validate_json((tmp_path / "jfk.json").read_text())
+    assert t.language == "en" and t.language_probability == 1.0  # tiny.en is English-only
+    assert all(s.words for s in t.segments)  # all includes srt/vtt: word timestamps are on
+    assert (tmp_path / "jfk.txt").read_text().splitlines() == [s.text for s in t.segments]
+    assert len((tmp_path / "jfk.tsv").read_text().splitlines()) == len(t.segments) + 1
+    for fmt in ("srt", "vtt"):
+        subs = pysubs2.load(str(tmp_path / f"jfk.{fmt}"))
+        assert all(e.end - e.start <= 4000 and len(e.plaintext) <= 24 for e in subs), fmt
+        assert " ".join(e.plaintext for e in subs).split() == t.text.split()
+    assert_one_line_failure(run("transcribe", jfk_path, "-f", "all"), "--output-dir")
+
+
+def test_word_timestamps_and_runtime_flags(jfk_path: Path) -> None:
+    result = run("transcribe", jfk_path, "-f", "json", "--word-timestamps", "--device", "cpu", "--compute-type", "int8",
+                 "--threads", "1")
+    assert result.exit_code == 0, result.output
+    t = Transcript.model_validate_json(result.stdout)
+    assert t.stages[0].options["cpu_threads"] == 1 and t.stages[0].options["word_timestamps"] is True
+    for seg in t.segments:
+        assert seg.words and " ".join(w.word.strip() for w in seg.words) == seg.text
+        assert seg.start - 0.01 <= seg.words[0].start <= seg.words[-1].end <= seg.end + 0.01
+    plain = Transcript.model_validate_json(run("transcribe", jfk_path, "-f", "json").stdout)
+    assert all(s.words is None for s in plain.segments)  # off unless asked for (or srt/vtt)
+    bad = run("transcribe", jfk_path, "--compute-type", "int3")
+    assert bad.exit_code == 2 and "int8" in bad.output  # a closed choice, named in the message
 
 
 def test_multi_file_run_continues_after_bad_files(tmp_path: Path, jfk_path: Path, bad_files: dict[str, Path]) -> None:
@@ -98,6 +138,7 @@ def test_translate_german_part(tmp_path: Path, shared_data: Path) -> None:
     assert result.exit_code == 0, result.output
     t = Transcript.model_validate_json((tmp_path / "german.json").read_text())
     assert t.task == "translate" and t.model == "base" and t.language == "de"
+    assert 0.5 < t.language_probability <= 1.0  # detected by the multilingual model
     assert "software" in t.text.lower() and " the " in f" {t.text.lower()} "
 
 
@@ -131,3 +172,72 @@ def test_correct_rescore_hook_runs_the_llm(tmp_path: Path, jfk_path: Path) -> No
     assert seg.text == seg.correction.text and seg.correction.text in seg.nbest.texts
     missing = tmp_path / "no-such-adapter"
     assert_one_line_failure(run("transcribe", jfk_path, "--correct", "ger", "--adapter", missing), "no-such-adapter")
+
+
+# ------------------------------------------------------------------ flags shared by every command
+
+
+def _options() -> list[tuple[str, object]]:
+    """(command name, option) for every option of every command (typer vendors click: duck-typed)."""
+    import typer.main
+
+    out, todo = [], [("", typer.main.get_command(app))]
+    while todo:
+        name, cmd = todo.pop()
+        todo += [(f"{name} {n}".strip(), c) for n, c in getattr(cmd, "commands", {}).items()]
+        out += [(name, p) for p in cmd.params if p.param_type_name == "option"]
+    return out
+
+
+def test_short_flags_mean_one_thing_in_every_command() -> None:
+    longs: dict[str, set[str]] = {}
+    for _, opt in _options():
+        for short in (o for o in opt.opts + opt.secondary_opts if len(o) == 2):
+            longs.setdefault(short, set()).add(next(o for o in opt.opts if o.startswith("--")))
+    assert longs.pop("-o") <= {"--out", "--output", "--output-dir"}  # where the output goes
+    assert all(len(names) == 1 for names in longs.values()), longs
+    assert longs["-n"] == {"--n-best"} and longs["-m"] == {"--model"} and longs["-f"] == {"--format"}
+
+
+def test_correct_mode_flag_and_its_old_names() -> None:
+    texts = {flag: run("correct", "--hyp", "i want a flight", "--hyp", "i want a fight", flag, "rescore", "--lam", "0")
+             for flag in ("--correct", "--method", "--mode", "--correction")}
+    assert {r.exit_code for r in texts.values()} == {0}
+    assert {r.stdout for r in texts.values()} == {"i want a flight\n"}
+    modes = {name for name, opt in _options() if "--correct" in opt.opts}
+    assert {"transcribe", "translate", "correct", "eval", "correct-batch"} <= modes
+
+
+@pytest.mark.parametrize("command, needles", [
+    ("transcribe", ["txt|json|srt|vtt|tsv|all", "asr.n_best = 5", "asr.model = tiny.en", "cpu|cuda|auto", "int8_float16",
+                    "subtitles.max_line_width = 42", "subtitles.max_duration_s = 7.0", "none|rescore|rerank|ger", "--word-timestamps"]),
+    ("translate", ["--threads", "--compute-type", "--max-line-count"]),
+    ("demo", ["--device", "--threads"]),
+    ("correct", ["none|rescore|rerank|ger", "[default: ger]", "llm.threads = 0"]),
+    ("eval", ["transcribe|translate", "[default: rescore,ger]"]),
+    ("tune", ["none|tokens|words", "$CASCADE_HOME/config.yaml"]),
+    ("correct-batch", ["local|ray", "correct.mode = rescore", "batch.workers = 1", "hyporadise|jsonl|csv", "jsonl|hyporadise|kaldi"]),
+])
+def test_help_shows_defaults_and_choices(command: str, needles: list[str]) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    for needle in needles:
+        assert needle in result.stdout, (command, needle)
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path, shared_data: Path) -> None:
+    import subprocess
+    import sys
+
+    data = shared_data / "hyporadise/dev/wsj_score.json"
+    proc = subprocess.run([sys.executable, "-m", "cascade", "eval", str(data), "--limit", "2", "--correct", "rescore", "--lam", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("eval wsj_score.json:")]
+    assert lines[-1].startswith("eval wsj_score.json: 2/2 lists") and "/s" in lines[-1], proc.stderr
+    assert "\r" not in proc.stderr and "━" not in proc.stderr  # plain lines, no bar redraws
+    src = tmp_path / "in.txt"
+    src.write_text("hello world\ni want a flight\n")
+    batch = run("correct-batch", src, "--out", tmp_path / "out.jsonl", "--correct", "none")
+    assert batch.exit_code == 0, batch.output
+    assert "correct-batch (none): 2 records" in batch.stderr
