@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from cascade.commands.common import cli_errors, console, err_console, settings
-from cascade.commands.options import AdapterOpt, BatchSizeOpt, CorrectOpt, InputFormatOpt, OutputFormatOpt
+from cascade.commands.options import (
+    AdapterOpt, BatchSizeOpt, CorrectCfgOpt, InputFormatOpt, LlmThreadsOpt, OutputFormatOpt, config_default,
+)
+from cascade.commands.progress import progress
 from cascade.types import InvalidInput
 
 app = typer.Typer()
@@ -27,11 +29,13 @@ def correct_batch(
                                       "(.jsonl: one record per utterance). Rerun the same command to resume.")],
     fmt: InputFormatOpt = None,
     out_format: OutputFormatOpt = None,
-    mode: CorrectOpt = None,
+    mode: CorrectCfgOpt = None,
     adapter: AdapterOpt = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Processes (local) or actors (ray).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes (local) or actors (ray).", min=1,
+                                                show_default=config_default("batch.workers"))] = None,
     batch_size: BatchSizeOpt = None,
-    engine: Annotated[str | None, typer.Option("--engine", help="local or ray (RAY_ADDRESS joins a cluster).")] = None,
+    engine: Annotated[Literal["local", "ray"] | None, typer.Option("--engine", help="Where the workers run (ray: RAY_ADDRESS "
+                                                                   "joins a cluster).", show_default=config_default("batch.engine"))] = None,
     join: Annotated[bool, typer.Option("--join", help="Fuse several recognisers' outputs of the same utterances, "
                                        "joined by id: --correct rover (default, majority vote), rescore or ger.")] = False,
     id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
@@ -40,6 +44,7 @@ def correct_batch(
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report "
                                                 "(summary, WER when references exist, largest changes); needs a .jsonl --out.")] = None,
 ) -> None:
+    threads: LlmThreadsOpt = None,
     """Correct a file of ASR transcripts (1-best or N-best), keeping its format; resumable after a crash."""
     from cascade.batch import correct_file
 
@@ -50,14 +55,14 @@ def correct_batch(
         raise InvalidInput("--report reads the originals and corrections from a .jsonl --out; write .jsonl, then "
                            "convert it with `cascade correct-batch OUT.jsonl --out FILE.srt`", param="report")
     s = settings(correct={"mode": method, "batch_size": batch_size, "adapter": adapter},
-                 batch={"workers": workers, "engine": engine}, fusion=fusion)
-    with _progress(input_paths[0]) as tick:
+                 batch={"workers": workers, "engine": engine}, fusion=fusion, llm={"threads": threads})
+    with progress(f"correct-batch ({s.correct.mode})", total=_bytes(input_paths[0], fmt, join), unit="records") as tick:
         if join:
             summary = _correct_joined(input_paths, out, s, columns, fmt, out_format, tick)
         else:
             _print_columns(input_paths[0], fmt, columns)
             summary = correct_file(input_paths[0], out, s, in_format=fmt, out_format=out_format, columns=columns,
-                                   progress=tick)
+                                   progress=lambda n, pos: tick(n, position=pos))
     if summary.already_complete:
         console.print(f"{out} is already complete (delete it to run again)", highlight=False)
         return
@@ -104,11 +109,11 @@ def _print_columns(path: Path, fmt: str | None, columns: dict[str, str | None]) 
 
 
 def _correct_joined(paths: list[Path], out: Path, s: Any, columns: dict[str, str | None], fmt: str | None,
-                    out_format: str | None, tick: Callable[[int, int | None], None]) -> Any:
+                    out_format: str | None, tick: Callable[[int], None]) -> Any:
     from cascade.batch.join import correct_joined
 
     summary, joined = correct_joined(paths, out, s, columns=columns, in_format=fmt, out_format=out_format,
-                                     progress=lambda n: tick(n, None))
+                                     progress=tick)
     for line in joined.reports:
         err_console.print(line, highlight=False, soft_wrap=True)
     lacking = ", ".join(f"{k} {v}" for k, v in joined.missing.items() if v)
@@ -117,22 +122,11 @@ def _correct_joined(paths: list[Path], out: Path, s: Any, columns: dict[str, str
     return summary
 
 
-@contextlib.contextmanager
-def _progress(path: Path) -> Iterator[Callable[[int, int | None], None]]:
-    """A rich bar over the input's bytes (so the ETA needs no record count) showing records/s."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def _bytes(path: Path, fmt: str | None, join: bool) -> int | None:
+    """The input's size: the engine reports how many bytes it has read, so the ETA needs no record count
+    (not for CSV/TSV, read through the csv module, nor for several joined inputs)."""
+    from cascade.formats.records import detect_format
 
-    total = path.stat().st_size if path.is_file() else None
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[records]} records"),
-                   TextColumn("{task.fields[rate]:.1f}/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), console=err_console, disable=not err_console.is_terminal)
-    with bar:
-        task = bar.add_task("correcting", total=total, records=0, rate=0.0)
-
-        def tick(n: int, pos: int | None) -> None:
-            t = bar.tasks[0]
-            records = t.fields["records"] + n
-            rate = records / t.elapsed if t.elapsed else 0.0
-            bar.update(task, completed=pos if pos is not None else 0, records=records, rate=rate)
-
-        yield tick
+    if join or not path.is_file() or detect_format(path, fmt) in ("csv", "tsv"):
+        return None
+    return path.stat().st_size

@@ -11,6 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cascade.commands.common import cli_errors, console, err_console, settings
+from cascade.commands.options import config_default
+from cascade.commands.progress import progress
 from cascade.types import InvalidInput
 
 app = typer.Typer()
@@ -35,8 +37,9 @@ def make_nbest(
     inputs: Annotated[list[str], typer.Argument(help="Text files (one sentence a line), HyPoradise JSON (its references are spoken) or JSONL manifests with audio + text; FILE@N samples N, FILE@A:B slices.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HyPoradise JSON file to write.")],
     limit: Annotated[int | None, typer.Option(help="Use at most this many sentences per input (seeded sample).")] = None,
-    model: Annotated[str | None, typer.Option(help="ASR model decoding the N-best lists.")] = None,
-    n_best: Annotated[int, typer.Option(help="Hypotheses per list (deduplicated, padded).")] = 5,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="ASR model decoding the N-best lists.",
+                                              show_default=config_default("asr.model"))] = None,
+    n_best: Annotated[int, typer.Option("--n-best", "-n", help="Hypotheses per list (deduplicated, padded).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed for sampling, voices and degradations.")] = 0,
     engines: Annotated[str, typer.Option(help="Comma-separated TTS engines: piper, espeak.")] = "piper,espeak",
     keep_test_text: Annotated[bool, typer.Option(help="Do not drop sentences found in ../shared/data test splits.")] = False,
@@ -66,13 +69,12 @@ def make_nbest(
     records = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
     done = {r["id"] for r in records}
     todo = [it for it in items if it.id not in done]
-    with _progress() as bar, partial.open("a", encoding="utf-8") as sink:
-        task = bar.add_task("make-nbest", total=len(items), completed=len(items) - len(todo), info="")
+    with progress("make-nbest", total=len(todo), unit="lists") as tick, partial.open("a", encoding="utf-8") as sink:
         for rec in synth.make_nbest(todo, opts, cfg.asr, home=cfg.home):
             records.append(rec)
             sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sink.flush()
-            bar.update(task, advance=1, info=rec["data_source"].split("|")[0])
+            tick()
     out.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     partial.unlink()
     console.print(f"wrote {len(records)} N-best lists ({cfg.asr.model}, N={n_best}) to {out}")
