@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cascade.commands.common import cli_errors, console, err_console, settings
-from cascade.commands.options import CorrectOpt
+from cascade.commands.options import CorrectCfgOpt, ThreadsOpt, runtime
 from cascade.types import ChatMessage, InvalidInput
 
 app = typer.Typer()
@@ -77,7 +77,7 @@ def chat(
     audio: Annotated[Path, typer.Argument(help="The user's utterance (any format ffmpeg reads).", show_default=False)],
     output: OutOpt,
     history: Annotated[Path | None, typer.Option("--history", help="JSON conversation history; read, then extended with this turn.")] = None,
-    correction: CorrectOpt = None,
+    correction: CorrectCfgOpt = None,
     stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Speak the first sentence while the rest is generated.")] = None,
     engine: EngineOpt = None, voice: VoiceOpt = None, speed: SpeedOpt = None, fmt: FormatOpt = None,
     sample_rate: RateOpt = None, coqui_model: CoquiOpt = None, speaker: SpeakerOpt = None,
@@ -86,6 +86,7 @@ def chat(
                                        "arrives, VAD ends the turn) and print each event with its time.")] = False,
     pace: Annotated[bool, typer.Option("--pace/--no-pace", help="--live: send frames at real time (--no-pace: as fast as "
                                        "they are taken, for tests).")] = True,
+    threads: ThreadsOpt = None,
 ) -> None:
     """One spoken turn: transcribe AUDIO, correct it, reply with the LLM and speak the reply to OUTPUT."""
     from cascade.pipeline import build_turn
@@ -94,7 +95,7 @@ def chat(
         raise InvalidInput(f"file not found: {audio}", param="file")
     past = _read_history(history)
     s = settings(tts=_tts(engine, voice, speed, fmt, sample_rate, coqui_model, speaker, output),
-                 correct={"mode": correction}, chat={"stream": stream})
+                 correct={"mode": correction}, chat={"stream": stream}, **runtime(threads=threads))
     if live:
         _chat_live(audio, output, past, s, pace, as_json)
         return
