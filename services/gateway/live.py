@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
 START_TIMEOUT_S = 10.0
+SESSION_WAIT_S = 3.0
 CLOSE_POLICY, CLOSE_DATA, CLOSE_BUSY, CLOSE_ERROR = 1008, 1003, 1013, 1011
 
 
@@ -70,11 +71,13 @@ class _Refused(Exception):
 
 
 def _sessions(ws: WebSocket) -> ModelQueue:
-    """The admission queue of live sessions (created on first use): max_sessions at once, none waiting."""
+    """The admission queue of live sessions (created on first use): max_sessions at once, as many waiting
+    for up to SESSION_WAIT_S (a session that just closed may still be freeing its slot); the rest are refused."""
     state = ws.app.state
     if getattr(state, "live_sessions", None) is None:
-        state.live_sessions = ModelQueue("live", concurrency=state.settings.live.max_sessions, max_waiting=0,
-                                         wait_timeout=1.0, metrics=state.metrics)
+        n = state.settings.live.max_sessions
+        state.live_sessions = ModelQueue("live", concurrency=n, max_waiting=n, wait_timeout=SESSION_WAIT_S,
+                                         metrics=state.metrics)
     return state.live_sessions
 
 

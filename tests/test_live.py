@@ -1,0 +1,177 @@
+"""The live turn with real parts: Silero VAD, Whisper tiny.en windows, SmolLM2 reply, piper speech.
+
+A real gateway on loopback serves /v1/live; the `websockets` client streams a real recording
+in 20 ms PCM16 frames (not paced: the protocol, not the timing, is under test here; timing is
+benchmarks/turn_latency.py's). JFK's pauses last about a second, so these sessions end the turn
+after 1.5 s of silence (the default 0.6 s would end it after "my fellow Americans").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from cascade.asr import transcribe_all
+from cascade.audio import load_audio
+from cascade.cli import app
+from cascade.config import Settings
+from cascade.live import FRAME, StreamingVad
+from cascade.metrics import normalize
+from services.common.testing import Service, launch, wait_ready
+
+FAST_REPLY = {"CASCADE_CHAT__MAX_SENTENCES": "1", "CASCADE_CHAT__MAX_REPLY_TOKENS": "24",
+              "CASCADE_LIVE__SILENCE_MS": "1500"}
+ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
+       "CASCADE_LIVE__MAX_SESSIONS": "1", **FAST_REPLY}
+START = json.dumps({"type": "start", "sample_rate": 16000, "format": "pcm16"})
+
+
+@pytest.fixture(scope="module")
+def jfk(jfk_path: Path) -> np.ndarray:
+    return load_audio(jfk_path)
+
+
+@pytest.fixture(scope="module")
+def offline(jfk_path: Path, settings: Settings) -> str:
+    return transcribe_all(load_audio(jfk_path), settings.asr, home=settings.home).text
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Service:
+    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-live"), env=ENV), 300)
+    yield gw
+    gw.stop()
+
+
+def _ws(gw: Service):
+    return connect(f"ws://127.0.0.1:{gw.port}/v1/live", open_timeout=20, close_timeout=5, max_size=2**24)
+
+
+def _frames(samples: np.ndarray, silence_s: float = 0.0, ms: int = 20) -> list[bytes]:
+    pcm = (np.concatenate([samples, np.zeros(int(16000 * silence_s), np.float32)]) * 32767).astype("<i2").tobytes()
+    step = 32 * ms
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+def _events(ws, until: str = "done", timeout: float = 240.0) -> list[dict]:
+    """JSON messages up to `until`; each audio header gets its binary message attached as `pcm`."""
+    out: list[dict] = []
+    while True:
+        message = json.loads(ws.recv(timeout))
+        if message["type"] == "audio":
+            message["pcm"] = ws.recv(timeout)
+        out.append(message)
+        if message["type"] in (until, "error"):
+            return out
+
+
+def _closed(ws) -> int:
+    with pytest.raises(ConnectionClosed) as info:
+        ws.recv(30)
+    return info.value.rcvd.code if info.value.rcvd else -1
+
+
+# --------------------------------------------------------------------------- library
+
+
+def test_streaming_vad_equals_the_whole_buffer_pass(jfk: np.ndarray) -> None:
+    from faster_whisper.vad import get_vad_model
+
+    whole = get_vad_model()(np.pad(jfk, (0, FRAME - len(jfk) % FRAME))).reshape(-1)
+    vad, pieces, at = StreamingVad(), [], 0
+    for size in [100, 700, 3000, 512, 1] * 200:  # odd piece sizes across frame edges
+        pieces.append(vad(jfk[at : at + size]))
+        at += size
+    streamed = np.concatenate(pieces)
+    assert len(streamed) == len(jfk) // FRAME and np.allclose(streamed, whole[: len(streamed)], atol=1e-5)
+
+
+def test_chat_live_replays_a_file_through_the_live_turn(jfk_path: Path, tmp_path: Path, offline: str) -> None:
+    out = tmp_path / "reply.wav"
+    result = CliRunner().invoke(app, ["chat", str(jfk_path), "-o", str(out), "--live", "--no-pace"],
+                                env={**FAST_REPLY, "CASCADE_LIVE__SPECULATE": "false"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.replace("\n", " ")
+    assert "partial:" in lines and "reply.delta:" in lines and "audio " in lines
+    final = next(line for line in result.output.split("final:")[1:])
+    assert "ask not what your country" in normalize(final)
+    assert out.stat().st_size > 10_000 and "seconds from the end of speech" in lines
+
+
+# --------------------------------------------------------------------------- the WebSocket
+
+
+def test_socket_streams_a_real_file_partials_final_reply_audio(gateway: Service, jfk: np.ndarray, offline: str) -> None:
+    with _ws(gateway) as ws:
+        ws.send(START)
+        ready = json.loads(ws.recv(30))
+        assert ready["type"] == "ready" and ready["silence_ms"] == 1500
+        for frame in _frames(jfk, silence_s=2.0):  # the VAD, not the client, ends the turn
+            ws.send(frame)
+        events = _events(ws)
+    kinds = [e["type"] for e in events]
+    assert "error" not in kinds, events[-1]
+    partials = [e for e in events if e["type"] == "partial"]
+    assert partials and len(partials[-1]["text"]) >= len(partials[0]["text"])
+    final = next(e for e in events if e["type"] == "final")
+    # one window (JFK is under commit_s): the same audio, the same decode as offline, up to punctuation/case
+    assert normalize(final["transcript"]["text"]) == normalize(offline)
+    assert final["correction"]["corrections"] and final["text"]
+    assert kinds.index("final") < kinds.index("reply.delta") < kinds.index("audio") < kinds.index("done")
+    audio = [e for e in events if e["type"] == "audio"]
+    assert all(len(e["pcm"]) == e["bytes"] > 0 and e["sample_rate"] > 0 for e in audio)
+    done = events[-1]
+    assert done["type"] == "done" and done["reply"] and done["time_to_first_audio"] is not None
+
+
+def test_client_leaving_mid_turn_frees_its_slot(gateway: Service, jfk: np.ndarray) -> None:
+    first = _ws(gateway)
+    first.send(START)
+    assert json.loads(first.recv(30))["type"] == "ready"
+    with _ws(gateway) as busy:  # max_sessions is 1: a second session is turned away while the first runs
+        busy.send(START)
+        refused = json.loads(busy.recv(30))
+        assert refused["type"] == "error" and refused["code"] == "rate_limit_exceeded"
+        assert _closed(busy) == 1013
+    for frame in _frames(jfk):
+        first.send(frame)
+    first.send(json.dumps({"type": "end"}))
+    assert _events(first, until="final")[-1]["type"] == "final"
+    first.close()  # gone while the reply is being written and spoken
+    with _ws(gateway) as second:
+        second.send(START)
+        assert json.loads(second.recv(30))["type"] == "ready"
+        for frame in _frames(jfk[: 16000 * 3]):  # "And so my fellow Americans"
+            second.send(frame)
+        second.send(json.dumps({"type": "end"}))
+        events = _events(second)
+    assert events[-1]["type"] == "done" and "americans" in normalize(events[-1]["transcript"])
+
+
+@pytest.mark.parametrize("opening, then, code", [
+    (b"\x00\x01" * 160, None, "invalid_start"),
+    ("not json", None, "invalid_start"),
+    (json.dumps({"type": "begin"}), None, "invalid_start"),
+    (json.dumps({"type": "start", "sample_rate": 8000}), None, "invalid_start"),
+    (json.dumps({"type": "start", "silence_ms": 5}), None, "invalid_start"),
+    (START, b"\x00\x01\x02", "invalid_frame"),
+    (START, "hello", "invalid_frame"),
+])
+def test_bad_start_or_frame_gets_an_error_and_a_clean_close(gateway: Service, opening, then, code: str) -> None:
+    with _ws(gateway) as ws:
+        ws.send(opening)
+        if then is not None:
+            assert json.loads(ws.recv(30))["type"] == "ready"
+            ws.send(then)
+        error = json.loads(ws.recv(30))
+        assert error["type"] == "error" and error["code"] == code and error["message"]
+        assert _closed(ws) == 1003
+    with _ws(gateway) as ws:  # the server keeps serving
+        ws.send(START)
+        assert json.loads(ws.recv(30))["type"] == "ready"
