@@ -68,19 +68,36 @@ def error_from_response(response: httpx.Response, stage: str) -> CascadeError:
 
 
 class _Watchdog:
-    """Shuts a streamed response's socket at the deadline, waking a read blocked on a trickle."""
+    """Shuts the socket of one call at its deadline, waking a read blocked on a trickle.
 
-    def __init__(self, response: httpx.Response, seconds: float):
+    The socket is taken from httpcore's trace when the call opens a connection (so a trickle of
+    headers is cut too) or from the response once headers are in (a reused connection).
+    """
+
+    def __init__(self, seconds: float):
         self.fired = False
-        self._response = response
+        self.stream: Any = None
+        self._lock = threading.Lock()
         self._timer = threading.Timer(max(0.0, seconds), self._fire)
         self._timer.daemon = True
 
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            self.attach(info.get("return_value"))
+
+    def attach(self, stream: Any) -> None:
+        with self._lock:
+            self.stream = stream if stream is not None else self.stream
+            late = self.fired
+        if late:
+            self._fire()
+
     def _fire(self) -> None:
-        stream = self._response.extensions.get("network_stream")
+        with self._lock:
+            self.fired = True
+            stream = self.stream
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:
-            self.fired = True
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -163,22 +180,24 @@ class StageClient:
                                   f"{self.timeout_s:g} s deadline")
 
     def _send(self, method: str, path: str, deadline: float, **kw: Any) -> httpx.Response:
-        """One attempt: every wait bounded by what is left of the deadline, the body read under a watchdog."""
+        """One attempt: every wait bounded by what is left of the deadline, under a socket watchdog."""
         left = deadline - time.monotonic()
         if left <= 0:
             raise _DeadlinePassed
         timeout = httpx.Timeout(left, connect=min(self.connect_timeout_s, left))
-        response = self._http.send(self._http.build_request(method, path, timeout=timeout, **kw), stream=True)
-        try:
-            with _Watchdog(response, deadline - time.monotonic()) as dog:
+        with _Watchdog(left) as dog:
+            request = self._http.build_request(method, path, timeout=timeout, extensions={"trace": dog.trace}, **kw)
+            try:
+                response = self._http.send(request, stream=True)
                 try:
+                    dog.attach(response.extensions.get("network_stream"))
                     response.read()
-                except httpx.TransportError:
-                    if dog.fired:
-                        raise _DeadlinePassed from None
-                    raise
-        finally:
-            response.close()
+                finally:
+                    response.close()
+            except httpx.TransportError:
+                if dog.fired:
+                    raise _DeadlinePassed from None
+                raise
         return response
 
     def parse(self, response: httpx.Response, model: type[R]) -> R:

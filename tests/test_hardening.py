@@ -177,6 +177,21 @@ def test_secrets_never_echoed_and_public_endpoints(gateway):
     assert SECRET not in gateway.log.read_text()
 
 
+@pytest.mark.parametrize("fault", ["close", "garbage", "schema", "trickle", "slow_headers", "blackhole"])
+def test_stage_client_has_one_total_deadline(fault):
+    """Retries included, a call ends within the deadline (plus scheduling slack) as BackendUnavailable."""
+    from cascade.clients import LlmClient
+    from cascade.types import BackendUnavailable, NBest
+
+    with FaultServer(fault, interval=0.2) as srv:
+        client = LlmClient(srv.url, timeout_s=1.0, retries=2, backoff_s=0.05)
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            client.correct(NBest.from_texts(["hello there"]))
+        assert time.monotonic() - start < 1.0 + 2.0
+        client.close()
+
+
 @pytest.mark.parametrize("fault", ["garbage", "schema"])
 def test_openai_backend_treats_a_garbled_200_as_unavailable(fault):
     """The LLM service's vLLM backend: a bad 200 is BackendUnavailable (503 upstream), credentials masked."""

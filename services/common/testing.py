@@ -78,10 +78,11 @@ def running_service(name: str, **kw) -> Iterator[Service]:
 
 # --------------------------------------------------------------------------- fault doubles (tests, benchmarks)
 
-FAULTS = ("close", "garbage", "schema", "trickle", "blackhole")
+FAULTS = ("close", "garbage", "schema", "trickle", "slow_headers", "blackhole")
 """How a FaultServer misbehaves: closes each connection at once without answering (a dead
 upstream), 200 with a non-JSON body, 200 with JSON of the wrong shape, 200 whose body arrives one
-byte every `interval` seconds, or a socket that accepts and never answers."""
+byte every `interval` seconds, a status line and headers that arrive that way, or a socket that
+accepts and never answers."""
 
 
 class FaultServer:
@@ -123,9 +124,12 @@ class FaultServer:
             if self.fault == "trickle":
                 body = b'{"text": "' + b"a" * 4000 + b'"}'
             ctype = b"text/html" if self.fault == "garbage" else b"application/json"
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\nContent-Length: "
-                         + str(len(body)).encode() + b"\r\n\r\n")
-            if self.fault != "trickle":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\nContent-Length: " + str(len(body)).encode()
+            head += (b"\r\nX-Pad: " + b"a" * 4000 if self.fault == "slow_headers" else b"") + b"\r\n\r\n"
+            if self.fault == "slow_headers":  # everything, status line first, one byte at a time
+                body, head = head + body, b""
+            sock.sendall(head)
+            if self.fault not in ("trickle", "slow_headers"):
                 sock.sendall(body)
                 return
             for byte in body:
