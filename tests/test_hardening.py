@@ -280,3 +280,16 @@ def test_cli_correct_on_an_empty_list_fails_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["correct", str(empty)])
     assert result.exit_code == 1 and "no records" in result.output and "Traceback" not in result.output
 
+
+
+def test_tts_voice_paths_are_not_served(settings):
+    """A client names voices; a server path (an .onnx file) is 404 unless the operator allows paths."""
+    from cascade.types import ModelNotFound
+    from services.tts.serving import TtsServing
+
+    tts = TtsServing(settings, queues=None)  # type: ignore[arg-type]
+    tts.check_voice(settings.tts.voice)
+    tts.check_voice("en-us")
+    for voice in ("/etc/x.onnx", "../voices/joe.onnx", "~/v.onnx"):
+        with pytest.raises(ModelNotFound, match="not served here"):
+            tts.check_voice(voice)
