@@ -137,6 +137,7 @@ def test_model_paths_share_one_canonical_id_when_enabled(settings):
     served = ServedModels(opened, local=True)
     assert {served.canonical(p) for p in (str(real), f"{real}/", f"{real}/.", f"{real}/../{real.name}")} == {"tiny.en"}
     closed = ServedModels(settings, local=True)
+    assert closed.canonical("whisper-1") == closed.canonical("") == settings.asr.model
     with pytest.raises(Exception, match="not served here"):
         closed.canonical(str(real))
 

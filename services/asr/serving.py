@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from cascade.config import AsrOptions, Settings
 from cascade.types import BackendUnavailable, Cancelled, Correction, CorrectionMode, ModelNotFound, NBest, Segment, StageInfo, Transcript
 from services.asr.deps import PendingAudio
+from services.asr.protocol import DEFAULT_MODEL_NAMES
 from services.common.metrics import ServiceMetrics
 from services.common.middleware import client_gone
 from services.common.queue import Queues
@@ -110,6 +111,8 @@ class ServedModels:
     def canonical(self, requested: str) -> str:
         if requested in self.names:
             return requested
+        if requested in DEFAULT_MODEL_NAMES:  # whisper-1 & co. in /v1/nbest's options JSON too
+            return self.configured
         if self.allow_paths and (os.sep in requested or requested.startswith((".", "~"))):
             return self._path_id(requested)
         shown = requested if len(requested) <= 60 else requested[:57] + "..."
