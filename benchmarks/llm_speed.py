@@ -1,0 +1,137 @@
+"""CPU LLM speed: transformers (fp32) vs CTranslate2 (int8) in the same run, and whether they decide alike.
+
+Per backend: greedy tokens/s on chat prompts, GER seconds per 5-best list (the whole `ger`
+corrector with the shipped adapter: rescoring, generation, guards, posterior gate), rescoring
+seconds per hypothesis (one score call per list), and the spoken turn's first-sentence latency
+(cascade.respond.reply). Every measurement alternates the two backends item by item (which goes
+first alternates too), so both see the same machine load; the ratios (ct2 / transformers wall
+time, same run) are the figure to quote on a shared machine. Agreement: GER outputs and gate decisions (status + fallback reason)
+identical on the same lists, and the WER of each (HyPoradise dev lists the shipped adapter never
+trained on: the first 60 of each set).
+
+Prints ONE JSON line. Run:
+    ~/.cache/cascade/venv/bin/python benchmarks/llm_speed.py [--lists 30] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = ROOT.parent / "shared" / "data" / "hyporadise" / "dev"
+SHIPPED = ROOT / "cascade" / "adapters" / "ger-smollm2"
+CHAT = ["Tell me about the history of trains.", "How do I make a cup of tea?", "What should I pack for a weekend hike?"]
+TURNS = ["What is the capital of France?", "Can you recommend a good book?", "What's the weather usually like in spring?"]
+
+
+def dev_lists(n: int):
+    """n utterances, taken in turn from each dev set's first 60 (held out from the shipped adapter)."""
+    from cascade.formats.hyporadise import load_hyporadise
+
+    sets = [load_hyporadise(p, limit=60) for p in sorted(DEV.glob("*.json"))]
+    picked = [s[i] for i in range(60) for s in sets if i < len(s)]
+    return picked[:n]
+
+
+def interleaved(calls: dict, items) -> dict[str, tuple[float, list]]:
+    """Run every backend's call on each item, alternating which goes first, so both see the same load.
+
+    Returns per backend (total seconds, results in item order).
+    """
+    names = list(calls)
+    out = {n: [0.0, []] for n in names}
+    for i, item in enumerate(items):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            result = calls[name](item)
+            out[name][0] += time.perf_counter() - start
+            out[name][1].append(result)
+    return {n: (t, r) for n, (t, r) in out.items()}
+
+
+def load(settings, name: str):
+    """(backend, ger corrector, seconds to load both incl. the adapter's conversion on first use)."""
+    from cascade.correct import build_corrector
+    from cascade.llm import load_backend
+
+    start = time.perf_counter()
+    llm = settings.llm.model_copy(update={"backend": name})
+    backend = load_backend(llm, settings.home)
+    backend.score(["warm up"], adapter=str(SHIPPED))
+    corrector = build_corrector(settings.model_copy(update={"llm": llm}), "ger", backend=backend)
+    return backend, corrector, time.perf_counter() - start
+
+
+def measure(backends: dict, utts, max_tokens: int) -> tuple[dict, dict]:
+    """Figures per backend and their GER corrections, every measurement interleaved across backends."""
+    from cascade.config import ChatOptions
+    from cascade.respond import reply
+
+    chat = {n: [b.chat_template([{"role": "user", "content": c}]) for c in CHAT] for n, (b, _, _) in backends.items()}
+    for n, (b, _, _) in backends.items():  # warm up
+        b.generate(chat[n][:1], max_tokens=4)
+        reply("Hello.", [], b, ChatOptions())
+    gen = interleaved({n: (lambda i, b=b, n=n: b.count_tokens(b.generate([chat[n][i]], max_tokens=max_tokens)[0]))
+                       for n, (b, _, _) in backends.items()}, range(len(CHAT)))
+    score = interleaved({n: (lambda u, b=b: b.score(list(u.nbest.texts))) for n, (b, _, _) in backends.items()}, utts)
+    ger = interleaved({n: (lambda u, c=c: next(iter(c.correct([u.nbest])))) for n, (_, c, _) in backends.items()}, utts)
+    turns = interleaved({n: (lambda t, b=b: reply(t, [], b, ChatOptions()).first_sentence_s) for n, (b, _, _) in backends.items()}, TURNS)
+    n_hyps = sum(len(u.nbest.texts) for u in utts)
+    figures = {n: {
+        "load_s": round(backends[n][2], 2),
+        "tokens_per_s": round(sum(gen[n][1]) / gen[n][0], 2),
+        "ger_s_per_list": round(ger[n][0] / len(utts), 3),
+        "rescore_s_per_hyp": round(score[n][0] / n_hyps, 4),
+        "reply_first_sentence_s": round(statistics.median(turns[n][1]), 3),
+    } for n in backends}
+    return figures, {n: ger[n][1] for n in backends}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lists", type=int, default=30, help="GER lists (round-robin over the six dev sets)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=48, help="tokens per chat prompt for tokens/s")
+    args = ap.parse_args()
+
+    from cascade import metrics
+    from cascade.config import load_settings
+
+    base = load_settings()
+    settings = base.model_copy(update={
+        "llm": base.llm.model_copy(update={"threads": args.threads}),
+        "correct": base.correct.model_copy(update={"mode": "ger", "adapter": str(SHIPPED)}),
+    })
+    utts = dev_lists(args.lists)
+    load_before = os.getloadavg()[0]
+    backends = {name: load(settings, name) for name in ("transformers", "ct2")}
+    fig, corr = measure(backends, utts, args.max_tokens)
+    refs = [u.reference or "" for u in utts]
+    hf, ct = corr["transformers"], corr["ct2"]
+    ratios = {k: round(fig["ct2"][k] / fig["transformers"][k], 3)
+              for k in ("ger_s_per_list", "rescore_s_per_hyp", "reply_first_sentence_s") if fig["transformers"][k]}
+    ratios["tokens_per_s"] = round(fig["ct2"]["tokens_per_s"] / fig["transformers"]["tokens_per_s"], 3)
+    print(json.dumps({
+        "benchmark": "llm_speed", "threads": args.threads, "lists": len(utts), "adapter": "cascade/adapters/ger-smollm2",
+        "cpus": os.cpu_count(), "loadavg_1min_start_end": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "machine_shared": load_before > args.threads,
+        "transformers": fig["transformers"], "ct2": fig["ct2"], "ct2_over_transformers": ratios,
+        "agreement": {
+            "ger_text_identical": sum(a.text == b.text for a, b in zip(hf, ct)),
+            "ger_raw_identical": sum(a.raw_output == b.raw_output for a, b in zip(hf, ct)),
+            "decisions_identical": sum((a.status, a.fallback_reason) == (b.status, b.fallback_reason) for a, b in zip(hf, ct)),
+            "changed_transformers": sum(c.changed for c in hf), "changed_ct2": sum(c.changed for c in ct),
+            "wer_1best": round(100 * metrics.wer(refs, [u.nbest.texts[0] for u in utts]), 2),
+            "wer_transformers": round(100 * metrics.wer(refs, [c.text for c in hf]), 2),
+            "wer_ct2": round(100 * metrics.wer(refs, [c.text for c in ct]), 2),
+        },
+    }))
+
+
+if __name__ == "__main__":
+    main()
