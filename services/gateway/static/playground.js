@@ -216,9 +216,160 @@ async function toggleRecording() {
   }
 }
 
+// ---------------------------------------------------------------- live microphone mode (/v1/live)
+// The microphone is captured at 16 kHz (resampled here when the browser will not open a 16 kHz
+// context), sent as 20 ms PCM16 binary frames; the server's JSON events fill the live box and each
+// `audio` header's binary chunk is scheduled for playback right after the previous one.
+
+const LIVE_RATE = 16000, FRAME_SAMPLES = 320;
+let live = null;
+
+class Resampler {
+  constructor(from) { this.step = from / LIVE_RATE; this.pos = 0; this.prev = 0; }
+  push(input) { // linear interpolation from the context's rate to 16 kHz
+    if (this.step === 1) return input;
+    const out = [];
+    while (this.pos < input.length) {
+      const i = Math.floor(this.pos), f = this.pos - i;
+      const a = i === 0 ? this.prev : input[i - 1], b = input[i];
+      out.push(a + (b - a) * f);
+      this.pos += this.step;
+    }
+    this.pos -= input.length;
+    this.prev = input[input.length - 1];
+    return Float32Array.from(out);
+  }
+}
+
+function liveRow(name, seconds) {
+  const tr = el("tr");
+  tr.append(el("td", name), el("td", seconds == null ? "" : Number(seconds).toFixed(3)));
+  return tr;
+}
+
+class LiveSession {
+  constructor() {
+    this.pending = []; this.pendingLength = 0; this.header = null; this.playAt = 0; this.reply = [];
+    this.player = new AudioContext();
+  }
+
+  async open() {
+    this.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+    try { this.ctx = new AudioContext({ sampleRate: LIVE_RATE }); } catch (err) { this.ctx = new AudioContext(); }
+    this.resampler = new Resampler(this.ctx.sampleRate);
+    const source = this.ctx.createMediaStreamSource(this.stream);
+    if (this.ctx.audioWorklet) {
+      await this.ctx.audioWorklet.addModule("/playground/live-worklet.js");
+      this.node = new AudioWorkletNode(this.ctx, "cascade-capture");
+      this.node.port.onmessage = (e) => this.capture(e.data);
+      source.connect(this.node);
+    } else { // older browsers: the deprecated ScriptProcessor
+      this.node = this.ctx.createScriptProcessor(4096, 1, 1);
+      this.node.onaudioprocess = (e) => this.capture(e.inputBuffer.getChannelData(0));
+      source.connect(this.node);
+      this.node.connect(this.ctx.destination);
+    }
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    this.ws = new WebSocket(`${scheme}//${location.host}/v1/live`);
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onopen = () => {
+      const start = { type: "start", sample_rate: LIVE_RATE, format: "pcm16" };
+      if ($("api_key").value) start.api_key = $("api_key").value;
+      this.ws.send(JSON.stringify(start));
+    };
+    this.ws.onmessage = (e) => this.receive(e.data);
+    this.ws.onclose = (e) => { if (live === this) stopLive(e.code === 1000 || e.code === 1005 ? "" : `closed (${e.code})`); };
+    this.ws.onerror = () => showError("Live connection failed.");
+  }
+
+  capture(block) {
+    if (!this.ready || this.ws.readyState !== WebSocket.OPEN) return;
+    const samples = this.resampler.push(block);
+    this.pending.push(samples); this.pendingLength += samples.length;
+    while (this.pendingLength >= FRAME_SAMPLES) {
+      const all = new Float32Array(this.pendingLength);
+      let at = 0;
+      for (const p of this.pending) { all.set(p, at); at += p.length; }
+      const n = Math.floor(all.length / FRAME_SAMPLES) * FRAME_SAMPLES;
+      const pcm = new Int16Array(n);
+      for (let i = 0; i < n; i++) pcm[i] = Math.max(-1, Math.min(1, all[i])) * 32767;
+      this.ws.send(pcm.buffer);
+      this.pending = [all.slice(n)]; this.pendingLength = all.length - n;
+    }
+  }
+
+  receive(data) {
+    if (data instanceof ArrayBuffer) { this.play(data); return; }
+    let msg;
+    try { msg = JSON.parse(data); } catch (err) { return; }
+    if (msg.type === "ready") { this.ready = true; $("live-status").textContent = "listening…"; }
+    else if (msg.type === "partial") { $("live-partial").textContent = msg.text; $("live-status").textContent = "listening…"; }
+    else if (msg.type === "final") {
+      $("live-final").textContent = msg.text;
+      $("live-reply").textContent = ""; this.reply = [];
+      $("live-status").textContent = "replying…";
+    } else if (msg.type === "reply.delta") { this.reply.push(msg.text); $("live-reply").textContent = this.reply.join(" "); }
+    else if (msg.type === "audio") this.header = msg;
+    else if (msg.type === "done") {
+      const rows = Object.entries(msg.timings || {}).map(([k, v]) => liveRow(k, v));
+      $("live-timings").querySelector("tbody").replaceChildren(...rows);
+      $("live-status").textContent = "listening…";
+      document.body.dataset.liveDone = String(Number(document.body.dataset.liveDone || 0) + 1);
+    } else if (msg.type === "error") showError(`Live: ${msg.message}`);
+  }
+
+  play(buffer) {
+    const rate = (this.header && this.header.sample_rate) || 22050;
+    this.header = null;
+    const pcm = new Int16Array(buffer);
+    const audio = this.player.createBuffer(1, pcm.length, rate);
+    const channel = audio.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32768;
+    const src = this.player.createBufferSource();
+    src.buffer = audio;
+    src.connect(this.player.destination);
+    this.playAt = Math.max(this.playAt, this.player.currentTime);
+    src.start(this.playAt);
+    this.playAt += audio.duration;
+    document.body.dataset.liveAudio = String(Number(document.body.dataset.liveAudio || 0) + 1);
+  }
+
+  close() {
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    if (this.node) this.node.disconnect();
+    if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
+    if (this.ctx) this.ctx.close();
+  }
+}
+
+function stopLive(note) {
+  if (live) live.close();
+  live = null;
+  $("live").setAttribute("aria-pressed", "false");
+  $("live").textContent = "🎙 Live";
+  $("live-status").textContent = note || "";
+}
+
+async function toggleLive() {
+  if (live) { stopLive(""); return; }
+  showError("");
+  live = new LiveSession();
+  $("live-box").hidden = false;
+  $("live").setAttribute("aria-pressed", "true");
+  $("live").textContent = "■ Stop live";
+  $("live-status").textContent = "connecting…";
+  try {
+    await live.open();
+  } catch (err) {
+    stopLive("");
+    showError(`Microphone unavailable: ${err.message}`);
+  }
+}
+
 async function init() {
   $("form").addEventListener("submit", submit);
   $("record").addEventListener("click", toggleRecording);
+  $("live").addEventListener("click", toggleLive);
   $("file").addEventListener("change", () => { recorded = null; $("rec-status").textContent = ""; });
   try {
     const cfg = await (await fetch("/playground-config")).json();
