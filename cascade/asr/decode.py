@@ -152,7 +152,8 @@ def wide_continuations(
     The window is decoded again on the same encoder output and prompt, without timestamp tokens
     (with them most beams differ only in a timestamp), forced through `prefix` (the 1-best's text
     before the segment) so that the whole beam goes to this segment, and stopped a few tokens
-    after its end. CTranslate2 returns the prefix with each sequence; it is cut off here.
+    after its end. CTranslate2 returns the prefix with each sequence; it is cut off here, and the
+    per-token log-prob is over the generated tokens (the segment and the few after it).
     """
     lp = call.kwargs.get("length_penalty", 1)
     prompt = call.prompt if no_timestamps in call.prompt else call.prompt + [no_timestamps]
@@ -160,7 +161,8 @@ def wide_continuations(
     kwargs = {**call.kwargs, "beam_size": options.nbest_beam_size, "num_hypotheses": options.nbest_beam_size}
     kwargs["max_length"] = min(call.kwargs.get("max_length", 448), 2 * bound)  # CTranslate2 returns about half
     result = model.generate(call.encoder_output, [prompt + prefix], **kwargs)[0]
-    return [(list(s[len(prefix):]), _per_token(sc, len(s), lp)) for s, sc in zip(result.sequences_ids, result.scores)]
+    return [(list(s[len(prefix) :]), _per_token(sc, len(s), lp, len(s) - len(prefix)))
+            for s, sc in zip(result.sequences_ids, result.scores)]
 
 
 CONTEXT_TOKENS = 8
@@ -171,6 +173,8 @@ def uses_wide_beam(call: Call, options: AsrOptions) -> bool:
     return call.temperature == 0 and options.nbest_beam_size > call.kwargs.get("beam_size", 1)
 
 
-def _per_token(score: float, length: int, length_penalty: float) -> float:
-    length = max(length, 1)
-    return float(score) * length**length_penalty / length
+def _per_token(score: float, length: int, length_penalty: float, generated: int | None = None) -> float:
+    """Mean log-prob of the generated tokens: CTranslate2 normalises by the whole length (forced
+    prefix included, length_penalty applied) but sums the log-probs of generated tokens only."""
+    generated = length if generated is None else generated
+    return float(score) * max(length, 1) ** length_penalty / max(generated, 1)

@@ -50,32 +50,43 @@ def _mapper(best: Sequence[int], other: Sequence[int]):
 
 def per_segment(tokenizer, best: tuple[list[int], float], span: tuple[int, int], n_best: int,
                 alternatives: list[tuple[list[int], float]], offset: int) -> tuple[Hypothesis, ...]:
-    """One segment's hypotheses: the 1-best's piece first, then up to n_best distinct after normalisation.
+    """One segment's hypotheses: the 1-best's piece first, then up to n_best - 1 others distinct
+    after normalisation, by per-token log-prob.
 
     `alternatives` are (text tokens, per-token log-prob) that start `offset` text tokens into the
-    window's 1-best (a prefix-forced decode starts at the segment, a whole-window one at 0). A
-    hypothesis' am_score is its per-token log-prob times the piece's token count (CTranslate2 scores
-    whole sequences; for a one-segment window this is the exact sum).
+    window's 1-best (a prefix-forced decode starts at the segment, a whole-window one at 0). Every
+    hypothesis is scored by the same decode: the 1-best takes the score of its own piece in that
+    beam (its case/punctuation variant if only that is there; the beam-5 decode's if neither is).
+    am_score = per-token log-prob x the piece's token count.
     """
-    (best, best_lp), (a, b) = best, span
+    (best, own_lp), (a, b) = best, span
     best_text = text_tokens(tokenizer, best)
     start, end = len(text_tokens(tokenizer, best[:a])) - offset, len(text_tokens(tokenizer, best[:b])) - offset
     first = tuple(best[a:b])
-    text = " ".join(tokenizer.decode(list(first)).split())
-    out = [Hypothesis(text=text, am_score=best_lp * len(first), avg_logprob=best_lp, tokens=first)]
-    seen = {normalize(out[0].text) or out[0].text}
+    first_text = " ".join(tokenizer.decode(list(first)).split())
+    first_key = _key(first_text)
+    pieces: dict[str, tuple[str, tuple[int, ...], float]] = {}
+    exact = None
     for tokens, per_token in alternatives:
-        if len(out) >= n_best:
-            break
         other = text_tokens(tokenizer, tokens)
         at = _mapper(best_text[offset:], other)
         part = tuple(other[at(start) : at(end)])
         text = " ".join(tokenizer.decode(list(part)).split())
-        key = normalize(text) or text
-        if text and key not in seen:
-            seen.add(key)
-            out.append(Hypothesis(text=text, am_score=per_token * len(part), avg_logprob=per_token, tokens=part))
+        if exact is None and part == tuple(best_text[offset + start : offset + end]):
+            exact = per_token
+        if text and _key(text) not in pieces:  # beam order: the better-ranked variant is kept
+            pieces[_key(text)] = (text, part, per_token)
+    best_lp = exact if exact is not None else pieces.get(first_key, (None, None, own_lp))[2]
+    out = [Hypothesis(text=first_text, am_score=best_lp * len(first), avg_logprob=best_lp, tokens=first)]
+    others = sorted((v for k, v in pieces.items() if k != first_key), key=lambda v: -v[2])
+    for text, part, per_token in others[: n_best - 1]:
+        out.append(Hypothesis(text=text, am_score=per_token * len(part), avg_logprob=per_token, tokens=part))
     return tuple(out)
+
+
+def _key(text: str) -> str:
+    """What 'distinct' means: the whisper-normalised words (case, punctuation, spelling folded)."""
+    return normalize(text) or text
 
 
 def text_tokens(tokenizer, tokens: Sequence[int]) -> list[int]:
