@@ -11,7 +11,7 @@ import typer
 
 from cascade.commands.common import cli_errors, console, err_console, settings
 from cascade.commands.options import (
-    AdapterOpt, BatchSizeOpt, CorrectCfgOpt, InputFormatOpt, LlmThreadsOpt, OutputFormatOpt, config_default,
+    AdapterOpt, BatchSizeOpt, CorrectCfgOpt, InputFormatOpt, LlmThreadsOpt, OutputFormatOpt, config_default, old_names,
 )
 from cascade.commands.progress import progress
 from cascade.types import InvalidInput
@@ -19,7 +19,7 @@ from cascade.types import InvalidInput
 app = typer.Typer()
 
 
-@app.command("correct-batch")
+@app.command("correct-batch", context_settings=old_names(format="input-format", out_format="output-format"))
 @cli_errors
 def correct_batch(
     input_paths: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="HyPoradise .json, .jsonl, .csv/.tsv, "
@@ -43,9 +43,9 @@ def correct_batch(
     ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report "
                                                 "(summary, WER when references exist, largest changes); needs a .jsonl --out.")] = None,
-) -> None:
     threads: LlmThreadsOpt = None,
     """Correct a file of ASR transcripts (1-best or N-best), keeping its format; resumable after a crash."""
+) -> None:
     from cascade.batch import correct_file
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit then fails a write cleanly (EFBIG)
