@@ -205,7 +205,10 @@ def test_correct_mode_flag_and_its_old_names() -> None:
     assert {r.exit_code for r in texts.values()} == {0}
     assert {r.stdout for r in texts.values()} == {"i want a flight\n"}
     modes = {name for name, opt in _options() if "--correct" in opt.opts}
-    assert {"transcribe", "translate", "correct", "eval", "correct-batch"} <= modes
+    assert {"transcribe", "translate", "correct", "eval", "correct-batch", "chat"} <= modes
+    declared = {o for _, opt in _options() for o in opt.opts}
+    assert not declared & {"--method", "--mode", "--correction", "--out-format"}  # accepted, but not in --help
+    assert "--format" in declared  # transcribe's output format; correct-batch's --format is its --input-format
 
 
 @pytest.mark.parametrize("command, needles", [

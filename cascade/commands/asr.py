@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from cascade.commands.common import cli_errors, console, err_console, error_line, settings
 from cascade.commands.options import (
     AdapterOpt, ComputeTypeOpt, CorrectOpt, CueDurationOpt, DeviceOpt, LineCountOpt, LineWidthOpt, ThreadsOpt, WordsOpt,
-    config_default, runtime,
+    config_default, old_names, runtime,
 )
 from cascade.config import Settings, SubtitleOptions
 from cascade.types import InvalidInput, Segment, Transcript
@@ -205,7 +205,7 @@ def _cue_flags(width: int | None, lines: int | None, seconds: float | None) -> d
     return {"max_line_width": width, "max_line_count": lines, "max_duration_s": seconds}
 
 
-@app.command()
+@app.command(context_settings=old_names())
 @cli_errors
 def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, beam_size: BeamOpt = None,
                language: LanguageOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
@@ -222,7 +222,7 @@ def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, be
     run_files(files, cfg, out)
 
 
-@app.command()
+@app.command(context_settings=old_names())
 @cli_errors
 def translate(files: Files, model: Annotated[str, typer.Option("--model", "-m", help="Whisper model (multilingual).")] = "base",
               n_best: NBestOpt = None, beam_size: BeamOpt = None,

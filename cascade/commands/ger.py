@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cascade.commands.common import cli_errors, console, err_console, fail, settings
-from cascade.commands.options import AdapterOpt, ConfigOut, CorrectOpt, LamOpt, LimitOpt, LlmThreadsOpt, PromptOpt, runtime
+from cascade.commands.options import AdapterOpt, ConfigOut, CorrectOpt, LamOpt, LimitOpt, LlmThreadsOpt, PromptOpt, old_names, runtime
 from cascade.commands.progress import progress, tracked
 from cascade.config import Settings, save_yaml, user_config_path
 from cascade.types import Correction, InvalidInput, NBest, Utterance
@@ -55,7 +55,7 @@ def _explain(utt: Utterance, c: Correction) -> None:
         console.print(f"fallback: {c.fallback_reason}", highlight=False)
 
 
-@app.command("correct")
+@app.command("correct", context_settings=old_names())
 @cli_errors
 def correct_cmd(
     file: Annotated[Path | None, typer.Argument(help="HyPoradise JSON or JSONL N-best file.")] = None,
@@ -102,11 +102,11 @@ def _run_methods(utts: list[Utterance], methods: list[str], cfg: Settings, name:
     return out
 
 
-@app.command("eval")
+@app.command("eval", context_settings=old_names())
 @cli_errors
 def eval_cmd(
     data: Annotated[list[Path], typer.Argument(help="HyPoradise JSON/JSONL files or audio manifests (JSONL with 'audio').")],
-    method: Annotated[str, typer.Option("--correct", "--method", help="Comma-separated correction modes (rescore, rerank, ger; translate: rescore, ger, via).")] = "rescore,ger",
+    method: Annotated[str, typer.Option("--correct", help="Comma-separated correction modes (rescore, rerank, ger; translate: rescore, ger, via).")] = "rescore,ger",
     adapter: AdapterOpt = None,
     lam: LamOpt = None,
     prompt: PromptOpt = None,

@@ -1,7 +1,7 @@
 """Option declarations shared by every command: one flag name per idea, defaults and choices shown in --help.
 
 `--correct` chooses the correction mode everywhere (`--method`, `--mode` and `--correction`, its
-earlier names, still work); `--limit` caps records; `--model` (`-m`) names the model of the command's
+earlier names, still work but are left out of --help: see old_names); `--limit` caps records; `--model` (`-m`) names the model of the command's
 stage; `--input-format` / `--output-format` name the two formats apart. Short flags mean one thing in
 every command: -m --model, -n --n-best, -b --beam-size, -l --language, -f --format (what is written),
 -o where output goes, -e --engine (speech), -v --verbose. An option left unset takes the config's
@@ -11,7 +11,7 @@ value; its --help shows which key and the shipped default (`[default: asr.n_best
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import typer
 
@@ -36,8 +36,21 @@ ComputeType = Literal["default", "auto", "int8", "int8_float32", "int8_float16",
                       "float16", "bfloat16", "float32"]
 """CTranslate2's compute types (asr.compute_type)."""
 
-_CORRECT_NAMES = ("--correct", "--method", "--mode", "--correction")
-_CORRECT_HELP = "Correction mode; --method/--mode/--correction are its older names."
+OLD_NAMES = {"method": "correct", "mode": "correct", "correction": "correct"}
+"""Earlier option names, accepted as they were and kept out of --help (one name per idea there)."""
+
+
+def old_names(**renamed: str) -> dict[str, Any]:
+    """context_settings for a command taking OLD_NAMES (plus `renamed`, old -> new, e.g. format="input-format").
+
+    click normalises every option token through this before matching, so `--mode x` is `--correct x`.
+    """
+    names = {**OLD_NAMES, **{old.replace("_", "-"): new for old, new in renamed.items()}}
+    return {"token_normalize_func": lambda token: names.get(token, token)}
+
+
+_CORRECT_NAMES = ("--correct",)
+_CORRECT_HELP = "Correction mode (also accepted under its older names --method, --mode, --correction)."
 CorrectOpt = Annotated[str | None, typer.Option(*_CORRECT_NAMES, metavar=choices(get_args(CorrectionMode)), help=_CORRECT_HELP)]
 """For a command with its own default mode (given in its signature)."""
 CorrectCfgOpt = Annotated[str | None, typer.Option(*_CORRECT_NAMES, metavar=choices(get_args(CorrectionMode)),
@@ -56,10 +69,10 @@ PromptOpt = Annotated[str | None, typer.Option("--prompt", help="GER prompt temp
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="N-best lists per LLM call (correct.batch_size).",
                                                   min=1, show_default=config_default("correct.batch_size"))]
 InputFormatOpt = Annotated[str | None, typer.Option(
-    "--input-format", "--format", metavar=choices(INPUT_FORMATS), show_default="from the file name",
+    "--input-format", metavar=choices(INPUT_FORMATS), show_default="from the file name",
     help="Input format when the file name does not tell (--format is its older name).")]
 OutputFormatOpt = Annotated[str | None, typer.Option(
-    "--output-format", "--out-format", metavar=choices(OUTPUT_FORMATS), show_default="from --out's name",
+    "--output-format", metavar=choices(OUTPUT_FORMATS), show_default="from --out's name",
     help="Output format when the file name does not tell.")]
 ConfigOut = Annotated[Path | None, typer.Option(
     "--out", help="YAML config to write (read when CASCADE_CONFIG is unset).", show_default="$CASCADE_HOME/config.yaml")]

@@ -53,6 +53,8 @@ class Ticker:
             self.bar.update(self.task, completed=self.position, count=self.count, rate=self.rate)
             return
         now = time.monotonic()
+        if self.total == 1:
+            return
         if self.count - self._last_count >= self.every or now - self._last_time >= self.interval_s:
             self._line()
             self._last_count, self._last_time = self.count, now
@@ -74,8 +76,8 @@ class Ticker:
         if self.bar is not None:
             self.bar.stop()
             return
-        if self.count != self._last_count:
-            self._line()
+        if self.count != self._last_count and (self.total is None or self.total > 1):
+            self._line()  # one item needs no report
 
 
 @contextlib.contextmanager

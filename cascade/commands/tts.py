@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cascade.commands.common import cli_errors, console, err_console, settings
-from cascade.commands.options import CorrectCfgOpt, ThreadsOpt, runtime
+from cascade.commands.options import CorrectCfgOpt, ThreadsOpt, old_names, runtime
 from cascade.types import ChatMessage, InvalidInput
 
 app = typer.Typer()
@@ -71,7 +71,7 @@ def _read_history(path: Path | None) -> list[ChatMessage]:
         raise InvalidInput(f"history file {path} is not a JSON list of {{role, content}} messages: {exc}".splitlines()[0], param="history") from exc
 
 
-@app.command()
+@app.command(context_settings=old_names())
 @cli_errors
 def chat(
     audio: Annotated[Path, typer.Argument(help="The user's utterance (any format ffmpeg reads).", show_default=False)],
