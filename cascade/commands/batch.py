@@ -44,8 +44,8 @@ def correct_batch(
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report "
                                                 "(summary, WER when references exist, largest changes); needs a .jsonl --out.")] = None,
     threads: LlmThreadsOpt = None,
-    """Correct a file of ASR transcripts (1-best or N-best), keeping its format; resumable after a crash."""
 ) -> None:
+    """Correct a file of ASR transcripts (1-best or N-best), keeping its format; resumable after a crash."""
     from cascade.batch import correct_file
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit then fails a write cleanly (EFBIG)
