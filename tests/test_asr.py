@@ -158,7 +158,7 @@ def test_subtitle_timestamps_are_monotonic(long_transcript: Transcript) -> None:
     assert vtt.startswith("WEBVTT\n")
     for text, sep in ((srt, ","), (vtt, ".")):
         stamps = re.findall(rf"(\d\d):(\d\d):(\d\d){re.escape(sep)}(\d\d\d) --> (\d\d):(\d\d):(\d\d){re.escape(sep)}(\d\d\d)", text)
-        assert len(stamps) == len(long_transcript.segments)
+        assert len(stamps) >= len(long_transcript.segments)  # cues are cut to <= 7 s (tests/test_subtitles.py)
         seconds = [
             (int(a) * 3600 + int(b) * 60 + int(c) + int(d) / 1000, int(e) * 3600 + int(f) * 60 + int(g) + int(h) / 1000)
             for a, b, c, d, e, f, g, h in stamps
