@@ -26,8 +26,22 @@ import numpy as np
 from cascade.config import LiveOptions
 from cascade.pipeline import SpokenTurn
 from cascade.types import (
-    AudioChunk, BackendUnavailable, CorrectedTranscript, Correction, InvalidInput, LiveAudio, LiveDone, LiveError,
-    LiveEvent, LiveFinal, LivePartial, LiveReplyDelta, ChatMessage, Segment, StageInfo, Transcript,
+    AudioChunk,
+    BackendUnavailable,
+    ChatMessage,
+    CorrectedTranscript,
+    Correction,
+    InvalidInput,
+    LiveAudio,
+    LiveDone,
+    LiveError,
+    LiveEvent,
+    LiveFinal,
+    LivePartial,
+    LiveReplyDelta,
+    Segment,
+    StageInfo,
+    Transcript,
 )
 
 logger = logging.getLogger(__name__)
@@ -328,6 +342,8 @@ class _Responder:
         try:
             final = self._correct()
             self._q.put(final)
+            if self._stop.is_set():  # a speculation the speaker overtook: do not start the reply
+                return
             if not final.text.strip():
                 self._q.put(LiveError(message="no speech was recognised: nothing to reply to", param="audio"))
                 return
