@@ -144,7 +144,9 @@ def eval_cmd(
         if path.suffix.lower() in (".csv", ".tsv"):  # a recogniser's export: columns detected (cascade.formats.tabular)
             utts = _table_utterances(path, limit, {"id_column": id_column, "text_column": text_column, "ref_column": ref_column})
         else:
-            utts = [u for u in load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home) if u.reference is not None]
+            with progress(f"asr {path.name}", total=limit, unit="files") as tick:  # audio manifests: decoding is the long part
+                loaded = load_eval_set(path, limit=limit, asr_options=cfg.asr if asr else None, home=cfg.home, progress=tick)
+            utts = [u for u in loaded if u.reference is not None]
         if not utts:
             fail(f"{path}: no utterance with a reference to evaluate against")
         outputs = _run_methods(utts, methods, cfg, path.name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,11 @@ def is_audio_manifest(path: str | Path) -> bool:
         return False
 
 
-def transcribe_manifest(path: str | Path, asr_options: Any, home: Path, *, limit: int | None = None) -> Iterator[Utterance]:
+def transcribe_manifest(path: str | Path, asr_options: Any, home: Path, *, limit: int | None = None,
+                        progress: Callable[[], None] | None = None) -> Iterator[Utterance]:
     """Run ASR on each manifest record's audio (relative to the manifest) and yield Utterances.
+
+    `progress` is called after each file is decoded (the CLI shows a rate and an ETA).
 
     A clip VAD splits into several segments gets one N-best whose i-th hypothesis joins the
     segments' i-th hypotheses (the best-first order of each segment is kept).
@@ -53,6 +56,8 @@ def transcribe_manifest(path: str | Path, asr_options: Any, home: Path, *, limit
             raise InvalidInput(f"{path}:{lineno}: a manifest record needs an 'audio' path", param="audio")
         n += 1
         transcript = transcribe_all(path.parent / rec["audio"], asr_options, home=home)
+        if progress is not None:
+            progress()
         uid = str(rec.get("id", f"{path.stem}:{lineno}"))
         yield Utterance(id=uid, nbest=join_segments([s.nbest for s in transcript.segments], uid),
                         reference=rec.get("text") or rec.get("reference"), source=path.stem)
@@ -73,7 +78,8 @@ def join_segments(nbests: list[NBest], uid: str) -> NBest:
     return NBest(hypotheses=tuple(hyps), id=uid)
 
 
-def load_eval_set(path: str | Path, *, limit: int | None = None, asr_options: Any = None, home: Path | None = None) -> list[Utterance]:
+def load_eval_set(path: str | Path, *, limit: int | None = None, asr_options: Any = None, home: Path | None = None,
+                  progress: Callable[[], None] | None = None) -> list[Utterance]:
     """Utterances for evaluation: HyPoradise JSON/JSONL, or an audio manifest (ASR runs when asked or needed)."""
     path = Path(path)
     if is_audio_manifest(path):
@@ -81,5 +87,6 @@ def load_eval_set(path: str | Path, *, limit: int | None = None, asr_options: An
         if asr_options is not None or not any(k in first for k in HYP_KEYS):
             from cascade.config import AsrOptions
 
-            return list(transcribe_manifest(path, asr_options or AsrOptions(), home or Path("~/.cache/cascade").expanduser(), limit=limit))
+            return list(transcribe_manifest(path, asr_options or AsrOptions(), home or Path("~/.cache/cascade").expanduser(),
+                                            limit=limit, progress=progress))
     return load_hyporadise(path, limit=limit)
