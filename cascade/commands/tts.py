@@ -9,16 +9,21 @@ from typing import Annotated
 import typer
 
 from cascade.commands.common import cli_errors, console, err_console, settings
-from cascade.commands.options import CorrectCfgOpt, ThreadsOpt, old_names, runtime
+from cascade.commands.options import CorrectCfgOpt, ThreadsOpt, config_default, old_names, runtime
 from cascade.types import ChatMessage, InvalidInput
 
 app = typer.Typer()
 
-EngineOpt = Annotated[str | None, typer.Option("--engine", "-e", help="TTS engine: piper (default), espeak or coqui.")]
-VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Piper voice name or .onnx path; espeak-ng voice (e.g. en-us).")]
-SpeedOpt = Annotated[float | None, typer.Option("--speed", help="Speaking rate: 1.0 normal, 2.0 twice as fast.")]
-FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="wav, flac, mp3, opus, aac or pcm (default: from the output suffix, else wav).")]
-RateOpt = Annotated[int | None, typer.Option("--sample-rate", help="Resample the output to this rate (Hz).")]
+EngineOpt = Annotated[str | None, typer.Option("--engine", "-e", metavar="[piper|espeak|coqui]", help="TTS engine.",
+                                                show_default=config_default("tts.engine"))]
+VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Piper voice name or .onnx path; espeak-ng voice (e.g. en-us).",
+                                              show_default=config_default("tts.voice"))]
+SpeedOpt = Annotated[float | None, typer.Option("--speed", help="Speaking rate: 1.0 normal, 2.0 twice as fast.",
+                                                show_default=config_default("tts.speed"))]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", metavar="[wav|flac|mp3|opus|aac|pcm]", help="Audio format.",
+                                               show_default="from the output suffix, else tts.format = wav")]
+RateOpt = Annotated[int | None, typer.Option("--sample-rate", help="Resample the output to this rate (Hz).",
+                                             show_default="the engine's own")]
 CoquiOpt = Annotated[str | None, typer.Option("--coqui-model", help="Coqui checkpoint file (config.json beside it) or directory.")]
 SpeakerOpt = Annotated[str | None, typer.Option("--speaker", help="Speaker name (multi-speaker models) or a reference .wav (XTTS).")]
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Audio file to write.")]
