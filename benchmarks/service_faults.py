@@ -14,8 +14,9 @@ a few minutes on two busy cores.
   directory differently, then twelve concurrent requests under served names; status counts,
   RSS growth and the queue series /metrics ends up with.
 - faults: a gateway (local tiny.en) whose LLM is dead (closed port), closes connections,
-  answers non-JSON or wrong-schema 200s, trickles one byte a second, or never answers;
-  correct=ger, correct=rescore and the voice turn: status, seconds, correction status.
+  answers non-JSON or wrong-schema 200s, trickles its body or its headers one byte a second, or
+  never answers; correct=ger, correct=rescore and the voice turn: status, seconds, correction
+  status (asr_only_s: the same clip with correct=none, what the deadline adds to).
 - prompt: a 3,000-token echo prompt on the LLM service (cap 2,048) against the same service
   with the cap lifted (the old behaviour): status and peak RSS growth.
 """
@@ -180,14 +181,15 @@ def faults_phase(tmp: Path, deadline: float) -> dict:
             wait_ready(gw), wait_ready(dead)
             rows = {"dead": _fault_row(dead.url, data)}
             dead.stop()
-            for fault in ("close", "garbage", "schema", "trickle", "blackhole"):
+            baseline, _ = _timed(lambda: post_audio(gw.url, data, correct="none"))
+            for fault in ("close", "garbage", "schema", "trickle", "slow_headers", "blackhole"):
                 upstream.fault = fault
                 rows[fault] = _fault_row(gw.url, data)
         finally:
             gw.stop()
             dead.stop()
     calls = [c for row in rows.values() for c in row.values()]
-    return {"deadline_s": deadline, "by_fault": rows, "http_500": sum(c["status"] >= 500 for c in calls),
+    return {"deadline_s": deadline, "asr_only_s": baseline, "by_fault": rows, "http_500": sum(c["status"] >= 500 for c in calls),
             "all_200": all(c["status"] == 200 for c in calls), "max_s": max(c["s"] for c in calls)}
 
 
