@@ -219,6 +219,8 @@ def test_correct_mode_flag_and_its_old_names() -> None:
     ("correct", ["none|rescore|rerank|ger", "[default: ger]", "llm.threads = 0"]),
     ("eval", ["transcribe|translate", "[default: rescore,ger]"]),
     ("tune", ["none|tokens|words", "$CASCADE_HOME/config.yaml"]),
+    ("speak", ["piper|espeak|coqui", "wav|flac|mp3|opus|aac|pcm", "tts.voice = en_US-joe-medium"]),
+    ("chat", ["correct.mode = rescore", "--threads"]),
     ("correct-batch", ["local|ray", "correct.mode = rescore", "batch.workers = 1", "hyporadise|jsonl|csv", "jsonl|hyporadise|kaldi"]),
 ])
 def test_help_shows_defaults_and_choices(command: str, needles: list[str]) -> None:

@@ -125,3 +125,15 @@ def test_real_long_recording(shared_data: Path, settings: Settings) -> None:
     got = cues(t)
     _check_limits(t, got, SubtitleOptions())
     assert len(got) >= len(t.segments)
+
+
+def test_empty_and_looping_segments(transcripts) -> None:
+    """No speech gives no cues; a 29.5 s window that repeats one phrase (no word times) still gets readable cues."""
+    jfk = transcripts["jfk.flac"]
+    empty = jfk.model_copy(update={"segments": (), "text": ""})
+    assert cues(empty) == [] and render(empty, "srt") == "" and render(empty, "vtt").startswith("WEBVTT")
+    loop = jfk.segments[0].model_copy(update={"start": 0.0, "end": 29.5, "words": None, "text": "on-tai-an, " * 8})
+    looped = jfk.model_copy(update={"segments": (loop,), "duration": 30.0})
+    got = cues(looped)
+    _check_limits(looped, got, SubtitleOptions())
+    assert len(got) >= 5  # 29.5 s at most 7 s a cue

@@ -58,7 +58,9 @@ def timed_words(segments: Sequence[Segment]) -> tuple[list[Word], set[int]]:
         shown = " ".join(seg.text.split())
         if not own or " ".join(w.word.strip() for w in own) != shown:
             own = _spread(seg, shown)
-        words += [w.model_copy(update={"word": w.word.strip()}) for w in own]
+        for w in own:  # alignment can step back a little across segments: keep times monotonic
+            start = max(w.start, words[-1].start if words else 0.0)
+            words.append(w.model_copy(update={"word": w.word.strip(), "start": start, "end": max(w.end, start)}))
         if own:
             ends.add(len(words) - 1)
     return words, ends
