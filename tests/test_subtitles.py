@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pysubs2
@@ -52,7 +53,7 @@ def _check_limits(t: Transcript, got: list[Cue], o: SubtitleOptions) -> None:
         assert 0 < cue.end - cue.start <= o.max_duration_s + 1e-6, cue
         assert 1 <= len(cue.lines) <= o.max_line_count, cue
         assert all(len(line) <= o.max_line_width or " " not in line for line in cue.lines), cue
-    for a, b in zip(got, got[1:]):
+    for a, b in pairwise(got):
         assert a.start < b.start and a.end <= b.start + 1e-6, (a, b)
     shown = " ".join(s.text for s in t.segments).split()
     assert " ".join(" ".join(c.lines) for c in got).split() == shown  # every word, in order, once
@@ -78,7 +79,7 @@ def test_cues_split_at_punctuation_segment_ends_and_pauses(transcripts) -> None:
     got = cues(jfk)
     words = [w for s in jfk.segments for w in s.words or ()]
     ends = {round(s.end, 3) for s in jfk.segments}
-    gaps = {round(a.end, 3) for a, b in zip(words, words[1:]) if b.start - a.end >= 0.15}
+    gaps = {round(a.end, 3) for a, b in pairwise(words) if b.start - a.end >= 0.15}
     for cue in got:  # JFK's 8 s first segment is cut after "so," (a clause mark and a pause), not mid-phrase
         assert cue.lines[-1].endswith(SENTENCE_END + CLAUSE_END) or round(cue.end, 3) in ends | gaps, cue
     assert got[0].lines[-1].endswith("so,")
@@ -90,7 +91,7 @@ def test_cues_split_at_punctuation_segment_ends_and_pauses(transcripts) -> None:
 
 
 def test_lines_are_balanced() -> None:
-    words = "unless a system is established for the frequent formal review".split()
+    words = ["unless", "a", "system", "is", "established", "for", "the", "frequent", "formal", "review"]
     lines = wrap(words, 42, 2)
     assert len(lines) == 2 and abs(len(lines[0]) - len(lines[1])) <= 12
     assert wrap(["supercalifragilisticexpialidocious"], 10, 2) == ["supercalifragilisticexpialidocious"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
