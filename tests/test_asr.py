@@ -98,33 +98,29 @@ def test_one_best_equals_faster_whisper_defaults(clips: list[dict], jfk_path: Pa
 
 
 @pytest.fixture(scope="module")
-def german_tail(shared_data: Path) -> np.ndarray:
-    """35-60 s of the MIT-licence recording: German, which tiny.en cannot know; its last window loops at temperature 0."""
-    return load_audio(shared_data / "real" / "mit_license_en_de.mp3")[35 * 16000 :]
+def german_clip(shared_data: Path) -> np.ndarray:
+    """47-57 s of the MIT-licence recording: German, which tiny.en cannot know; at temperature 0 it loops."""
+    return load_audio(shared_data / "real" / "mit_license_en_de.mp3")[47 * 16000 : 57 * 16000]
 
 
-def test_looping_window_is_flagged_and_logged(german_tail: np.ndarray, home: Path, caplog) -> None:
+def test_looping_window_is_flagged_and_logged(german_clip: np.ndarray, home: Path, caplog) -> None:
     no_fallback = TINY.model_copy(update={"temperature_increment": None})
     with caplog.at_level("WARNING", logger="cascade.asr"):
-        t = transcribe_all(german_tail, no_fallback, home=home)
+        t = transcribe_all(german_clip, no_fallback, home=home)
     looped = [s for s in t.segments if "looped" in s.flags]
     assert looped and all(s.compression_ratio > 2.4 and s.temperature == 0.0 for s in looped)
     assert any("flagged 'looped'" in r.getMessage() for r in caplog.records)
 
 
-def test_fallback_redecodes_the_looping_window(german_tail: np.ndarray, home: Path) -> None:
-    """With faster-whisper's temperature ladder the window that loops at 0 is decoded again hotter."""
+def test_fallback_redecodes_the_looping_window(german_clip: np.ndarray, home: Path) -> None:
+    """With a temperature ladder (0, 0.5, 1.0 here, to stay quick) the looping window is decoded again hotter."""
     import ctranslate2
 
     ctranslate2.set_random_seed(7)
-    options = TINY.model_copy(update={"temperature_increment": 0.2})
-    clip = german_tail[: 20 * 16000]
-    once = transcribe_all(clip, options.model_copy(update={"temperature_increment": None}), home=home)
-    assert any(s.flags for s in once.segments) and {s.temperature for s in once.segments} == {0.0}
-    t = transcribe_all(clip, options, home=home)
-    assert t.segments and any(s.temperature > 0 for s in t.segments), [(s.temperature, s.text) for s in t.segments]
+    t = transcribe_all(german_clip, TINY.model_copy(update={"temperature_increment": 0.5}), home=home)
+    assert t.segments and all(s.temperature in (0.5, 1.0) for s in t.segments), [(s.temperature, s.text) for s in t.segments]
     assert not any("looped" in s.flags for s in t.segments)
-    assert all(s.nbest.hypotheses[0].text == s.text for s in t.segments)
+    assert all(s.nbest.hypotheses[0].text == s.text and s.compression_ratio <= 2.4 for s in t.segments)
 
 
 def test_piper_sentence_is_recognised(tmp_path: Path, home: Path) -> None:
@@ -218,10 +214,10 @@ def test_translate_needs_multilingual_model(jfk_path: Path, home: Path) -> None:
 def test_german_speech_detected_and_translated(shared_data: Path, home: Path) -> None:
     """The second half of the MIT-licence recording is read in German."""
     audio = load_audio(shared_data / "real" / "mit_license_en_de.mp3")[31 * 16000 :]
-    german = transcribe_all(audio, BASE.model_copy(update={"n_best": 2}), home=home)
+    german = transcribe_all(audio, BASE.model_copy(update={"n_best": 2, "nbest_beam_size": 5}), home=home)
     assert german.language == "de"
     assert {"die", "der", "und", "software"} <= set(_norm(german.text).split())
-    english = transcribe_all(audio, BASE.model_copy(update={"task": "translate", "n_best": 2}), home=home)
+    english = transcribe_all(audio, BASE.model_copy(update={"task": "translate", "n_best": 2, "nbest_beam_size": 5}), home=home)
     words = set(_norm(english.text).split())
     assert english.task == "translate" and {"the", "software", "and", "to"} <= words
     assert not {"die", "und", "der"} & words

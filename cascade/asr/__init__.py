@@ -131,20 +131,21 @@ def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions) 
     for index, seg in enumerate(fw_segments):
         if recorder.window != window:
             window, call = recorder.window, kept_call(recorder.calls, seg.tokens, seg.avg_logprob)
-            nbests = _window_nbests(clone, tokenizer, call, options) if call is not None else {}
+            looped = "looped" in _flags(seg, options)  # its alternatives would loop too: not worth a wide decode
+            nbests = _window_nbests(clone, tokenizer, call, options, looped) if call is not None else {}
             temperature = call.temperature if call is not None else seg.temperature
             lang = recorder.language if options.detect_language_per_segment and recorder.language else language
         hyps = nbests.get(tuple(seg.tokens)) or _only_best(seg)
         yield _segment(index, seg, hyps, lang, temperature, options)
 
 
-def _window_nbests(clone, tokenizer, call, options: AsrOptions) -> dict[tuple[int, ...], tuple]:
+def _window_nbests(clone, tokenizer, call, options: AsrOptions, looped: bool) -> dict[tuple[int, ...], tuple]:
     """Each segment's hypotheses in this window, keyed by the 1-best tokens faster-whisper gives the segment."""
     own = own_sequences(call)
     best = own[0][0]
     text = text_tokens(tokenizer, best)
     spans = [(a, b) for a, b in cut_points(clone, tokenizer, best) if tokenizer.decode(best[a:b]).strip()]
-    wide = uses_wide_beam(call, options)
+    wide = uses_wide_beam(call, options) and not looped
     offset, alts = 0, own[1:]
     if wide and (len(spans) == 1 or not options.nbest_per_segment):
         alts = wide_continuations(clone.model.model, call, options, tokenizer.no_timestamps, [], len(text))
