@@ -54,13 +54,17 @@ def interleaved(calls: dict, items) -> dict[str, tuple[float, list]]:
     return {n: (t, r) for n, (t, r) in out.items()}
 
 
+BACKENDS = {"transformers": {"backend": "transformers"}, "ct2": {"backend": "ct2", "compute_type": "int8"},
+            "ct2_float32": {"backend": "ct2", "compute_type": "float32"}}
+
+
 def load(settings, name: str):
     """(backend, ger corrector, seconds to load both incl. the adapter's conversion on first use)."""
     from cascade.correct import build_corrector
     from cascade.llm import load_backend
 
     start = time.perf_counter()
-    llm = settings.llm.model_copy(update={"backend": name})
+    llm = settings.llm.model_copy(update=BACKENDS[name])
     backend = load_backend(llm, settings.home)
     backend.score(["warm up"], adapter=str(SHIPPED))
     corrector = build_corrector(settings.model_copy(update={"llm": llm}), "ger", backend=backend)
@@ -97,6 +101,8 @@ def main() -> None:
     ap.add_argument("--lists", type=int, default=30, help="GER lists (round-robin over the six dev sets)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=48, help="tokens per chat prompt for tokens/s")
+    ap.add_argument("--ct2", nargs="+", default=["ct2", "ct2_float32"], choices=["ct2", "ct2_float32"],
+                    help="CTranslate2 variants measured against transformers (int8, float32)")
     args = ap.parse_args()
 
     from cascade import metrics
@@ -109,28 +115,33 @@ def main() -> None:
     })
     utts = dev_lists(args.lists)
     load_before = os.getloadavg()[0]
-    backends = {name: load(settings, name) for name in ("transformers", "ct2")}
+    names = ["transformers", *args.ct2]
+    backends = {name: load(settings, name) for name in names}
     fig, corr = measure(backends, utts, args.max_tokens)
     refs = [u.reference or "" for u in utts]
-    hf, ct = corr["transformers"], corr["ct2"]
-    ratios = {k: round(fig["ct2"][k] / fig["transformers"][k], 3)
-              for k in ("ger_s_per_list", "rescore_s_per_hyp", "reply_first_sentence_s") if fig["transformers"][k]}
-    ratios["tokens_per_s"] = round(fig["ct2"]["tokens_per_s"] / fig["transformers"]["tokens_per_s"], 3)
-    print(json.dumps({
+    hf = corr["transformers"]
+    out = {
         "benchmark": "llm_speed", "threads": args.threads, "lists": len(utts), "adapter": "cascade/adapters/ger-smollm2",
         "cpus": os.cpu_count(), "loadavg_1min_start_end": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "machine_shared": load_before > args.threads,
-        "transformers": fig["transformers"], "ct2": fig["ct2"], "ct2_over_transformers": ratios,
-        "agreement": {
+        "machine_shared": load_before > args.threads, **fig,
+        "wer_1best": round(100 * metrics.wer(refs, [u.nbest.texts[0] for u in utts]), 2),
+        "wer_transformers": round(100 * metrics.wer(refs, [c.text for c in hf]), 2),
+        "changed_transformers": sum(c.changed for c in hf),
+    }
+    for name in args.ct2:
+        ct = corr[name]
+        ratios = {k: round(fig[name][k] / fig["transformers"][k], 3)
+                  for k in ("ger_s_per_list", "rescore_s_per_hyp", "reply_first_sentence_s") if fig["transformers"][k]}
+        ratios["tokens_per_s"] = round(fig[name]["tokens_per_s"] / fig["transformers"]["tokens_per_s"], 3)
+        out[f"{name}_over_transformers"] = ratios
+        out[f"{name}_agreement"] = {
             "ger_text_identical": sum(a.text == b.text for a, b in zip(hf, ct)),
             "ger_raw_identical": sum(a.raw_output == b.raw_output for a, b in zip(hf, ct)),
             "decisions_identical": sum((a.status, a.fallback_reason) == (b.status, b.fallback_reason) for a, b in zip(hf, ct)),
-            "changed_transformers": sum(c.changed for c in hf), "changed_ct2": sum(c.changed for c in ct),
-            "wer_1best": round(100 * metrics.wer(refs, [u.nbest.texts[0] for u in utts]), 2),
-            "wer_transformers": round(100 * metrics.wer(refs, [c.text for c in hf]), 2),
-            "wer_ct2": round(100 * metrics.wer(refs, [c.text for c in ct]), 2),
-        },
-    }))
+            "changed": sum(c.changed for c in ct),
+            "wer": round(100 * metrics.wer(refs, [c.text for c in ct]), 2),
+        }
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

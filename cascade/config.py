@@ -136,7 +136,10 @@ class LlmOptions(Options):
     max_retries: int = Field(2, ge=0)
     batch_size: int = Field(8, ge=1)
     threads: int = Field(0, ge=0)
-    """torch intra-op threads on CPU; 0 keeps torch's default."""
+    """Intra-op threads on CPU (torch, CTranslate2); 0 keeps the library's default."""
+    compute_type: Literal["int8", "float32"] = "int8"
+    """ct2 backend: int8 (fastest; log-probs within ~0.1 nat/token of fp32) or float32 (the transformers
+    backend's numbers exactly, still faster than it); each is converted once into CASCADE_HOME."""
 
 
 class RescoreOptions(Options):

@@ -148,3 +148,13 @@ def test_greedy_ger_text_agrees_with_transformers(ct2, hf, dev_lists, adapter) -
     ours = ct2.generate(prompts, max_tokens=cap, stop=STOP, adapter=adapter)
     theirs = hf.generate(prompts, max_tokens=cap, stop=STOP, adapter=adapter)
     assert sum(a == b for a, b in zip(ours, theirs)) >= 12
+
+
+def test_float32_compute_type_matches_transformers_exactly(hf, dev_lists, settings) -> None:
+    """float32 is the same conversion without int8 rounding: the transformers backend's numbers."""
+    f32 = load_backend(LlmOptions(backend="ct2", threads=2, compute_type="float32"), settings.home)
+    texts = [nb.texts[0] for nb in dev_lists[:6]]
+    for a, b in zip(f32.score(texts), hf.score(texts)):
+        assert a.n_tokens == b.n_tokens and a.logprob == pytest.approx(b.logprob, abs=1e-2)
+    prompt = f32.chat_template([{"role": "user", "content": "Repeat exactly: the cat sat on the mat"}])
+    assert f32.generate([prompt], max_tokens=12) == hf.generate([prompt], max_tokens=12)

@@ -1,11 +1,12 @@
-"""In-process LLM on CPU with CTranslate2 (int8): the fast CPU twin of the transformers backend.
+"""In-process LLM on CPU with CTranslate2 (int8 by default): the fast CPU twin of the transformers backend.
 
 The HF model (the dequantised bundled GGUF, or a user's HF directory) is converted once to a
-CTranslate2 int8 model in CASCADE_HOME/models/ct2/, keyed by the base model and the sha256 of the
-adapter's weights. CTranslate2 has no LoRA: an adapter is merged into the base with peft's
-`merge_and_unload` and converted on its own, so each adapter used gets its own `ctranslate2.Generator`
-(loaded on first use, kept). Tokenisation, the document-start token, prefix scoring and stop-string
-handling are the transformers backend's, so scores and texts of the two are comparable.
+CTranslate2 model (LlmOptions.compute_type: int8 or float32) in CASCADE_HOME/models/ct2/, keyed by
+the base model, the compute type and the sha256 of the adapter's weights. CTranslate2 has no LoRA:
+an adapter is merged into the base with peft's `merge_and_unload` and converted on its own, so each
+adapter used gets its own `ctranslate2.Generator` (loaded on first use, kept). Tokenisation, the
+document-start token, prefix scoring and stop-string handling are the transformers backend's, so
+scores and texts of the two are comparable.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from typing import Any
 
 from cascade.config import LlmOptions
 from cascade.llm.base import TextScore, TokenLogprob
-from cascade.llm.hf_backend import DOC_START_TOKENS, adapter_dir, score_from_tokens, split_at_stop
+from cascade.llm.hf_backend import (
+    DOC_START_TOKENS,
+    adapter_dir,
+    score_from_tokens,
+    split_at_stop,
+)
 from cascade.types import InvalidInput, ModelNotFound
 
 logger = logging.getLogger(__name__)
 
-QUANTIZATION = "int8"
-"""Weights and compute type: int8 matmuls with float32 activations (CTranslate2's fast CPU path)."""
 BASE_KEY = "base"
 
 
@@ -59,13 +63,13 @@ def model_key(model: str) -> str:
     return model
 
 
-def converted_dir(home: Path, model: str, key: str) -> Path:
-    return Path(home) / "models" / "ct2" / f"{model_key(model)}-{key}-{QUANTIZATION}"
+def converted_dir(home: Path, model: str, key: str, quantization: str = "int8") -> Path:
+    return Path(home) / "models" / "ct2" / f"{model_key(model)}-{key}-{quantization}"
 
 
-def convert(model: str, home: Path, adapter: str | None, key: str) -> Path:
+def convert(model: str, home: Path, adapter: str | None, key: str, quantization: str = "int8") -> Path:
     """The CTranslate2 model for (model, adapter), converted once (atomically) into CASCADE_HOME."""
-    out = converted_dir(home, model, key)
+    out = converted_dir(home, model, key, quantization)
     if (out / "model.bin").is_file() and (out / ".converted").is_file():
         return out
     try:
@@ -76,13 +80,13 @@ def convert(model: str, home: Path, adapter: str | None, key: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.hf.", dir=out.parent))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        logger.info("converting %s%s to CTranslate2 %s in %s (once)", model, f" + {adapter}" if adapter else "", QUANTIZATION, out)
+        logger.info("converting %s%s to CTranslate2 %s in %s (once)", model, f" + {adapter}" if adapter else "", quantization, out)
         _save_plain_hf(model, home, adapter, staging)
         try:
-            TransformersConverter(str(staging)).convert(str(tmp), quantization=QUANTIZATION, force=True)
+            TransformersConverter(str(staging)).convert(str(tmp), quantization=quantization, force=True)
         except (NotImplementedError, ValueError, KeyError, OSError) as exc:
             raise ModelNotFound(f"cannot convert {model} to CTranslate2: {_one_line(exc)}", param="model") from exc
-        meta = {"model": model, "adapter": str(adapter_dir(adapter)) if adapter else None, "key": key, "quantization": QUANTIZATION}
+        meta = {"model": model, "adapter": str(adapter_dir(adapter)) if adapter else None, "key": key, "quantization": quantization}
         (tmp / ".converted").write_text(json.dumps(meta, indent=1))
         try:
             os.replace(tmp, out)
@@ -117,7 +121,7 @@ def _save_plain_hf(model: str, home: Path, adapter: str | None, dest: Path) -> N
 
 
 class CT2Backend:
-    """LlmBackend over `ctranslate2.Generator` (int8, CPU), one generator per adapter."""
+    """LlmBackend over `ctranslate2.Generator` (CPU, int8 or float32), one generator per adapter."""
 
     def __init__(self, tokenizer, *, name: str, options: LlmOptions, home: Path):
         self.tokenizer = tokenizer
@@ -169,8 +173,9 @@ class CT2Backend:
             if gen is None:
                 import ctranslate2
 
-                path = convert(self.options.model, self.home, adapter, key)
-                gen = ctranslate2.Generator(str(path), device="cpu", compute_type=QUANTIZATION, intra_threads=self.options.threads)
+                kind = self.options.compute_type
+                path = convert(self.options.model, self.home, adapter, key, kind)
+                gen = ctranslate2.Generator(str(path), device="cpu", compute_type=kind, intra_threads=self.options.threads)
                 self._generators[key] = gen
             return gen
 
