@@ -7,7 +7,7 @@ gateway that reaches the three over HTTP at the first one's URL (the relay), so 
 show too. For each route, the streamed call's time to its first useful piece against the whole
 answer of the same call not streamed (medians over --repeats, streamed and whole alternating):
 
-- transcription of 35 s of speech (JFK x3, 2+ Whisper windows): first `transcript.text.delta`
+- transcription of 54 s of speech (five utterances, 2 Whisper windows): first `transcript.text.delta`
   vs the non-streamed json answer;
 - chat (greedy, 48 tokens): first content chunk vs the non-streamed completion;
 - speech (three sentences): first mp3 byte (streamed) vs the whole flac body.
@@ -31,16 +31,20 @@ from openai import OpenAI
 from services.common.testing import launch, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
-JFK = ROOT.parent / "shared" / "data" / "real" / "jfk.flac"
+DATA = ROOT.parent / "shared" / "data"
 ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1"}
 TEXT = "Good morning to you. The weather is lovely today. Shall we take a walk by the river?"
 MESSAGES = [{"role": "user", "content": "Tell me about the sea in three sentences."}]
 
 
 def long_clip(out: Path) -> Path:
-    samples, rate = sf.read(JFK, dtype="float32", always_2d=True)
-    mono, gap = samples.mean(axis=1), np.zeros(rate, dtype="float32")
-    sf.write(out, np.concatenate([mono, gap, mono, gap, mono]), rate)
+    """54 s of five different utterances (repeated text would trip Whisper's compression-ratio fallback)."""
+    from cascade.audio import load_audio
+
+    files = [DATA / "real" / "jfk.flac", DATA / "real" / "LJ050-0131.wav",
+             *(DATA / "librispeech-test-other" / "audio" / f"1688-142285-000{i}.flac" for i in range(3))]
+    gap = np.zeros(16000, dtype="float32")
+    sf.write(out, np.concatenate([x for f in files for x in (load_audio(f), gap)]), 16000)
     return out
 
 
@@ -97,7 +101,7 @@ def main() -> None:
     relay = wait_ready(launch("gateway", log_dir=logs, env=ENV,
                               args=("--asr-url", local.url, "--llm-url", local.url, "--tts-url", local.url)))
     try:
-        clip = long_clip(logs / "jfk3.flac")
+        clip = long_clip(logs / "five.flac")
         figures = {}
         for name, svc in (("local", local), ("relay", relay)):
             client = OpenAI(base_url=svc.url + "/v1", api_key="unused", max_retries=0, timeout=600)
