@@ -286,4 +286,10 @@ class OpenAIStages:
         else:
             out += [entry(m.id, "llm", **({"parent": m.parent} if getattr(m, "parent", None) else {}))
                     for m in self.llm.models()]
-        return [m for m in out if "/" not in m["id"] and "\\" not in m["id"]]
+        return [m for m in out if not _looks_like_path(m["id"])]
+
+
+def _looks_like_path(name: str) -> bool:
+    """A filesystem path (a model directory given as the configured model) is never listed; a hub id such as
+    vLLM's `HuggingFaceTB/SmolLM2-135M-Instruct` is a name and stays."""
+    return name.startswith(("/", "~", "./", "../")) or "\\" in name or name.count("/") > 1
