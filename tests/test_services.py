@@ -263,6 +263,18 @@ def test_llm_unknown_model_and_malformed_json(stack, llm_client):
     assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
 
 
+def test_prompts_above_the_token_cap_are_400(stack):
+    """A 3,000-token echo prompt once peaked at 2.5 GB; above service.max_prompt_tokens (2,048) it is refused."""
+    long = " ".join(f"word{i % 97}" for i in range(1040))  # ~3,000 SmolLM2 tokens
+    r = httpx.post(stack["llm"].url + "/v1/completions", timeout=60,
+                   json={"model": "smollm2", "prompt": long, "max_tokens": 0, "echo": True, "logprobs": 0})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+    assert "2048-token prompt limit" in r.json()["error"]["message"]
+    r = httpx.post(stack["llm"].url + "/v1/chat/completions", timeout=60,
+                   json={"model": "smollm2", "messages": [{"role": "user", "content": long}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+
+
 def test_rescore_and_correct_take_cascade_records(stack):
     nbest = NBest.from_texts(["i scream for ice cream", "eye scream for ice cream"], scores=[-2.0, -2.5])
     for path in ("/v1/rescore", "/v1/correct?method=rescore"):
