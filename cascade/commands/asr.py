@@ -25,6 +25,7 @@ from cascade.commands.options import (
     AdapterOpt, ComputeTypeOpt, CorrectOpt, CueDurationOpt, DeviceOpt, LineCountOpt, LineWidthOpt, ThreadsOpt, WordsOpt,
     config_default, old_names, runtime,
 )
+from cascade.commands.progress import Ticker, progress
 from cascade.config import Settings, SubtitleOptions
 from cascade.types import InvalidInput, Segment, Transcript
 
@@ -135,22 +136,24 @@ def _check_output_names(files: list[Path], out: OutputOptions) -> None:
         seen[target] = path
 
 
-def _tracked(segments: Iterator[Segment], progress: Any, task_id: Any) -> Iterator[Segment]:
+def _tracked(segments: Iterator[Segment], tick: Ticker) -> Iterator[Segment]:
+    done = 0
     for segment in segments:
-        progress.update(task_id, completed=segment.end)
+        tick(max(int(segment.end) - done, 0))
+        done = max(done, int(segment.end))
         yield segment
 
 
-def transcribe_file(path: Path, cfg: Settings, progress: Any) -> Transcript:
-    """One file through ASR, reporting progress in seconds of audio."""
+def transcribe_file(path: Path, cfg: Settings) -> Transcript:
+    """One file through ASR, reporting progress in seconds of audio (its rate: seconds of audio per second)."""
     from cascade.asr import collect, transcribe
 
     started = time.perf_counter()
-    task_id = progress.add_task(path.name, total=None)
     segments, info = transcribe(path, cfg.asr, home=cfg.home)
-    progress.update(task_id, total=max(info.duration, 0.01))
-    transcript = collect(_tracked(segments, progress, task_id), info, source=str(path), started=started)
-    progress.update(task_id, completed=info.duration)
+    total = max(int(info.duration), 1)
+    with progress(path.name, total=total, unit="s of audio", every=total, transient=True) as tick:  # else ~10 s lines
+        transcript = collect(_tracked(segments, tick), info, source=str(path), started=started)
+        tick(max(total - tick.count, 0))
     return transcript
 
 
@@ -159,8 +162,6 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
 
     Raises typer.Exit(1) after the others are done when any file failed.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from cascade.asr import prepare
     from cascade.formats.hyporadise import dumps, transcript_records
 
@@ -170,22 +171,20 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
     done: list[Transcript] = []
     records: list[dict[str, Any]] = []
     failed = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        for path in files:
-            try:
-                transcript = correct(transcribe_file(path, cfg, progress))
-                _emit(transcript, path, out, many=len(files) > 1)
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-                if os.environ.get("CASCADE_DEBUG"):
-                    raise
-                failed += 1
-                message = error_line(exc)
-                message = message if str(path) in message else f"{path}: {message}"
-                err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-                continue
-            done.append(transcript)
-            records += transcript_records(transcript, path.stem)
+    for path in files:
+        try:
+            transcript = correct(transcribe_file(path, cfg))
+            _emit(transcript, path, out, many=len(files) > 1)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            if os.environ.get("CASCADE_DEBUG"):
+                raise
+            failed += 1
+            message = error_line(exc)
+            message = message if str(path) in message else f"{path}: {message}"
+            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            continue
+        done.append(transcript)
+        records += transcript_records(transcript, path.stem)
     if out.hyporadise is not None:
         out.hyporadise.parent.mkdir(parents=True, exist_ok=True)
         out.hyporadise.write_text(dumps(records), encoding="utf-8")

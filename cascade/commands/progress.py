@@ -30,7 +30,7 @@ class Ticker:
     """Counts finished items; `position` (e.g. bytes read) drives the ETA when the item count is unknown."""
 
     def __init__(self, description: str, total: int | None, unit: str, every: int | None, interval_s: float,
-                 console: Console) -> None:
+                 console: Console, transient: bool = False) -> None:
         self.description, self.total, self.unit = description, total, unit
         self.count, self.position = 0, 0
         self.every = every or (max(1, total // 10) if total else 100)
@@ -42,7 +42,7 @@ class Ticker:
         if console.is_terminal:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]} {task.fields[unit]}"),
                                 TextColumn("{task.fields[rate]:.1f}/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                                TimeRemainingColumn(), console=console, transient=False)
+                                TimeRemainingColumn(), console=console, transient=transient)
             self.task = self.bar.add_task(description, total=total, count=0, unit=unit, rate=0.0)
 
     def __call__(self, n: int = 1, position: int | None = None) -> None:
@@ -82,9 +82,12 @@ class Ticker:
 
 @contextlib.contextmanager
 def progress(description: str, total: int | None = None, *, unit: str = "items", every: int | None = None,
-             interval_s: float = 10.0, console: Console | None = None) -> Iterator[Ticker]:
-    """A Ticker for the block; call it once per finished item (or with n= for several)."""
-    ticker = Ticker(description, total, unit, every, interval_s, console or err_console)
+             interval_s: float = 10.0, console: Console | None = None, transient: bool = False) -> Iterator[Ticker]:
+    """A Ticker for the block; call it once per finished item (or with n= for several).
+
+    `every`: items between plain lines (default: a tenth of the total); `transient`: the bar vanishes at the end.
+    """
+    ticker = Ticker(description, total, unit, every, interval_s, console or err_console, transient)
     if ticker.bar is not None:
         ticker.bar.start()
     try:
