@@ -145,7 +145,7 @@ def test_model_paths_share_one_canonical_id_when_enabled(settings):
 # --------------------------------------------------------------------------- 3. degradation + 4. secrets
 
 
-@pytest.mark.parametrize("fault", ["close", "garbage", "schema", "trickle", "blackhole"])
+@pytest.mark.parametrize("fault", ["garbage", "trickle", "blackhole"])  # the rest: test_stage_client_has_one_total_deadline
 def test_misbehaving_llm_degrades_within_the_deadline(gateway, upstream, short_wav, fault):
     upstream.fault = fault
     for mode in ("ger",) if fault in ("trickle", "blackhole") else ("ger", "rescore"):  # the slow ones cost a deadline
@@ -238,13 +238,11 @@ def test_client_disconnect_cancels_decoding(gateway, jfk_path):
 
 
 def test_sanitizer_strips_every_special_token_of_the_loaded_tokenizer(settings):
-    from transformers import AutoTokenizer
-
     from cascade import models
     from cascade.ger.guards import sanitize_hypothesis
 
-    tok = AutoTokenizer.from_pretrained(models.llm_dir(settings.llm.model, settings.home))
-    specials = {t.content for t in tok.added_tokens_decoder.values() if t.special} | set(tok.all_special_tokens)
+    spec = json.loads((models.llm_dir(settings.llm.model, settings.home) / "tokenizer.json").read_text())
+    specials = {t["content"] for t in spec["added_tokens"] if t["special"]}  # what the backend's tokenizer loads
     assert {"<file_sep>", "<jupyter_output>", "<empty_output>", "<repo_name>"} <= specials
     for special in specials:
         assert sanitize_hypothesis(f"turn left{special} at the lights") == "turn left at the lights", special
