@@ -249,6 +249,18 @@ def test_sanitizer_strips_every_special_token_of_the_loaded_tokenizer(settings):
     assert sanitize_hypothesis("three < four and five > two") == "three < four and five > two"
 
 
+def test_sanitizer_covers_gemma_special_tokens(settings):
+    """The other bundled LLM (Gemma 3 270M, converted once by `make setup`): its 6,000+ special tokens too."""
+    from cascade.ger.guards import sanitize_hypothesis
+
+    path = settings.home / "models" / "gemma3-270m-hf" / "tokenizer.json"
+    if not path.is_file():
+        pytest.skip("Gemma 3 270M is not converted in CASCADE_HOME")
+    specials = {t["content"] for t in json.loads(path.read_text())["added_tokens"] if t["special"]}
+    assert len(specials) > 1000
+    assert all(sanitize_hypothesis(f"a {t} b") == "a b" for t in specials)
+
+
 def test_cli_language_on_english_only_model_is_one_line(jfk_path):
     from cascade.cli import app
 
