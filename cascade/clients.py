@@ -176,7 +176,7 @@ class StageClient:
         raise error
 
     def _too_slow(self) -> BackendUnavailable:
-        return BackendUnavailable(f"{self.stage} service at {self.url} did not answer within the "
+        return BackendUnavailable(f"{self.stage} service at {self.url} timed out: no answer within the "
                                   f"{self.timeout_s:g} s deadline")
 
     def _send(self, method: str, path: str, deadline: float, **kw: Any) -> httpx.Response:
@@ -281,7 +281,8 @@ class LlmClient(StageClient):
 
     def correct(self, nbest: NBest, method: str = "ger") -> Correction:
         """One list corrected by the LLM service, which runs the correction seam (any list mode)."""
-        response = self.request("POST", "/v1/correct", params={"method": method}, json=nbest.model_dump(mode="json"))
+        path, params = ("/v1/rescore", None) if method == "rescore" else ("/v1/correct", {"method": method})
+        response = self.request("POST", path, params=params, json=nbest.model_dump(mode="json"))
         return self.parse(response, Correction)
 
     def chat(self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
