@@ -115,6 +115,7 @@ class LiveTurn:
         self.window_start = 0
         self.windows: list[_Window] = []
         self._tentative: _Window | None = None
+        self.decodes: list[float] = []  # seconds of every decode, kept or tentative (benchmarks)
         self._responder: _Responder | None = None
         self.speech_end_at: float | None = None  # wall time the last speech frame arrived
         self.endpoint_at: float | None = None
@@ -223,7 +224,8 @@ class LiveTurn:
     def _decode(self, start: int, end: int) -> _Window:
         began = time.perf_counter()
         transcript = self.turn.asr.transcribe(np.ascontiguousarray(self._samples()[start:end]))
-        return _Window(start, end, transcript, time.perf_counter() - began)
+        self.decodes.append(time.perf_counter() - began)
+        return _Window(start, end, transcript, self.decodes[-1])
 
     def _commit(self, window: _Window) -> list[LiveEvent]:
         self.windows.append(window)
@@ -377,13 +379,16 @@ class _Responder:
 
     def _reply(self, text: str) -> None:
         """Sentences of the reply: to the client (reply.delta) and to the speech loop."""
+        from cascade.respond import cancel_on
+
         gen = self.turn.replier.stream(text, self.history)
         try:
-            for i, sentence in enumerate(gen):
-                if self._stop.is_set():
-                    break
-                self._q.put(LiveReplyDelta(text=sentence, index=i))
-                self._sentences.put(sentence)
+            with cancel_on(self._stop):  # an in-process LLM stops within a token when the speaker goes on
+                for i, sentence in enumerate(gen):
+                    if self._stop.is_set():
+                        break
+                    self._q.put(LiveReplyDelta(text=sentence, index=i))
+                    self._sentences.put(sentence)
         except Exception as exc:  # noqa: BLE001
             logger.warning("live reply generation failed: %s", exc)
             self._q.put(_error(exc))

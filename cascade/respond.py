@@ -11,6 +11,8 @@ generates the whole reply first (same sentences, later).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import re
 import threading
@@ -123,11 +125,28 @@ def stream_text(backend: Any, prompt: str, *, max_tokens: int, temperature: floa
     return _tokens(backend, prompt, options, _Finish())
 
 
+_cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("reply_cancel", default=None)
+
+
+@contextlib.contextmanager
+def cancel_on(event: threading.Event) -> Iterator[None]:
+    """Replies iterated inside this block stop within a token once `event` is set (not at the next sentence):
+    the live turn drops a speculated reply the moment the user speaks again, freeing the CPU at once."""
+    token = _cancel.set(event)
+    try:
+        yield
+    finally:
+        _cancel.reset(token)
+
+
 def _sentences(pieces: Iterator[str], finish: _Finish, cap: int) -> Iterator[str]:
     """Complete sentences from streamed text, at most `cap` of them (the rest is not generated)."""
     buffer, spoken = "", 0
     try:
         for piece in pieces:
+            stop = _cancel.get()
+            if stop is not None and stop.is_set():
+                return
             done, buffer = complete_sentences(buffer + piece)
             for sentence in done[: cap - spoken]:
                 spoken += 1
