@@ -4,7 +4,12 @@ Utterances of about 5 s are synthesized with piper from Harvard sentences (two s
 each, from ../shared/data/text), so the input is speech the recogniser can follow. Each
 utterance runs through the same stages twice, in alternating order: streamed (TTS starts
 on the first reply sentence while the rest is generated) and sequential (the peer: reply
-fully generated, then fully synthesized). Also the TTS real-time factor per engine
+fully generated, then fully synthesized); then live (cascade.live.replay: 20 ms frames paced
+at real time, windows decoded while "spoken", the VAD's trailing silence ends the turn, the
+reply speculated at the last pause). Streamed and sequential times run from the moment the
+whole utterance is handed over; live times (`ttfa_live_s`) from the arrival of the last
+frame the VAD calls speech, so they include the silence wait (live.silence_ms) that a real
+spoken turn needs before it knows the user is done. Also the TTS real-time factor per engine
 (piper, espeak; coqui in its own venv when it exists, on an untrained VITS of the default
 architecture size, since no pretrained Coqui model can be downloaded here).
 
@@ -109,7 +114,19 @@ def _median(rows: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in rows), 3)
 
 
-def turns(n: int) -> dict:
+def live_turn(turn, samples, options) -> dict:
+    """One paced live replay: its `done` timings (seconds from the end of speech)."""
+    from cascade.live import replay
+
+    done = None
+    for event in replay(turn, samples, options, pace=True):
+        if event.type == "error":
+            raise RuntimeError(event.message)
+        done = event if event.type == "done" else done
+    return {k: v for k, v in done.timings.items() if k != "asr_windows"}
+
+
+def turns(n: int, live: bool = True) -> dict:
     from cascade.config import load_settings
     from cascade.pipeline import build_turn
 
@@ -125,6 +142,9 @@ def turns(n: int) -> dict:
             rows[mode].append({**r.timings, "ttfa": r.time_to_first_audio,
                                "first_sentence": r.reply.first_sentence_s or 0.0,
                                "reply_words": len(r.reply.text.split()), "speech_s": r.speech.duration})
+    if live:
+        live_turn(turn, data[0][1], settings.live)  # warm-up of the VAD and the live path
+        rows["live"] = [live_turn(turn, samples, settings.live) for _, samples in data]
     summary = {mode: {k: _median(v, k) for k in v[0]} for mode, v in rows.items()}
     return {
         "utterances": n,
@@ -132,8 +152,12 @@ def turns(n: int) -> dict:
         "config": {"asr": settings.asr.model, "n_best": settings.asr.n_best, "beam": settings.asr.beam_size,
                    "correction": settings.correct.mode, "llm": f"{settings.llm.backend}:{settings.llm.model}",
                    "max_reply_tokens": settings.chat.max_reply_tokens, "max_sentences": settings.chat.max_sentences,
-                   "tts": settings.tts.engine},
+                   "tts": settings.tts.engine, "live_silence_ms": settings.live.silence_ms,
+                   "live_pause_ms": settings.live.pause_ms, "live_speculate": settings.live.speculate},
         **summary,
+        **({"ttfa_live_s": summary["live"]["first_audio"],
+            "ttfa_live_minus_silence_wait_s": round(summary["live"]["first_audio"] - settings.live.silence_ms / 1000, 3),
+            "goal_live_met": summary["live"]["first_audio"] <= 1.0} if live else {}),
         "ttfa_ratio_sequential_over_streamed": round(summary["sequential"]["ttfa"] / summary["streamed"]["ttfa"], 2),
         "goal_ttfa_s": 1.0,
         "goal_met": summary["streamed"]["ttfa"] <= 1.0,
@@ -144,6 +168,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5, help="utterances (each run streamed and sequential)")
     parser.add_argument("--coqui-rtf", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-live", action="store_true", help="skip the live (WebSocket-path) turns")
+    parser.add_argument("--no-rtf", action="store_true", help="skip the TTS real-time factors")
     args = parser.parse_args()
     if args.coqui_rtf:
         print(json.dumps({"coqui_rtf": coqui_rtf()}))
@@ -151,8 +177,10 @@ def main() -> None:
     from cascade.config import load_settings
 
     home = load_settings().home
-    result = turns(args.n)
-    result["tts_rtf"] = {"piper": rtf("piper", home), "espeak": rtf("espeak", home), "coqui_vits_untrained": run_coqui_rtf()}
+    result = turns(args.n, live=not args.no_live)
+    if not args.no_rtf:
+        result["tts_rtf"] = {"piper": rtf("piper", home), "espeak": rtf("espeak", home),
+                             "coqui_vits_untrained": run_coqui_rtf()}
     result["cpus"] = os.cpu_count()
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))

@@ -203,7 +203,8 @@ class LiveTurn:
         return events
 
     def _end(self, at: float) -> list[LiveEvent]:
-        self.ended, self.endpoint_at = True, at
+        # when the end was found (frames wait while a window decodes), not when its frame arrived
+        self.ended, self.endpoint_at = True, max(at, time.perf_counter())
         events: list[LiveEvent] = []
         if self._tentative is not None:
             events += self._commit(self._tentative)
