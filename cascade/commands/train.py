@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cascade.commands.common import cli_errors, console, err_console, settings
 from cascade.commands.options import config_default
@@ -16,19 +15,6 @@ from cascade.commands.progress import progress
 from cascade.types import InvalidInput
 
 app = typer.Typer()
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
 
 
 @app.command("make-nbest")
@@ -119,14 +105,11 @@ def train_ger(
                  patience=patience, seed=seed, threads=threads, layers=layers)  # fmt: skip
     cfg = settings(train=flags)
     utts = trainer.load_data(data, seed=cfg.train.seed, banned=_test_sentences())
-    with _progress() as bar:
-        task = bar.add_task("train-ger", total=None, info="")
+    with progress("train-ger", unit="steps", every=10) as tick:
 
         def show(ev: dict) -> None:
             dev = f" dev {ev['dev_loss']:.3f}" if "dev_loss" in ev else ""
-            bar.update(task, total=ev["total"], completed=ev["step"], info=f"loss {ev['loss']:.3f}{dev} ep {ev['epoch']:.2f}")
-            if not err_console.is_terminal and (dev or ev["step"] % 10 == 0):  # a log file gets plain lines, not a bar
-                err_console.print(f"step {ev['step']}/{ev['total']} loss {ev['loss']:.3f}{dev} eta {ev['eta_s'] / 60:.0f} min")
+            tick(ev["step"] - tick.count, total=ev["total"], info=f"loss {ev['loss']:.3f}{dev} ep {ev['epoch']:.2f}", now=bool(dev))
 
         res = trainer.train(utts, out, cfg.train, cfg.ger, home=cfg.home, resume=resume, progress=show, sources=data)
     why = "early stop" if res.stopped_early else "done"
@@ -156,10 +139,10 @@ def train_rerank(
         utts = [u for u in trainer.load_data([spec], seed=cfg.train.seed, banned=_test_sentences()) if u.reference is not None]
         groups.setdefault(Path(spec.partition("@")[0]).stem, []).extend(utts[:per_set])
     backend = load_backend(cfg.llm, cfg.home)
-    with _progress() as bar:
-        task = bar.add_task("train-rerank", total=None, info=f"{sum(map(len, groups.values()))} lists, LLM features cached in {cfg.home}")
+    err_console.print(f"train-rerank: {sum(map(len, groups.values()))} lists, LLM features cached in {cfg.home}", highlight=False)
+    with progress("train-rerank", total=1, unit="models") as tick:
         model = rerank.train(groups, backend, name=name or out.name, home=cfg.home, sources=data)
-        bar.update(task, total=1, completed=1)
+        tick()
     rerank.save_model(model, out)
     (out / "README.md").write_text(rerank.model_card(model))
     for g, v in model.dev.items():
