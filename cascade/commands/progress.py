@@ -37,27 +37,37 @@ class Ticker:
         self.interval_s, self.console = interval_s, console
         self.started = self._last_time = time.monotonic()
         self._last_count = 0
+        self.info = ""
         self.bar: Progress | None = None
         self.task: TaskID | None = None
         if console.is_terminal:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]} {task.fields[unit]}"),
                                 TextColumn("{task.fields[rate]:.1f}/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                                TimeRemainingColumn(), console=console, transient=transient)
-            self.task = self.bar.add_task(description, total=total, count=0, unit=unit, rate=0.0)
+                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+                                transient=transient)
+            self.task = self.bar.add_task(description, total=total, count=0, unit=unit, rate=0.0, info="")
 
-    def __call__(self, n: int = 1, position: int | None = None) -> None:
-        """`n` more items are done; `position`: how far into the total (default: the item count)."""
+    def __call__(self, n: int = 1, position: int | None = None, *, total: int | None = None, info: str | None = None,
+                 now: bool = False) -> None:
+        """`n` more items are done; `position`: how far into the total (default: the item count).
+
+        `total` sets a total learnt late, `info` a short status shown beside the count (e.g. a loss),
+        `now` forces a plain line (e.g. after an evaluation).
+        """
         self.count += n
         self.position = position if position is not None else self.count
+        self.total = total if total is not None else self.total
+        self.info = info if info is not None else self.info
         if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, completed=self.position, count=self.count, rate=self.rate)
+            self.bar.update(self.task, total=self.total, completed=self.position, count=self.count, rate=self.rate,
+                            info=self.info)
             return
-        now = time.monotonic()
+        clock = time.monotonic()
         if self.total == 1:
             return
-        if self.count - self._last_count >= self.every or now - self._last_time >= self.interval_s:
+        if now or self.count - self._last_count >= self.every or clock - self._last_time >= self.interval_s:
             self._line()
-            self._last_count, self._last_time = self.count, now
+            self._last_count, self._last_time = self.count, clock
 
     @property
     def rate(self) -> float:
@@ -70,6 +80,8 @@ class Ticker:
         parts = [f"{self.description}: {self.count}{of} {self.unit}", f"{self.rate:.2f}/s", f"elapsed {_clock(elapsed)}"]
         if self.total and 0 < self.position < self.total:
             parts.append(f"ETA {_clock(elapsed * (self.total - self.position) / self.position)}")
+        if self.info:
+            parts.append(self.info)
         self.console.print(", ".join(parts), highlight=False, soft_wrap=True)
 
     def close(self) -> None:
