@@ -138,3 +138,12 @@ def test_empty_and_looping_segments(transcripts) -> None:
     got = cues(looped)
     _check_limits(looped, got, SubtitleOptions())
     assert len(got) >= 5  # 29.5 s at most 7 s a cue
+
+
+def test_language_without_spaces_is_cut_per_character(transcripts) -> None:
+    text = "我们的目标是让每个人都能读懂字幕，" + "这句话很长" * 20 + "。"
+    seg = transcripts["jfk.flac"].segments[0].model_copy(update={"start": 0.0, "end": 12.0, "text": text, "words": None})
+    t = transcripts["jfk.flac"].model_copy(update={"segments": (seg,), "language": "zh", "duration": 12.0})
+    got = cues(t)
+    assert len(got) >= 2 and "".join("".join(c.lines) for c in got) == text
+    assert all(len(line) <= 42 for c in got for line in c.lines) and all(c.end - c.start <= 7.0 for c in got)

@@ -36,7 +36,7 @@ def cues(t: Transcript, options: SubtitleOptions | None = None) -> list[Cue]:
     """The transcript's words grouped into cues that respect the options' limits."""
     o = options or SubtitleOptions()
     joiner = "" if t.language in NO_SPACE_LANGUAGES else " "
-    words, segment_ends = timed_words(t.segments)
+    words, segment_ends = timed_words(t.segments, joiner)
     groups = _group(words, segment_ends, o, joiner)
     out: list[Cue] = []
     for n, group in enumerate(groups):
@@ -49,15 +49,18 @@ def cues(t: Transcript, options: SubtitleOptions | None = None) -> list[Cue]:
     return out
 
 
-def timed_words(segments: Sequence[Segment]) -> tuple[list[Word], set[int]]:
-    """Every word of the shown text with its times, and the indices of the words that end a segment."""
+def timed_words(segments: Sequence[Segment], joiner: str = " ") -> tuple[list[Word], set[int]]:
+    """Every word of the shown text with its times, and the indices of the words that end a segment.
+
+    joiner "" (a language without spaces): the text is compared without spaces and spread per character.
+    """
     words: list[Word] = []
     ends: set[int] = set()
     for seg in segments:
         own = [w for w in seg.words or () if w.word.strip()]
-        shown = " ".join(seg.text.split())
-        if not own or " ".join(w.word.strip() for w in own) != shown:
-            own = _spread(seg, shown)
+        shown = joiner.join(seg.text.split())
+        if not own or joiner.join(w.word.strip() for w in own) != shown:
+            own = _spread(seg, shown.split() if joiner else list(shown))
         for w in own:  # alignment can step back a little across segments: keep times monotonic
             start = max(w.start, words[-1].start if words else 0.0)
             words.append(w.model_copy(update={"word": w.word.strip(), "start": start, "end": max(w.end, start)}))
@@ -66,9 +69,8 @@ def timed_words(segments: Sequence[Segment]) -> tuple[list[Word], set[int]]:
     return words, ends
 
 
-def _spread(seg: Segment, text: str) -> list[Word]:
+def _spread(seg: Segment, tokens: list[str]) -> list[Word]:
     """Word times spread over the segment by character count (no alignment for this text)."""
-    tokens = text.split()
     total = sum(len(tok) + 1 for tok in tokens) or 1
     span = max(seg.end - seg.start, 0.0)
     out, done = [], 0
