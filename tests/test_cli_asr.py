@@ -199,7 +199,7 @@ def test_short_flags_mean_one_thing_in_every_command() -> None:
     assert longs["-n"] == {"--n-best"} and longs["-m"] == {"--model"} and longs["-f"] == {"--format"}
 
 
-def test_correct_mode_flag_and_its_old_names() -> None:
+def test_correct_mode_flag_and_its_old_names(tmp_path: Path) -> None:
     texts = {flag: run("correct", "--hyp", "i want a flight", "--hyp", "i want a fight", flag, "rescore", "--lam", "0")
              for flag in ("--correct", "--method", "--mode", "--correction")}
     assert {r.exit_code for r in texts.values()} == {0}
@@ -209,6 +209,11 @@ def test_correct_mode_flag_and_its_old_names() -> None:
     declared = {o for _, opt in _options() for o in opt.opts}
     assert not declared & {"--method", "--mode", "--correction", "--out-format"}  # accepted, but not in --help
     assert "--format" in declared  # transcribe's output format; correct-batch's --format is its --input-format
+    src = tmp_path / "utts"
+    src.write_text("u1 hello world\nu2 i want a flight\n")
+    old = run("correct-batch", src, "--out", tmp_path / "out.txt", "--format", "kaldi", "--out-format", "kaldi", "--mode", "none")
+    assert old.exit_code == 0, old.output
+    assert (tmp_path / "out.txt").read_text().splitlines() == ["u1 hello world", "u2 i want a flight"]
 
 
 @pytest.mark.parametrize("command, needles", [
