@@ -129,8 +129,10 @@ def to_verbose(t: Transcript, temperature: float, words: bool) -> TranscriptionV
     segments = [
         VerboseSegment(
             id=s.id, seek=int(s.start * 100), start=s.start, end=s.end, text=s.text,
-            tokens=list(s.nbest.best.tokens or ()) if s.nbest.best else [], temperature=temperature,
-            avg_logprob=s.avg_logprob or 0.0, compression_ratio=_compression_ratio(s.text),
+            tokens=list(s.nbest.best.tokens or ()) if s.nbest.best else [],
+            temperature=temperature if s.temperature is None else s.temperature,  # the fallback's, when it ran
+            avg_logprob=s.avg_logprob or 0.0,
+            compression_ratio=_compression_ratio(s.text) if s.compression_ratio is None else s.compression_ratio,
             no_speech_prob=s.no_speech_prob or 0.0, nbest=list(s.nbest.hypotheses), correction=s.correction)
         for s in t.segments
     ]
