@@ -1,8 +1,9 @@
 """Option declarations shared by every command: one flag name per idea, defaults and choices shown in --help.
 
 `--correct` chooses the correction mode everywhere (`--method`, `--mode` and `--correction`, its
-earlier names, still work but are left out of --help: see old_names); `--limit` caps records; `--model` (`-m`) names the model of the command's
-stage; `--input-format` / `--output-format` name the two formats apart. Short flags mean one thing in
+earlier names, still work but are left out of --help: see old_names); `--limit` caps records;
+`--model` (`-m`) names the model of the command's stage; `--input-format` / `--output-format` name
+the two formats apart. Short flags mean one thing in
 every command: -m --model, -n --n-best, -b --beam-size, -l --language, -f --format (what is written),
 -o where output goes, -e --engine (speech), -v --verbose. An option left unset takes the config's
 value; its --help shows which key and the shipped default (`[default: asr.n_best = 5]`).
