@@ -129,7 +129,7 @@ def main() -> None:
     for i in range(args.repeats):
         order = (("ours", run_ours), ("fw", run_fw)) if i % 2 == 0 else (("fw", run_fw), ("ours", run_ours))
         for name, fn in order:
-            wall, cpu, out[name] = timed(lambda: fn(rows))
+            wall, cpu, out[name] = timed(lambda fn=fn: fn(rows))
             times[name].append((wall, cpu))
     ours, fw = out["ours"], out["fw"]
     same = [[(s.start, s.end, s.text) for s in t.segments] == f for t, f in zip(ours, fw)]

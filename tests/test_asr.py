@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -12,11 +13,11 @@ import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from cascade.asr import load_model, transcribe, transcribe_all
-from cascade.formats.hyporadise import transcript_records as hyporadise_records
-from cascade.formats.transcript import to_srt, to_tsv, to_vtt
 from cascade.asr.reference import faster_whisper_segments
 from cascade.audio import load_audio
 from cascade.config import AsrOptions
+from cascade.formats.hyporadise import transcript_records as hyporadise_records
+from cascade.formats.transcript import to_srt, to_tsv, to_vtt
 from cascade.metrics import normalize
 from cascade.types import Transcript, Unsupported
 
@@ -137,7 +138,7 @@ def test_long_audio_is_split_into_windows(long_audio, long_transcript: Transcrip
     audio, ref = long_audio
     segs = long_transcript.segments
     assert len(segs) >= 2
-    for a, b in zip(segs, segs[1:]):
+    for a, b in itertools.pairwise(segs):
         assert a.end <= b.start and b.id == a.id + 1
     assert all(0 <= s.start < s.end <= len(audio) / 16000 + 0.01 for s in segs)
     assert all(s.end - s.start <= 60 for s in segs)
@@ -229,3 +230,19 @@ def test_espeak_german_translates_to_english(tmp_path: Path, home: Path) -> None
     opts = BASE.model_copy(update={"task": "translate", "language": "de", "n_best": 3})
     text = _norm(transcribe_all(wav, opts, home=home).text)
     assert {"morning", "weather"} & set(text.split()), text
+
+
+def test_fallback_ladder_and_nbest_width_options() -> None:
+    from pydantic import ValidationError
+
+    from cascade.asr.decode import faster_whisper_kwargs, temperatures
+
+    assert temperatures(AsrOptions()) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # faster-whisper's default ladder
+    assert temperatures(AsrOptions(temperature=0.3)) == [0.3, 0.5, 0.7, 0.9]
+    assert temperatures(AsrOptions(temperature_increment=None)) == [0.0]
+    kwargs = faster_whisper_kwargs(AsrOptions())
+    assert kwargs["without_timestamps"] is False and kwargs["vad_filter"] is False
+    assert kwargs["condition_on_previous_text"] is True and kwargs["compression_ratio_threshold"] == 2.4
+    assert AsrOptions(n_best=10).nbest_beam_size == 10
+    with pytest.raises(ValidationError, match="nbest_beam_size"):
+        AsrOptions(n_best=12)

@@ -18,18 +18,33 @@ from pathlib import Path
 import numpy as np
 
 from cascade.asr.decode import (
-    faster_whisper_kwargs, kept_call, own_sequences, recording_copy, uses_wide_beam, wide_continuations,
+    faster_whisper_kwargs,
+    kept_call,
+    own_sequences,
+    recording_copy,
+    uses_wide_beam,
+    wide_continuations,
 )
 from cascade.asr.segments import cut_points, per_segment, text_tokens
 from cascade.audio import AudioSource, load_audio
 from cascade.config import AsrOptions
-from cascade.types import AsrInfo, InvalidInput, NBest, Segment, StageInfo, TooLarge, Transcript, Unsupported, Word
+from cascade.types import (
+    AsrInfo,
+    InvalidInput,
+    NBest,
+    Segment,
+    StageInfo,
+    TooLarge,
+    Transcript,
+    Unsupported,
+    Word,
+)
 
 SAMPLE_RATE = 16000
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["transcribe", "transcribe_all", "collect", "prepare", "load_model", "versions"]
+__all__ = ["collect", "load_model", "prepare", "transcribe", "transcribe_all", "versions"]
 
 
 def load_model(options: AsrOptions, home: Path):
@@ -107,7 +122,8 @@ def transcribe(
     whisper = prepare(options, home)
     _check_language(whisper, options)
     samples = _samples(audio, options)
-    info = dict(task=options.task, model=options.model, options=options.model_dump(mode="json"), versions=versions())
+    info = {"task": options.task, "model": options.model, "options": options.model_dump(mode="json"),
+            "versions": versions()}
     if samples.size == 0:
         return iter(()), AsrInfo(language=options.language or "en", duration=0.0, **info)
     clone, recorder = recording_copy(whisper, options)

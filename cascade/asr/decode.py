@@ -24,29 +24,29 @@ logger = logging.getLogger(__name__)
 
 def faster_whisper_kwargs(options: AsrOptions) -> dict[str, Any]:
     """faster-whisper `transcribe()` arguments for these options (its defaults for the default options)."""
-    kwargs: dict[str, Any] = dict(
-        task=options.task,
-        language=options.language,
-        beam_size=options.beam_size,
-        best_of=options.best_of,
-        patience=options.patience,
-        length_penalty=options.length_penalty,
-        temperature=temperatures(options),
-        compression_ratio_threshold=options.compression_ratio_threshold,
-        log_prob_threshold=options.log_prob_threshold,
-        no_speech_threshold=options.no_speech_threshold,
-        initial_prompt=options.initial_prompt,
-        condition_on_previous_text=options.condition_on_previous_text,
-        without_timestamps=options.without_timestamps,
-        word_timestamps=options.word_timestamps,
-        max_new_tokens=options.max_new_tokens,
-        vad_filter=options.vad_filter,
-        multilingual=options.detect_language_per_segment,
-    )
+    kwargs: dict[str, Any] = {
+        "task": options.task,
+        "language": options.language,
+        "beam_size": options.beam_size,
+        "best_of": options.best_of,
+        "patience": options.patience,
+        "length_penalty": options.length_penalty,
+        "temperature": temperatures(options),
+        "compression_ratio_threshold": options.compression_ratio_threshold,
+        "log_prob_threshold": options.log_prob_threshold,
+        "no_speech_threshold": options.no_speech_threshold,
+        "initial_prompt": options.initial_prompt,
+        "condition_on_previous_text": options.condition_on_previous_text,
+        "without_timestamps": options.without_timestamps,
+        "word_timestamps": options.word_timestamps,
+        "max_new_tokens": options.max_new_tokens,
+        "vad_filter": options.vad_filter,
+        "multilingual": options.detect_language_per_segment,
+    }
     if options.vad_filter:
-        kwargs["vad_parameters"] = dict(
-            min_silence_duration_ms=options.vad_min_silence_ms, max_speech_duration_s=options.chunk_length
-        )
+        kwargs["vad_parameters"] = {
+            "min_silence_duration_ms": options.vad_min_silence_ms, "max_speech_duration_s": options.chunk_length,
+        }
     return kwargs
 
 
@@ -54,7 +54,7 @@ def temperatures(options: AsrOptions) -> list[float]:
     """The fallback ladder: `temperature`, then up by `temperature_increment` to 1.0."""
     if options.temperature_increment is None:
         return [options.temperature]
-    steps = int(round((1.0 - options.temperature) / options.temperature_increment + 1e-9))
+    steps = int((1.0 - options.temperature) / options.temperature_increment + 1e-6)  # np.arange(t, 1 + 1e-6, inc)
     return [round(options.temperature + i * options.temperature_increment, 6) for i in range(steps + 1)]
 
 
