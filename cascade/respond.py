@@ -107,7 +107,12 @@ def _cancellable(cancel: threading.Event) -> Any:
 def _tokens(backend: Any, prompt: str, options: ChatOptions, finish: _Finish) -> Iterator[str]:
     """Text pieces of the reply in order, streamed where the backend can."""
     if callable(getattr(backend, "stream", None)):
-        yield from backend.stream(prompt, max_tokens=options.max_reply_tokens, temperature=options.temperature)
+        said: list[str] = []
+        with contextlib.closing(backend.stream(prompt, max_tokens=options.max_reply_tokens, temperature=options.temperature)) as pieces:
+            for piece in pieces:  # closed with the reply: a consumer that stops early stops the generation
+                said.append(piece)
+                yield piece
+        finish.length = backend.count_tokens("".join(said)) >= options.max_reply_tokens
         return
     if hasattr(backend, "tokenizer") and hasattr(backend, "_using"):
         yield from _hf_stream(backend, prompt, options, finish)

@@ -158,3 +158,11 @@ def test_float32_compute_type_matches_transformers_exactly(hf, dev_lists, settin
         assert a.n_tokens == b.n_tokens and a.logprob == pytest.approx(b.logprob, abs=1e-2)
     prompt = f32.chat_template([{"role": "user", "content": "Repeat exactly: the cat sat on the mat"}])
     assert f32.generate([prompt], max_tokens=12) == hf.generate([prompt], max_tokens=12)
+
+
+def test_reply_cut_by_the_token_cap_says_so(ct2) -> None:
+    """As with transformers' streamer: a reply that hit max_reply_tokens reports "length" and drops its unfinished end."""
+    from cascade.respond import reply
+
+    out = reply("Tell me about the history of trains.", [], ct2, ChatOptions(max_reply_tokens=12, max_sentences=3))
+    assert out.finish_reason == "length"
