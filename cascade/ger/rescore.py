@@ -147,7 +147,9 @@ def rescore_many(nbests: Sequence[NBest], backend: LlmBackend | None, options: R
     out = []
     for nb, opts in zip(nbests, per_list):
         scores = candidate_scores(nb, lm if opts.lam > 0 else None, opts)
-        i = pick(scores)
+        # λ = 0 keeps the recogniser's own choice: its 1-best comes from faster-whisper's beam, while the
+        # alternatives' AM scores come from a wider decode, so an AM-only argmax could overrule the 1-best.
+        i = pick(scores) if opts.lam > 0 else 0
         text = nb.hypotheses[i].text
         out.append(
             Correction(
