@@ -9,7 +9,7 @@ utterance, and the seconds of the decode that covers the end of speech (what the
 after a pause: with a large commit_s the whole utterance is decoded again there, with a small one
 only its last piece). Timings are inflated on a loaded machine; WER is not.
 
-Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/live_windows.py [--commit 0,2,4,8] [--splits dev,test]
+Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/live_windows.py [--pause 250] [--commit 0,2,4,8] [--splits dev,test]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def live_text(turn, samples: np.ndarray, options) -> tuple[str, int, float]:
     return live.transcript().text, len(live.decodes), (live.decodes[-1] if live.decodes else 0.0)
 
 
-def run(split: str, commits: list[float], limit: int | None) -> dict:
+def run(split: str, commits: list[float], pauses: list[int], limit: int | None) -> dict:
     from cascade.asr import transcribe_all
     from cascade.audio import load_audio
     from cascade.config import load_settings
@@ -67,15 +67,15 @@ def run(split: str, commits: list[float], limit: int | None) -> dict:
         refs.append(r["text"])
     out = {"utterances": len(rows), "audio_s": round(statistics.mean(len(a) / 16000 for a in audio.values()), 2),
            "offline": {"wer": round(wer(refs, offline), 4), "decode_s": round(statistics.median(offline_s), 3)}}
-    for commit in commits:
-        options = settings.live.model_copy(update={"commit_s": commit})
+    for pause, commit in [(p, c) for p in pauses for c in commits]:
+        options = settings.live.model_copy(update={"commit_s": commit, "pause_ms": pause})
         texts, counts, last = [], [], []
         for r in rows:
             text, n, seconds = live_text(turn, audio[r["id"]], options)
             texts.append(text)
             counts.append(n)
             last.append(seconds)
-        out[f"commit_{commit:g}"] = {
+        out[f"pause_{pause}_commit_{commit:g}"] = {
             "wer": round(wer(refs, texts), 4), "wer_vs_offline_text": round(wer(offline, texts), 4),
             "decodes_per_utterance": round(statistics.mean(counts), 2), "last_decode_s": round(statistics.median(last), 3),
             "last_over_offline": round(statistics.median(last) / statistics.median(offline_s), 3),
@@ -86,11 +86,13 @@ def run(split: str, commits: list[float], limit: int | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commit", default="0,2,4,8", help="commit_s values (seconds)")
+    parser.add_argument("--pause", default="250", help="pause_ms values")
     parser.add_argument("--splits", default="dev,test")
     parser.add_argument("--limit", type=int, default=None, help="utterances per split (default: all)")
     args = parser.parse_args()
     commits = [float(c) for c in args.commit.split(",")]
-    result = {split: run(split, commits, args.limit) for split in args.splits.split(",")}
+    pauses = [int(p) for p in args.pause.split(",")]
+    result = {split: run(split, commits, pauses, args.limit) for split in args.splits.split(",")}
     result.update(cpus=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
     print(json.dumps(result))
 
