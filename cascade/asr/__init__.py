@@ -156,22 +156,27 @@ def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions) 
 
 
 def _window_nbests(clone, tokenizer, call, options: AsrOptions, looped: bool) -> dict[tuple[int, ...], tuple]:
-    """Each segment's hypotheses in this window, keyed by the 1-best tokens faster-whisper gives the segment."""
+    """Each segment's hypotheses in this window, keyed by the 1-best tokens faster-whisper gives the segment.
+
+    One wide decode of the window serves every segment; with `nbest_per_segment`, a later segment it
+    leaves short of n_best gets its own decode, forced through the 1-best's text before it.
+    """
     own = own_sequences(call)
     best = own[0][0]
     text = text_tokens(tokenizer, best)
     spans = [(a, b) for a, b in cut_points(clone, tokenizer, best) if tokenizer.decode(best[a:b]).strip()]
     wide = uses_wide_beam(call, options) and not looped
-    offset, alts = 0, own[1:]
-    if wide and (len(spans) == 1 or not options.nbest_per_segment):
-        alts = wide_continuations(clone.model.model, call, options, tokenizer.no_timestamps, [], len(text))
+    model = clone.model.model
+    alts = wide_continuations(model, call, options, tokenizer.no_timestamps, [], len(text)) if wide else own[1:]
     out = {}
     for a, b in spans:  # faster-whisper drops the empty ones
-        if wide and len(spans) > 1 and options.nbest_per_segment:
+        hyps = per_segment(tokenizer, own[0], (a, b), options.n_best, alts, 0)
+        if wide and options.nbest_per_segment and a > 0 and len(hyps) < options.n_best:
             offset = len(text_tokens(tokenizer, best[:a]))
             length = len(text_tokens(tokenizer, best[a:b]))
-            alts = wide_continuations(clone.model.model, call, options, tokenizer.no_timestamps, text[:offset], length)
-        out[tuple(best[a:b])] = per_segment(tokenizer, own[0], (a, b), options.n_best, alts, offset)
+            own_alts = wide_continuations(model, call, options, tokenizer.no_timestamps, text[:offset], length)
+            hyps = per_segment(tokenizer, own[0], (a, b), options.n_best, own_alts, offset)
+        out[tuple(best[a:b])] = hyps
     return out
 
 

@@ -7,7 +7,8 @@ handle is a `RecordingModel`: every `generate` call goes through as
 faster-whisper made it, so the 1-best is faster-whisper's, and is recorded.
 For each window the call faster-whisper kept is found again; its alternatives
 come from a wider beam (`nbest_beam_size`) on the same encoder output and
-prompt, or, when a sampled temperature won, from that call's own samples.
+prompt (over the window, and over a segment it leaves short), or, when a
+sampled temperature won, from that call's own samples.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 faster-whisper cuts a window's 1-best into segments at consecutive timestamp
 tokens (`_split_segments_by_timestamps`) and drops an unfinished tail. A
-segment's alternatives come from a beam forced through the 1-best's text
-before it (decode.py); they are aligned to the 1-best's text tokens
-(difflib) and cut where the segment ends, so they are what each hypothesis
-says over that segment's stretch of audio. Within a segment only hypotheses
+segment's alternatives come from a wide beam over the window, or over the
+segment when forced through the 1-best's text before it (decode.py); they are
+aligned to the 1-best's text tokens (difflib) and cut where the segment ends,
+so they are what each hypothesis says over that segment's stretch of audio. Within a segment only hypotheses
 distinct after whisper normalisation are kept: case and punctuation variants
 fold into the better-ranked one.
 """
