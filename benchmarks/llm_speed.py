@@ -139,6 +139,8 @@ def main() -> None:
             "ger_raw_identical": sum(a.raw_output == b.raw_output for a, b in zip(hf, ct)),
             "decisions_identical": sum((a.status, a.fallback_reason) == (b.status, b.fallback_reason) for a, b in zip(hf, ct)),
             "changed": sum(c.changed for c in ct),
+            "decisions_differ": [[u.id, f"{a.status}:{a.fallback_reason}", f"{b.status}:{b.fallback_reason}"]
+                                 for u, a, b in zip(utts, hf, ct) if (a.status, a.fallback_reason) != (b.status, b.fallback_reason)],
             "wer": round(100 * metrics.wer(refs, [c.text for c in ct]), 2),
         }
     print(json.dumps(out))
