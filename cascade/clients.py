@@ -456,7 +456,7 @@ def make_stage(kind: str, url: str, settings: Any) -> Any:
     """The HTTP-backed pipeline stage `kind` (asr, correct, reply, tts) for the service at `url`."""
     svc = settings.service
     if kind == "asr":
-        return HttpAsrStage(AsrClient.from_settings(url, svc), settings.asr)  # type: ignore[arg-type]
+        return HttpAsrStage(AsrClient.from_settings(url, svc), settings.chat.turn_asr(settings.asr))  # type: ignore[arg-type]
     if kind == "correct":
         return HttpCorrectStage(LlmClient.from_settings(url, svc), settings.correct.mode)  # type: ignore[arg-type]
     if kind == "reply":

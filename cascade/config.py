@@ -174,7 +174,7 @@ class RerankOptions(Options):
     """A shipped reranker (cascade/rerankers/<name>) or a directory holding model.json (`cascade train-rerank`)."""
     margin: float | None = None
     """Keep the 1-best unless the reranker's choice beats it by this much; None: the model's own dev-chosen margin."""
-    ger_base: bool = False
+    ger_base: bool = True
     """GER starts from the reranked best (its guards compare against it) instead of the rescored best."""
 
 
@@ -235,6 +235,13 @@ class ChatOptions(Options):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = True
     """Speak the first reply sentence while the rest is generated (False: the naive sequential turn)."""
+    vad_filter: bool = True
+    """The spoken turn decodes with Silero VAD whatever asr.vad_filter says: without it Whisper turns silence
+    into "you", and a voice agent must not answer silence."""
+
+    def turn_asr(self, asr: AsrOptions) -> AsrOptions:
+        """The ASR options a spoken turn runs with."""
+        return asr.model_copy(update={"vad_filter": self.vad_filter})
 
 
 class LiveOptions(Options):

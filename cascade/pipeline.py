@@ -70,7 +70,7 @@ class TtsStage(Protocol):
 
 class LocalAsr:
     def __init__(self, settings: Settings):
-        self.options, self.home = settings.asr, settings.home
+        self.options, self.home = settings.chat.turn_asr(settings.asr), settings.home
 
     def transcribe(self, audio: AudioInput) -> Transcript:
         from cascade.asr import transcribe_all
