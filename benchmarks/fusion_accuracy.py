@@ -128,6 +128,122 @@ def tune_and_report(dev, test, refs_dev, refs_test, generate: bool) -> dict[str,
     return out
 
 
+# --------------------------------------------------------------------------- rerank fusion
+
+
+def subsets(systems: tuple[str, ...], k_min: int = 3) -> list[tuple[str, ...]]:
+    """Every subset of at least k_min systems: the dev groups the fusion reranker trains on."""
+    return [c for k in range(k_min, len(systems) + 1) for c in itertools.combinations(systems, k)]
+
+
+def label(systems: tuple[str, ...]) -> str:
+    return "+".join(systems)
+
+
+def restrict(joined: Joined, systems: tuple[str, ...], every: int = 1) -> list:
+    """Prepared utterances (ROVER + candidates) seeing only `systems`; every k-th utterance (spans all speakers)."""
+    out = []
+    for inp in joined.inputs[::every]:
+        outs = tuple(o for o in inp.outputs if o.system in systems)
+        if outs:
+            out.append(fusion._prepare(inp.model_copy(update={"outputs": outs}), FusionOptions()))
+    return out
+
+
+def _columns(prepared: list, systems: tuple[str, ...], picks: list[str]) -> dict[str, object]:
+    """Best single system (chosen on these utterances: an optimistic baseline), ROVER, rerank, oracle."""
+    refs = [p.inp.reference or "" for p in prepared]
+    single = {n: _wers(refs, [_system_text(p.inp, n) for p in prepared])["wer"] for n in systems}
+    best = min(single, key=single.get)
+    row = {"n": len(refs), "best_single": best, "best_single_wer": single[best],
+           "rover": _wers(refs, [" ".join(p.rover_words) for p in prepared])["wer"],
+           "rerank": _wers(refs, picks)["wer"], "oracle": _wers(refs, [_oracle(p.inp) for p in prepared])["wer"],
+           "changed_from_rover": sum(t != " ".join(p.rover_words) for t, p in zip(picks, prepared))}
+    row["below_both"] = row["rerank"] < min(row["rover"], row["best_single_wer"])
+    return row
+
+
+def _oof_picks(data: list, prepared: list, l2: float, margin: float) -> list[str]:
+    from cascade.ger import rerank as nbest_rerank
+
+    scores = nbest_rerank.oof_scores(data, l2)
+    return [" ".join(p.candidates[nbest_rerank.decide(nbest_rerank._masked(s, d), margin)[0]])
+            for s, d, p in zip(scores, data, prepared)]
+
+
+def held_out_subsets(groups: dict[str, list], lm: dict) -> dict[str, object]:
+    """Transfer check on dev: for each 3-system subset, train on the OTHER subsets' lists of one half of the
+    utterances (split by speaker) and fuse this subset on the other half, both ways round. Where the best
+    vendor is left out, one remaining system is far better than the rest, as on the corpus in issue 15."""
+    from cascade.fusion import rerank
+
+    out = {}
+    for held in [g for g in groups if g.count("+") == 2]:
+        picks: dict[str, str] = {}
+        for half in (0, 1):
+            train = {g: [p for p in ps if _half(p) != half] for g, ps in groups.items() if g != held}
+            model = rerank.train(train, lm).model
+            for p in groups[held]:
+                if _half(p) == half:
+                    picks[p.inp.id] = rerank.pick(p, rerank.candidate_features(p, lm), model, None).text
+        prepared = groups[held]
+        out[held] = _columns(prepared, tuple(held.split("+")), [picks[p.inp.id] for p in prepared])
+    return out
+
+
+def _half(p) -> int:  # noqa: ANN001
+    """Speaker-based half of the dev utterances (LibriSpeech ids: speaker-chapter-utterance)."""
+    return int(p.inp.id.split("-")[0]) % 2
+
+
+def rerank_columns(joined: dict[str, Joined], backend, settings, every: int, save: str | None) -> dict[str, object]:  # noqa: ANN001
+    """Train the fusion reranker on every >=3-system subset of dev; report dev (out of fold) and test."""
+    from cascade.fusion import rerank
+
+    t0 = time.perf_counter()
+    dev = {label(c): restrict(joined["dev"], c) for c in subsets(SYSTEMS)}
+    lm = rerank.lm_scores([p for ps in dev.values() for p in ps], backend, settings.home)
+    sources = [f"../shared/data/asr-outputs/librispeech-test-clean/dev/{n}.csv" for n in SYSTEMS]
+    trained = rerank.train(dev, lm, llm=settings.llm.model, sources=sources)
+    model = trained.model
+    out: dict[str, object] = {"llm": settings.llm.model, "l2": model.l2[rerank.STYLE], "margin": model.margins[rerank.STYLE],
+                              "weights": dict(zip(model.features, [round(w, 4) for w in model.weights[rerank.STYLE]])),
+                              "train_seconds": round(time.perf_counter() - t0, 1)}
+    data = [rerank.list_data(g, p, lm) for g, ps in dev.items() for p in ps]
+    flat = [p for ps in dev.values() for p in ps]
+    picks = iter(_oof_picks(data, flat, model.l2[rerank.STYLE], model.margins[rerank.STYLE]))
+    out["dev_out_of_fold"] = {g: _columns(ps, tuple(g.split("+")), [next(picks) for _ in ps]) for g, ps in dev.items()}
+    out["dev_held_out_subset"] = held_out_subsets(dev, lm)
+    best_dev = min(SYSTEMS, key=lambda n: _wers([i.reference or "" for i in joined["dev"].inputs],
+                                                 [_system_text(i, n) for i in joined["dev"].inputs])["wer"])
+    test_sets = [SYSTEMS, tuple(n for n in SYSTEMS if n != best_dev)]  # all four; without dev's best vendor
+    out["test"] = {"every": every}
+    for c in test_sets:
+        prepared = restrict(joined["test"], c, every)
+        lm_test = rerank.lm_scores(prepared, backend, settings.home)
+        fused = [rerank.pick(p, rerank.candidate_features(p, lm_test), model, None).text for p in prepared]
+        out["test"][label(c)] = _columns(prepared, c, fused)
+    sample = restrict(joined["test"], SYSTEMS, every)[:16]
+    t = time.perf_counter()
+    rerank.rerank(sample, backend, model=_saved(model, save))  # uncached LLM scoring: the real cost
+    out["s_per_utt"] = round((time.perf_counter() - t) / len(sample), 3)
+    return out
+
+
+def _saved(model, save: str | None) -> str:  # noqa: ANN001
+    """Write the model (and its card) to `save`, or to a temporary directory; its path for load_model."""
+    import tempfile
+
+    from cascade.fusion import rerank
+    from cascade.ger.rerank import save_model
+
+    out = Path(save) if save else Path(tempfile.mkdtemp(prefix="fusion-rerank-"))
+    save_model(model, out)
+    (out / "README.md").write_text(rerank.model_card(model))
+    rerank.load_model.cache_clear()
+    return str(out)
+
+
 def report_rows(joined: dict[str, Joined], baseline: str) -> list:
     """Per-utterance rows for the HTML report: the best single system (as the 1-best), our rover, the oracle."""
     from cascade.report import BASELINE, ReportRow
@@ -147,6 +263,11 @@ def main() -> None:
     ap.add_argument("--llm-n", type=int, default=20, help="utterances per split for LLM fusion (generation)")
     ap.add_argument("--adapter", default=None, help="LoRA adapter trained on dev fusion data (train-ger)")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rerank", action="store_true", help="train the fusion reranker on dev (every subset of >= 3 "
+                    "systems), report it out of fold on dev, on held-out subsets, and on test")
+    ap.add_argument("--rerank-every", type=int, default=5, help="test: every k-th utterance for the reranker "
+                    "(LLM scoring on CPU; spans all speakers)")
+    ap.add_argument("--save", default=None, help="write the trained fusion reranker (model.json + card) here")
     ap.add_argument("--report", default=None, help="also write an HTML report (rover and oracle against the best "
                     "single system on dev, per utterance)")
     args = ap.parse_args()
@@ -173,6 +294,12 @@ def main() -> None:
                                           refs["test"][: args.llm_n], generate=True)
         if not args.adapter:
             result["llm_fusion_adapter"] = "not run: no --adapter given"
+    if args.rerank:
+        from cascade.llm import load_backend
+
+        settings = load_settings()
+        result["rerank_fusion"] = rerank_columns(joined, load_backend(settings.llm, settings.home), settings,
+                                                 args.rerank_every, args.save)
     if args.report:
         from cascade import report
 

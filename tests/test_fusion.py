@@ -14,6 +14,7 @@ from cascade.cli import app
 from cascade.batch.join import join
 from cascade.fusion.fuse import fuse
 from cascade.metrics import normalize
+from cascade.config import FusionOptions
 from cascade.types import FusionInput, InvalidInput, SystemText
 
 SYSTEMS = ("deepspeech", "google", "azure", "watson")
@@ -132,9 +133,98 @@ def test_csv_jsonl_hyporadise_give_identical_output(frag: Path, tmp_path: Path) 
 def test_cli_join_mode_checked(frag: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["correct-batch", "--join", *map(str, _paths(frag)), "--out",
                                  str(tmp_path / "x.jsonl"), "--mode", "none"])
-    assert result.exit_code == 1 and "--correct rover, rescore or ger" in result.output
+    assert result.exit_code == 1 and "--correct rover, rescore, rerank or ger" in result.output
     two = runner.invoke(app, ["correct-batch", *map(str, _paths(frag)[:2]), "--out", str(tmp_path / "y.jsonl")])
     assert two.exit_code == 1 and "add --join" in two.output
+
+
+# --------------------------------------------------------------------------- rerank fusion
+
+@pytest.fixture(scope="module")
+def dev_joined(shared_data: Path):  # noqa: ANN201
+    from cascade.batch.join import join as join_files
+
+    return join_files([shared_data / "asr-outputs" / "librispeech-test-clean" / "dev" / f"{n}.csv" for n in SYSTEMS])
+
+
+def _without(inp: FusionInput, drop: str) -> FusionInput:
+    return inp.model_copy(update={"outputs": tuple(o for o in inp.outputs if o.system != drop)})
+
+
+@pytest.fixture(scope="module")
+def smollm2(settings):  # noqa: ANN001, ANN201
+    from cascade.llm import load_backend
+
+    return load_backend(settings.llm.model_copy(update={"model": "smollm2"}), settings.home)
+
+
+def test_rerank_fusion_trusts_the_system_rover_outvotes(smollm2, dev_joined) -> None:  # noqa: ANN001
+    """Real dev utterances without DeepSpeech: Azure and Watson err alike ("filling") or both stop early and
+    outvote Google word by word; the shipped reranker returns Google's text, which is the reference."""
+    from cascade.fusion.rerank import load_model
+
+    assert load_model().llm == "smollm2" and "system" in load_model().features
+    by_id = {i.id: _without(i, "deepspeech") for i in dev_joined.inputs}
+    for utt in ("8230-279154-0012", "121-121726-0011"):
+        inp = by_id[utt]
+        rov = fuse(inp, "rover")
+        assert rov.text != normalize(inp.reference)  # ROVER's vote is wrong here
+        out = fuse(inp, "rerank", backend=smollm2)
+        assert out.method == "fusion" and out.text == normalize(inp.reference) and out.guards["picked"] == "google"
+        assert out.chosen == 0 and out.scores[0].source == "rover" and out.scores[0].combined == 0.0
+        # a margin nobody can beat abstains to ROVER's output and says so
+        stay = fuse(inp, "rerank", backend=smollm2, options=FusionOptions(method="rerank", rerank_margin=1e6))
+        assert stay.text == rov.text and stay.fallback_reason == "abstained"
+    with pytest.raises(InvalidInput, match="needs an LLM backend"):
+        fuse(inp, "rerank")
+
+
+def test_rerank_fusion_features_name_no_system(dev_joined) -> None:  # noqa: ANN001
+    """Renaming the systems changes no feature: there is no per-vendor prior (which vendor is best changes)."""
+    from cascade.fusion import rerank
+    from cascade.fusion.fuse import _prepare
+
+    for inp in dev_joined.inputs[:20]:
+        renamed = inp.model_copy(update={"outputs": tuple(
+            SystemText(system=f"vendor{i}", text=o.text) for i, o in enumerate(inp.outputs))})
+        a, b = (rerank.candidate_features(_prepare(x, FusionOptions()), {}) for x in (inp, renamed))
+        assert not a[0].any() and (a == b).all()
+
+
+def test_train_rerank_fusion_on_dev_subsets(dev_joined) -> None:  # noqa: ANN001
+    """Training on dev subsets of systems: weights for the named features, a margin, per-group dev figures that are
+    never worse than ROVER (out of fold). Agreement/length features only here (no LLM: quick); the shipped model's
+    LLM features are exercised above."""
+    from cascade.fusion import rerank
+    from cascade.fusion.fuse import _prepare
+
+    inputs = dev_joined.inputs[:20]
+    groups = {}
+    for drop in (None, "deepspeech"):
+        keep = [n for n in SYSTEMS if n != drop]
+        groups["+".join(keep)] = [_prepare(i.model_copy(update={"outputs": tuple(o for o in i.outputs if o.system in keep)}),
+                                           FusionOptions()) for i in inputs]
+    lm = {}
+    trained = rerank.train(groups, lm, name="t", l2s=(1e-2,))
+    assert trained.model.features == rerank.FEATURES and len(trained.model.weights[rerank.STYLE]) == len(rerank.FEATURES)
+    assert trained.model.margins[rerank.STYLE] >= 0
+    assert set(trained.rover) == set(groups) and all(trained.rerank[g] <= trained.rover[g] + 1e-9 for g in groups)
+    with pytest.raises(InvalidInput, match="too little training data"):
+        rerank.train({"x": groups["deepspeech+google+azure+watson"][:3]}, lm)
+
+
+def test_correct_batch_join_rerank(frag: Path, tmp_path: Path) -> None:
+    recs = _run_join(_paths(frag), tmp_path / "fused.jsonl", "--correct", "rerank")
+    assert len(recs) == 7 and all(r["method"] == "fusion" and r["corrected"] for r in recs)
+    assert all(r["corrected"] in {normalize(t) for t in r["systems"].values()} | {fuse(join(_paths(frag)).inputs[k], "rover").text}
+               for k, r in enumerate(recs))
+
+
+def test_an_nbest_reranker_is_not_a_fusion_reranker() -> None:
+    from cascade.fusion.rerank import load_model
+
+    with pytest.raises(InvalidInput, match="not a fusion reranker"):
+        load_model("smollm2-mwer")
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def correct_batch(
     engine: Annotated[Literal["local", "ray"] | None, typer.Option("--engine", help="Where the workers run (ray: RAY_ADDRESS "
                                                                    "joins a cluster).", show_default=config_default("batch.engine"))] = None,
     join: Annotated[bool, typer.Option("--join", help="Fuse several recognisers' outputs of the same utterances, "
-                                       "joined by id: --correct rover (default, majority vote), rescore or ger.")] = False,
+                                       "joined by id: --correct rover (default, majority vote), rescore, rerank "
+                                       "(trained: trusts one far better system) or ger.")] = False,
     id_column: Annotated[str | None, typer.Option("--id-column", help="CSV/TSV: the id column (default: detected).")] = None,
     text_column: Annotated[str | None, typer.Option("--text-column", help="CSV/TSV: the transcript column.")] = None,
     ref_column: Annotated[str | None, typer.Option("--ref-column", help="CSV/TSV: the reference column.")] = None,
@@ -86,15 +87,15 @@ def _write_report(path: Path, out: Path, summary: Any) -> None:
 
 
 def _fusion_mode(mode: str | None, join: bool, n_inputs: int) -> tuple[str | None, dict[str, str] | None]:
-    """(batch method, fusion settings) for the flags: --join maps rover to the vote, rescore/ger to fusion."""
+    """(batch method, fusion settings) for the flags: --join maps rover to the vote, rescore/rerank/ger to fusion."""
     if not join:
         if n_inputs != 1:
             raise InvalidInput(f"give one INPUT (got {n_inputs}); to fuse several recognisers' files add --join",
                                param="input")
         return mode, None
     mode = mode or "rover"
-    if mode not in ("rover", "rescore", "ger"):
-        raise InvalidInput(f"--join fuses with --correct rover, rescore or ger (got {mode!r})", param="correct")
+    if mode not in ("rover", "rescore", "rerank", "ger"):
+        raise InvalidInput(f"--join fuses with --correct rover, rescore, rerank or ger (got {mode!r})", param="correct")
     return ("rover" if mode == "rover" else "fusion"), {"method": mode}
 
 

@@ -8,6 +8,9 @@ utterance's outputs:
 - `rescore`: pick among the candidates (ROVER's output first, then each
   system's) by agreement with the systems (-edit distance / words) plus
   `lm_weight` times the LLM's log-prob per word (weight tuned on dev);
+- `rerank`: a trained MWER reranker (cascade.fusion.rerank) over agreement, LLM
+  score and length features picks ROVER's output or one system's text, abstaining
+  to ROVER below a dev-chosen margin: it can trust one far better system;
 - `ger`: the LLM reads every system's output and ROVER's combination and
   writes the transcript; guards (token cap, first line, edit distance to the
   candidates, agreement with the systems no worse than ROVER's, optional LM
@@ -41,8 +44,8 @@ from cascade.types import (
 
 logger = logging.getLogger(__name__)
 
-FusionMethod = Literal["rover", "rescore", "ger"]
-METHODS: tuple[str, ...] = ("rover", "rescore", "ger")
+FusionMethod = Literal["rover", "rescore", "rerank", "ger"]
+METHODS: tuple[str, ...] = ("rover", "rescore", "rerank", "ger")
 
 
 # --------------------------------------------------------------------------- fuse
@@ -138,6 +141,10 @@ def _fuse_batch(batch: list[FusionInput], method: str, options: FusionOptions, b
         out = [_rover_correction(p) for p in prepared]
     elif method == "rescore":
         out = [_rescore(p, backend, options, adapter) for p in prepared]
+    elif method == "rerank":
+        from cascade.fusion.rerank import rerank
+
+        out = rerank(prepared, backend, model=options.reranker, margin=options.rerank_margin)
     else:
         out = _llm_fuse(prepared, backend, options, ger, adapter)
     seconds = (time.monotonic() - start) / max(len(batch), 1)

@@ -62,5 +62,5 @@ async def correct(nbest: NBest, llm: LlmDep, queues: QueuesDep,
 
 @router.post("/v1/fuse", responses=ERROR_RESPONSES)
 async def fuse(req: FusionRequest, llm: LlmDep, queues: QueuesDep) -> Correction:
-    """Fuse several recognisers' transcripts of one utterance: rover (majority vote), rescore or ger."""
+    """Fuse several recognisers' transcripts of one utterance: rover (majority vote), rescore, rerank or ger."""
     return await queues[f"llm:{llm.name}"].run(llm.fuse, req)
