@@ -150,6 +150,7 @@ def test_greedy_ger_text_agrees_with_transformers(ct2, hf, dev_lists, adapter) -
     assert sum(a == b for a, b in zip(ours, theirs)) >= 12
 
 
+@pytest.mark.slow  # a second conversion (514 MB) on a fresh CASCADE_HOME
 def test_float32_compute_type_matches_transformers_exactly(hf, dev_lists, settings) -> None:
     """float32 is the same conversion without int8 rounding: the transformers backend's numbers."""
     f32 = load_backend(LlmOptions(backend="ct2", threads=2, compute_type="float32"), settings.home)
