@@ -152,7 +152,7 @@ def main() -> None:
     t0 = time.perf_counter()
     backend.cache.get([h.text for d in data.values() for us in d.values() for u in us for h in u.nbest.hypotheses])
     model = rerank.load_model(settings.rerank.model)
-    out: dict = {"benchmark": "ger_accuracy", "per_set": args.per_set, "reranker": model.name, "rerank_margin": model.margin,
+    out: dict = {"benchmark": "ger_accuracy", "per_set": args.per_set, "reranker": model.name, "rerank_margins": model.margins,
                  "profiles": {k: p.model_dump() for k, p in settings.rescore.profiles.items()}, "adapter": args.adapter,
                  "llm_scoring_s": round(time.perf_counter() - t0, 1), "wer": {}, "changed": {}}
     dump = args.dump.open("w") if args.dump else None

@@ -29,7 +29,8 @@ LISTS = [
     (["the sun rises in the east", "the son rises in the east"], "the sun rises in the east"),
     (["my flight leaves at noon", "my fright leaves at noon"], "my flight leaves at noon"),
 ]
-PREFER_LM = rerank.RerankModel(name="prefer-lm", features=("lm_tok_plain", "lm_tok_cased"), weights=(2.0, 2.0), margin=0.0)
+PREFER_LM = rerank.RerankModel(name="prefer-lm", features=("lm_tok",), weights={"plain": (2.0,), "cased": (2.0,)},
+                               margins={"plain": 0.0, "cased": 0.0})
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +45,10 @@ def _utts() -> dict[str, list[Utterance]]:
 def test_features_are_relative_to_the_one_best(backend) -> None:
     nb = NBest.from_texts(LISTS[0][0])
     lm = ger.rescore.__globals__["score_texts"](nb.texts, backend)
-    f = features.list_features(nb, lm)
-    assert f.shape == (2, len(features.FEATURES)) and not f[0].any()
-    assert f[1][features.FEATURES.index("lm_tok_plain")] > 0  # SmolLM2 prefers "read" to "red" here
-    assert f[1][features.FEATURES.index("lm_tok_cased")] == 0  # a plain list uses the plain copy only
+    f, style = features.list_features(nb, lm)
+    assert f.shape == (2, len(features.FEATURES)) and not f[0].any() and style == "plain"
+    assert f[1][features.FEATURES.index("lm_tok")] > 0  # SmolLM2 prefers "read" to "red" here
+    assert features.list_features(NBest.from_texts(["She red it.", "She read it."]), lm)[1] == "cased"
 
 
 def test_training_lowers_the_expected_word_errors(backend, settings, tmp_path) -> None:
@@ -86,7 +87,7 @@ def test_model_round_trip_and_errors(tmp_path) -> None:
     with pytest.raises(ModelNotFound, match="no reranker"):
         rerank.load_model(str(tmp_path / "nowhere"))
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "model.json").write_text(json.dumps({"name": "x", "features": ["nope"], "weights": [1.0]}))
+    (tmp_path / "bad" / "model.json").write_text(json.dumps({"name": "x", "features": ["nope"], "weights": {"plain": [1.0]}}))
     with pytest.raises(InvalidInput, match="unknown"):
         rerank.load_model(str(tmp_path / "bad"))
     with pytest.raises(InvalidInput, match="empty N-best"):
@@ -95,7 +96,7 @@ def test_model_round_trip_and_errors(tmp_path) -> None:
 
 def test_shipped_reranker_loads_as_package_data() -> None:
     model = rerank.load_model(RerankOptions().model)
-    assert set(model.features) <= set(features.FEATURES) and model.margin >= 0 and model.dev
+    assert set(model.features) <= set(features.FEATURES) and set(model.margins) <= {"plain", "cased"} and model.dev
     assert (rerank.RERANKERS / RerankOptions().model / "README.md").is_file()
 
 
@@ -162,3 +163,20 @@ def test_correct_and_correct_batch_read_am_score_alike(shared_data, tmp_path, mo
     assert [r["corrected"] for r in rows] == [p["text"] for p in picked]
     assert [s["am"] for s in rows[0]["scores"]] == pytest.approx(records[0]["am_score"], abs=1e-3)  # the mean, as published
     assert [s["am"] for s in picked[0]["scores"]] == pytest.approx(records[0]["am_score"], abs=1e-3)
+
+
+@pytest.mark.slow  # ~60 fits of the out-of-fold choice: over 30 s on the 2 shared cores
+def test_cli_train_rerank_writes_a_loadable_model_with_a_card(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cascade.cli import app
+
+    data = tmp_path / "toy.json"
+    data.write_text(json.dumps([{"id": str(i), "input": h, "output": r} for i, (h, r) in enumerate(LISTS)]))
+    r = CliRunner().invoke(app, ["train-rerank", str(data), "--out", str(tmp_path / "toy-rr")])
+    assert r.exit_code == 0, r.output
+    model = rerank.load_model(str(tmp_path / "toy-rr"))
+    assert model.name == "toy-rr" and model.dev["toy"]["lists"] == len(LISTS) and model.dev["toy"]["rerank"] <= model.dev["toy"]["1-best"]
+    assert "toy.json" in (tmp_path / "toy-rr" / "README.md").read_text()
+    bad = CliRunner().invoke(app, ["train-rerank", str(tmp_path / "nope.json"), "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "not found" in bad.output and "Traceback" not in bad.output

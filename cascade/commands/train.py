@@ -127,17 +127,29 @@ def train_rerank(
     out: Annotated[Path, typer.Option("--out", "-o", help="Reranker directory to write (model.json + README.md).")],
     name: Annotated[str | None, typer.Option(help="Model name (default: the --out directory's name).")] = None,
     per_set: Annotated[int | None, typer.Option(help="At most this many lists per file (the first N).", min=1)] = None,
+    max_wer: Annotated[float | None, typer.Option(help="Drop make-nbest lists (synthetic speech) whose 1-best WER exceeds this: "
+                                                  "speech degraded past what real input looks like. Real lists are all kept.")] = None,
+    distinct: Annotated[int | None, typer.Option(help="Keep the first N hypotheses of each list that differ after normalisation "
+                                                 "(e.g. 5 from make-nbest --n-best 10 lists), as the recogniser's N-best does.", min=2)] = None,
 ) -> None:
     """Train the N-best reranker (MWER, linear; abstention margin chosen out of fold so no data set gets worse)."""
-    from cascade.ger import rerank
+    from cascade import metrics
+    from cascade.ger import features, rerank
     from cascade.ger import train as trainer
     from cascade.llm import load_backend
 
     cfg = settings()
     groups: dict[str, list] = {}
+    paths: dict[str, Path] = {}
     for spec in data:
         utts = [u for u in trainer.load_data([spec], seed=cfg.train.seed, banned=_test_sentences()) if u.reference is not None]
-        groups.setdefault(Path(spec.partition("@")[0]).stem, []).extend(utts[:per_set])
+        if distinct:
+            utts = [u.model_copy(update={"nbest": features.distinct(u.nbest, distinct)}) for u in utts]
+        if max_wer is not None:
+            utts = [u for u in utts if "|" not in (u.source or "") or metrics.wer([u.reference or ""], [u.nbest.texts[0]]) <= max_wer]
+        path = Path(spec.partition("@")[0]).resolve()
+        key = path.stem if paths.setdefault(path.stem, path) == path else f"{path.parent.name}/{path.stem}"
+        groups.setdefault(key, []).extend(utts[:per_set])  # one group per file: the margin keeps each no worse
     backend = load_backend(cfg.llm, cfg.home)
     err_console.print(f"train-rerank: {sum(map(len, groups.values()))} lists, LLM features cached in {cfg.home}", highlight=False)
     with progress("train-rerank", total=1, unit="models") as tick:
@@ -146,5 +158,7 @@ def train_rerank(
     rerank.save_model(model, out)
     (out / "README.md").write_text(rerank.model_card(model))
     for g, v in model.dev.items():
-        console.print(f"{g}: {v['lists']} lists, dev WER (out of fold) {v['1-best']:.2f} -> {v['rerank']:.2f}", highlight=False)
-    console.print(f"margin {model.margin:g}, l2 {model.l2:g} -> {out}", highlight=False)
+        label = g if "(" in g else f"{g} ({v['style']})"
+        console.print(f"{label}: {v['lists']} lists, dev WER (out of fold) {v['1-best']:.2f} -> {v['rerank']:.2f}", highlight=False)
+    styles = ", ".join(f"{k}: margin {m:g}, l2 {model.l2[k]:g}" for k, m in model.margins.items()) or "no style gained: keeps the 1-best"
+    console.print(f"{styles} -> {out}", highlight=False)

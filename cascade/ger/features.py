@@ -4,10 +4,9 @@ Every feature of hypothesis i is a difference (or ratio) against hypothesis 0, s
 feature row is all zeros and a linear model's score of the 1-best is 0: a positive score means
 "better than the 1-best", which is what the abstention margin compares against.
 
-Input style matters more than anything for the LLM terms: SmolLM2 scores cased, punctuated
-Whisper output sensibly and lower-case unpunctuated (HyPoradise/Kaldi-style) text badly, so the
-LLM features come twice, once per style (the other copy is zero) and the model learns one weight
-per style.
+Input style matters more than anything: SmolLM2 scores cased, punctuated Whisper output sensibly
+and lower-case unpunctuated (HyPoradise/Kaldi-style) text badly, and the two kinds of list come from
+very different recognisers, so the reranker keeps one weight vector and one margin per style.
 """
 
 from __future__ import annotations
@@ -30,19 +29,21 @@ Style = Literal["plain", "cased"]
 _SENTENCE_END = re.compile(r"\w[.?!]\s*$")
 
 FEATURES = (
-    "rank",            # i (0 for the 1-best)
-    "am_avg",          # Δ mean token log-prob of the recogniser (0 where the list has no AM scores)
-    "am_sum",          # Δ summed token log-prob / 10
-    "has_am_rank",     # i where the list has AM scores (lets the rank weigh less when AM speaks)
-    "lm_tok_cased",    # Δ LLM log-prob per token, cased/punctuated lists
-    "lm_sum_cased",    # Δ LLM total log-prob / 10, cased lists
-    "lm_tok_plain",    # the same two for lower-case unpunctuated lists
-    "lm_sum_plain",
-    "words",           # Δ word count
-    "len_ratio",       # log(words_i / words_0)
-    "support",         # Δ mean word overlap (1 - normalised edit distance) with the other hypotheses
-    "votes",           # Δ fraction of the list normalising to the same words
-    "edits",           # word edits from the 1-best (normalised)
+    "rank",        # i (0 for the 1-best)
+    "am_avg",      # Δ mean token log-prob of the recogniser (0 where the list has no AM scores)
+    "am_sum",      # Δ summed token log-prob / 10
+    "am_rank",     # i where the list has AM scores (lets the rank weigh less when the AM speaks)
+    "lm_tok",      # Δ LLM log-prob per token
+    "lm_sum",      # Δ LLM total log-prob / 10
+    "words",       # Δ word count
+    "len_ratio",   # log(words_i / words_0)
+    "support",     # Δ mean word overlap (1 - normalised edit distance) with the other hypotheses
+    "votes",       # Δ fraction of the list normalising to the same words
+    "edits",       # word edits from the 1-best (normalised)
+    "lm_tok_am",   # Δ LLM log-prob per token where the list has AM scores (the LLM then only refines the AM)
+    "lm_words_am", # Δ LLM log-prob per word, the same lists
+    "lm_x_fluency",  # Δ LLM log-prob per token x how fluent the 1-best already reads to the LLM (its own per-token log-prob)
+    "lm_x_length",   # Δ LLM log-prob per token x log(words of the 1-best): the LLM judges long lists better
 )
 
 
@@ -135,14 +136,13 @@ def _am(h, n_tok: int) -> tuple[float, float] | None:
     return avg, total
 
 
-def list_features(nbest: NBest, lm: dict[str, TextScore] | None) -> np.ndarray:
-    """Feature matrix [n_hypotheses, len(FEATURES)] of one list, each row relative to the 1-best."""
+def list_features(nbest: NBest, lm: dict[str, TextScore] | None) -> tuple[np.ndarray, Style]:
+    """Feature matrix [n_hypotheses, len(FEATURES)] of one list, each row relative to the 1-best, and its style."""
     hyps = nbest.hypotheses
-    style = detect_style([h.text for h in hyps])
     norm = [metrics.normalize(h.text).split() for h in hyps]
     n = len(hyps)
     lm = lm or {}
-    raw = np.zeros((n, 9))
+    raw = np.zeros((n, 10))
     am_known = True
     for i, h in enumerate(hyps):
         s = lm.get(h.text)
@@ -150,8 +150,7 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None) -> np.ndarray:
         am = _am(h, n_tok)
         am_known &= am is not None
         words = max(len(norm[i]), 1)
-        others = [j for j in range(n) if j != i]
-        overlap = [1 - min(metrics.word_edits(norm[j], norm[i]) / max(len(norm[j]), 1), 1.0) for j in others]
+        overlap = [1 - min(metrics.word_edits(norm[j], norm[i]) / max(len(norm[j]), 1), 1.0) for j in range(n) if j != i]
         raw[i] = (
             am[0] if am else 0.0,
             (am[1] if am else 0.0) / 10,
@@ -162,26 +161,15 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None) -> np.ndarray:
             float(np.mean(overlap)) if overlap else 1.0,
             sum(norm[j] == norm[i] for j in range(n)) / n,
             metrics.word_edits(norm[0], norm[i]),
+            (s.logprob if s else -200.0) / words,
         )
     rel = raw - raw[0]
     rank = np.arange(n, dtype=float)
     am_on = 1.0 if am_known else 0.0
-    cased, plain = (1.0, 0.0) if style == "cased" else (0.0, 1.0)
-    return np.stack([
-        rank,
-        rel[:, 0] * am_on,
-        rel[:, 1] * am_on,
-        rank * am_on,
-        rel[:, 2] * cased,
-        rel[:, 3] * cased,
-        rel[:, 2] * plain,
-        rel[:, 3] * plain,
-        rel[:, 4],
-        rel[:, 5],
-        rel[:, 6],
-        rel[:, 7],
-        raw[:, 8],
-    ], axis=1)
+    feats = np.stack([rank, rel[:, 0] * am_on, rel[:, 1] * am_on, rank * am_on, rel[:, 2], rel[:, 3],
+                      rel[:, 4], rel[:, 5], rel[:, 6], rel[:, 7], raw[:, 8], rel[:, 2] * am_on, rel[:, 9] * am_on,
+                      rel[:, 2] * (raw[0, 2] + 4.0), rel[:, 2] * raw[0, 5]], axis=1)
+    return feats, detect_style([h.text for h in hyps])
 
 
 def word_errors(reference: str, nbest: NBest) -> np.ndarray:

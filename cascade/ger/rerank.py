@@ -1,6 +1,7 @@
 """A trained N-best reranker: a linear model over features relative to the 1-best, MWER-trained, with abstention.
 
-score_i = w · f_i (cascade.ger.features; f_0 = 0, so the 1-best scores 0). Training minimises the
+score_i = w_style · f_i (cascade.ger.features; f_0 = 0, so the 1-best scores 0), one weight vector and one
+margin per input style (plain HyPoradise/Kaldi-style lists, cased Whisper output). Training minimises the
 expected word errors under softmax(score) over each list (MWER), each data set weighted by its
 reference words so that every set counts alike, plus an L2 penalty. The reranker returns the
 top-scoring hypothesis only when it beats the 1-best by `margin` (chosen on dev, out of fold, so
@@ -35,13 +36,14 @@ class RerankModel(Record):
 
     name: str
     features: tuple[str, ...]
-    weights: tuple[float, ...]
-    margin: float = 0.0
-    """Keep the 1-best unless the top hypothesis scores this much above it (chosen on dev)."""
+    weights: dict[str, tuple[float, ...]]
+    """Per style ("plain", "cased"): one weight per feature. A style without weights keeps the 1-best."""
+    margins: dict[str, float] = {}
+    """Per style: keep the 1-best unless the top hypothesis scores this much above it (chosen on dev)."""
     llm: str = "smollm2"
     """The LLM whose log-probs the LM features were trained on (scores from another model do not transfer)."""
-    l2: float = 0.0
-    dev: dict[str, dict[str, float]] = {}
+    l2: dict[str, float] = {}
+    dev: dict[str, dict[str, float | int | str]] = {}
     """Out-of-fold dev WER per set: 1-best and rerank at the chosen margin."""
     data: tuple[str, ...] = ()
 
@@ -50,6 +52,7 @@ class ListData(Record):
     """One training/evaluation list as arrays: features [n, F] and word errors [n] (and the ref's length)."""
 
     group: str
+    style: str
     feats: tuple[tuple[float, ...], ...]
     errors: tuple[float, ...]
     ref_words: int
@@ -74,7 +77,7 @@ def load_model(name: str) -> RerankModel:
     except ValueError as exc:
         raise InvalidInput(f"{path} is not a reranker model: {str(exc).splitlines()[0]}", param="model") from None
     unknown = set(model.features) - set(FEATURES)
-    if unknown or len(model.weights) != len(model.features):
+    if unknown or any(len(w) != len(model.features) for w in model.weights.values()):
         raise InvalidInput(f"{path}: features {sorted(unknown)} unknown or weights/features mismatch", param="model")
     return model
 
@@ -85,9 +88,11 @@ def save_model(model: RerankModel, out: Path) -> Path:
     return out / MODEL_FILE
 
 
-def _weights(model: RerankModel) -> np.ndarray:
-    """The model's weights in FEATURES order (a model trained on fewer features gets zeros)."""
-    w = dict(zip(model.features, model.weights))
+def _weights(model: RerankModel, style: str) -> np.ndarray | None:
+    """The model's weights for `style` in FEATURES order (a feature it was not trained on gets 0); None: no model."""
+    if style not in model.weights:
+        return None
+    w = dict(zip(model.features, model.weights[style]))
     return np.array([w.get(f, 0.0) for f in FEATURES])
 
 
@@ -105,20 +110,21 @@ def rerank_many(
     options = options or RerankOptions()
     for nb in nbests:
         check_nbest(nb)
-    margin = model.margin if options.margin is None else options.margin
     t0 = time.perf_counter()
     if lm is None:
         if backend is None:
             raise InvalidInput("the reranker needs an LLM backend (its features include LLM log-probs)", param="correct")
         lm = score_texts([h.text for nb in nbests for h in nb.hypotheses], backend)
     info = StageInfo(stage="rerank", model=f"{model.name}({getattr(backend, 'name', model.llm)})",
-                     seconds=(time.perf_counter() - t0) / max(len(nbests), 1), options={**options.model_dump(), "margin": margin})
-    w = _weights(model)
-    return [_one(nb, list_features(nb, lm), w, margin, lm, info) for nb in nbests]
+                     seconds=(time.perf_counter() - t0) / max(len(nbests), 1), options=options.model_dump())
+    return [_one(nb, model, options, lm, info) for nb in nbests]
 
 
-def _one(nb: NBest, feats: np.ndarray, w: np.ndarray, margin: float, lm: dict[str, TextScore], info: StageInfo) -> Correction:
-    scores = feats @ w
+def _one(nb: NBest, model: RerankModel, options: RerankOptions, lm: dict[str, TextScore], info: StageInfo) -> Correction:
+    feats, style = list_features(nb, lm)
+    w = _weights(model, style)
+    margin = options.margin if options.margin is not None else model.margins.get(style, float("inf"))
+    scores = feats @ w if w is not None else np.zeros(len(nb.hypotheses))
     scores[[not h.text.strip() for h in nb.hypotheses]] = -np.inf  # an empty hypothesis is never chosen
     scores[0] = 0.0
     chosen, top = decide(scores, margin)
@@ -127,7 +133,7 @@ def _one(nb: NBest, feats: np.ndarray, w: np.ndarray, margin: float, lm: dict[st
                        combined=float(s) if np.isfinite(s) else None)
         for h, s in zip(nb.hypotheses, scores)
     )
-    guards = {"margin": margin, "top": top, "top_gain": round(float(scores[top]), 4)}
+    guards = {"style": style, "margin": margin, "top": top, "top_gain": round(float(scores[top]), 4)}
     abstained = top != 0 and chosen == 0
     text = nb.hypotheses[chosen].text
     return Correction(text=text, method="rerank", chosen=chosen, changed=text != nb.hypotheses[0].text, scores=cands,
@@ -138,10 +144,10 @@ def _one(nb: NBest, feats: np.ndarray, w: np.ndarray, margin: float, lm: dict[st
 
 
 def list_data(group: str, nbest: NBest, reference: str, lm: dict[str, TextScore]) -> ListData:
-    feats = list_features(nbest, lm)
     from cascade import metrics
 
-    return ListData(group=group, feats=tuple(map(tuple, feats.tolist())), errors=tuple(word_errors(reference, nbest).tolist()),
+    feats, style = list_features(nbest, lm)
+    return ListData(group=group, style=style, feats=tuple(map(tuple, feats.tolist())), errors=tuple(word_errors(reference, nbest).tolist()),
                     ref_words=max(len(metrics.normalize(reference).split()), 1))
 
 
@@ -236,17 +242,21 @@ def _masked(s: np.ndarray, d: ListData) -> np.ndarray:
 
 
 MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-L2S = (1e-3, 1e-2, 1e-1)
+L2S = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def choose(data: Sequence[ListData], l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS) -> tuple[float, float, dict]:
-    """(l2, margin, table): the lowest mean out-of-fold dev WER with no group worse than its 1-best; ties: larger margin."""
+def choose(data: Sequence[ListData], l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS,
+           repeats: int = 3) -> tuple[float, float, dict]:
+    """(l2, margin, table): the lowest mean out-of-fold dev WER with no group worse than its 1-best; ties: larger margin.
+
+    Out-of-fold WER is averaged over `repeats` differently seeded 5-fold splits (small dev sets make one split noisy)."""
     base = group_wer(data, None, 0.0)
     best, table = None, {}
     for l2 in l2s:
-        scores = oof_scores(data, l2)
+        runs = [oof_scores(data, l2, seed=r) for r in range(repeats)]
         for m in margins:
-            g = group_wer(data, scores, m)
+            per = [group_wer(data, scores, m) for scores in runs]
+            g = {k: sum(p[k] for p in per) / len(per) for k in per[0]}
             mean = sum(g.values()) / len(g)
             table[f"{l2}/{m}"] = round(mean, 3)
             if all(g[k] <= base[k] + 1e-9 for k in g):
@@ -264,31 +274,41 @@ def train(
 ) -> RerankModel:
     """Train on {group: [Utterance]} (a group is one data set: the margin keeps each no worse out of fold).
 
-    l2 and margin are chosen by 5-fold out-of-fold dev WER (`choose`); the final weights use every list.
+    One model per detected style; its l2 and margin are chosen by 5-fold out-of-fold dev WER (`choose`), and
+    the final weights use every list of that style.
     """
     data = build_data(groups, backend, home)
-    if len({d.group for d in data}) < 1 or len(data) < 10:
+    if len(data) < 10:
         raise InvalidInput(f"too little training data for the reranker ({len(data)} lists with references; need >= 10)", param="data")
-    l2, margin, report = choose(data, l2s, margins)
-    w = fit(data, l2=l2) if np.isfinite(margin) else np.zeros(len(FEATURES))
-    dev = {g: {"lists": sum(d.group == g for d in data), "1-best": round(report["base"][g], 3), "rerank": round(report["chosen"][g], 3)}
-           for g in sorted(report["base"])}
-    return RerankModel(name=name, features=FEATURES, weights=tuple(float(x) for x in w), margin=float(margin) if np.isfinite(margin) else 1e9,
-                       llm=str(getattr(backend, "name", "llm")), l2=l2, dev=dev, data=tuple(sources))
+    weights, margin_of, l2_of, dev = {}, {}, {}, {}
+    for style in sorted({d.style for d in data}):
+        part = [d for d in data if d.style == style]
+        l2, margin, report = choose(part, l2s, margins)
+        if not np.isfinite(margin):
+            continue  # nothing safe for this style: its lists keep the 1-best
+        weights[style] = tuple(float(x) for x in fit(part, l2=l2))
+        margin_of[style], l2_of[style] = float(margin), float(l2)
+        dev.update({(g if g not in dev else f"{g} ({style})"): {"style": style, "lists": sum(d.group == g for d in part), "1-best": round(report["base"][g], 3),
+                        "rerank": round(report["chosen"][g], 3)} for g in sorted(report["base"])})
+    return RerankModel(name=name, features=FEATURES, weights=weights, margins=margin_of, llm=str(getattr(backend, "name", "llm")),
+                       l2=l2_of, dev=dev, data=tuple(sources))
 
 
 def model_card(model: RerankModel) -> str:
     """README.md of a trained reranker: data, features + weights, the out-of-fold dev figures."""
-    rows = "\n".join(f"| {g} | {v['lists']} | {v['1-best']:.2f} | {v['rerank']:.2f} |" for g, v in model.dev.items())
+    rows = "\n".join(f"| {g} | {v['style']} | {v['lists']} | {v['1-best']:.2f} | {v['rerank']:.2f} |" for g, v in model.dev.items())
     mean = lambda k: sum(v[k] for v in model.dev.values()) / max(len(model.dev), 1)  # noqa: E731
-    feats = "\n".join(f"| {f} | {w:+.4f} |" for f, w in zip(model.features, model.weights))
+    styles = sorted(model.weights)
+    feats = "\n".join(f"| {f} | " + " | ".join(f"{model.weights[st][i]:+.4f}" for st in styles) + " |" for i, f in enumerate(model.features))
     data = "\n".join(f"- `{s}`" for s in model.data) or "- (not recorded)"
     return f"""# Reranker `{model.name}`
 
 A linear N-best reranker (cascade.ger.rerank) over features relative to the 1-best (cascade.ger.features),
 trained with an expected-WER (MWER) loss; LLM features from `{model.llm}`. It returns another hypothesis only
-when that one scores more than the margin **{model.margin:g}** above the 1-best, a margin chosen out of fold on
-the training (dev) data so that no data set got worse; L2 {model.l2:g}.
+when that one scores more than a margin above the 1-best, a margin chosen out of fold on
+the training (dev) data so that no data set got worse. One weight vector and margin per input style
+(`plain`: lower-case unpunctuated lists, HyPoradise/Kaldi style; `cased`: Whisper's own output).
+Margins: {", ".join(f"{k} {v:g}" for k, v in model.margins.items())}; L2: {", ".join(f"{k} {v:g}" for k, v in model.l2.items())}.
 
 ## Data (dev and training splits only, never test)
 
@@ -296,15 +316,15 @@ the training (dev) data so that no data set got worse; L2 {model.l2:g}.
 
 ## Dev figures (5-fold out of fold, WER %, normalised)
 
-| set | lists | 1-best | rerank |
-|---|---|---|---|
+| set | style | lists | 1-best | rerank |
+|---|---|---|---|---|
 {rows}
-| mean | | {mean('1-best'):.2f} | {mean('rerank'):.2f} |
+| mean | | | {mean('1-best'):.2f} | {mean('rerank'):.2f} |
 
 ## Features and weights (score = w · f, f relative to the 1-best)
 
-| feature | weight |
-|---|---|
+| feature | {" | ".join(styles)} |
+|---|{"---|" * len(styles)}
 {feats}
 
 Retrain: `cascade train-rerank FILES... --out DIR` (see the README section "Correction that pays").
