@@ -207,7 +207,7 @@ class LiveTurn:
         self.ended, self.endpoint_at = True, max(at, time.perf_counter())
         events: list[LiveEvent] = []
         if self._tentative is not None:
-            events += self._commit(self._tentative)
+            self._commit(self._tentative)  # its partial was sent at the pause: the text has not changed
         end = self._size
         if self._last_speech is not None and (self._last_speech + 1) * FRAME > self.window_start:
             events += self._commit(self._decode(self.window_start, end))

@@ -93,8 +93,8 @@ def test_streaming_vad_equals_the_whole_buffer_pass(jfk: np.ndarray) -> None:
 
 
 def test_chat_live_replays_a_file_through_the_live_turn(jfk_path: Path, tmp_path: Path, offline: str) -> None:
-    out = tmp_path / "reply.wav"
-    result = CliRunner().invoke(app, ["chat", str(jfk_path), "-o", str(out), "--live", "--no-pace"],
+    out, history = tmp_path / "reply.wav", tmp_path / "history.json"
+    result = CliRunner().invoke(app, ["chat", str(jfk_path), "-o", str(out), "--live", "--no-pace", "--history", str(history)],
                                 env={**FAST_REPLY, "CASCADE_LIVE__SPECULATE": "false"})
     assert result.exit_code == 0, result.output
     lines = result.output.replace("\n", " ")
@@ -102,6 +102,8 @@ def test_chat_live_replays_a_file_through_the_live_turn(jfk_path: Path, tmp_path
     final = next(line for line in result.output.split("final:")[1:])
     assert "ask not what your country" in normalize(final)
     assert out.stat().st_size > 10_000 and "seconds from the end of speech" in lines
+    turns = json.loads(history.read_text())
+    assert [m["role"] for m in turns] == ["user", "assistant"] and "country" in turns[0]["content"].lower()
 
 
 # --------------------------------------------------------------------------- the WebSocket

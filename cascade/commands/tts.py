@@ -102,7 +102,7 @@ def chat(
     s = settings(tts=_tts(engine, voice, speed, fmt, sample_rate, coqui_model, speaker, output),
                  correct={"mode": correction}, chat={"stream": stream}, **runtime(threads=threads))
     if live:
-        _chat_live(audio, output, past, s, pace, as_json)
+        _chat_live(audio, output, history, past, s, pace, as_json)
         return
     result = build_turn(s).run(audio, past)
     _write(output, result.audio, s.tts.format)
@@ -115,7 +115,8 @@ def chat(
     _print_turn(result, output)
 
 
-def _chat_live(audio: Path, output: Path, past: list[ChatMessage], s, pace: bool, as_json: bool) -> None:
+def _chat_live(audio: Path, output: Path, history: Path | None, past: list[ChatMessage], s, pace: bool,
+               as_json: bool) -> None:
     """`chat --live`: the file through cascade.live.replay, one line per event (JSON lines with --json)."""
     import time
 
@@ -145,6 +146,9 @@ def _chat_live(audio: Path, output: Path, past: list[ChatMessage], s, pace: bool
     if speech is None or done is None:
         raise InvalidInput("the live turn produced no reply audio", param="file")
     _write(output, speech, s.tts.format)
+    if history is not None:
+        turn = [ChatMessage(role="user", content=done.transcript), ChatMessage(role="assistant", content=done.reply)]
+        history.write_text(json.dumps([m.model_dump() for m in [*past, *turn]], indent=1))
     if not as_json:
         times = ", ".join(f"{k} {v:.2f}" for k, v in done.timings.items())
         console.print(f"seconds from the end of speech: {times}", highlight=False)
