@@ -113,7 +113,8 @@ def test_socket_streams_a_real_file_partials_final_reply_audio(gateway: Service,
     with _ws(gateway) as ws:
         ws.send(START)
         ready = json.loads(ws.recv(30))
-        assert ready["type"] == "ready" and ready["silence_ms"] == 1500
+        # speculation is on: each of JFK's pauses starts a reply that his next words must throw away
+        assert ready["type"] == "ready" and ready["silence_ms"] == 1500 and ready["speculate"] is True
         for frame in _frames(jfk, silence_s=2.0):  # the VAD, not the client, ends the turn
             ws.send(frame)
         events = _events(ws)
@@ -121,7 +122,9 @@ def test_socket_streams_a_real_file_partials_final_reply_audio(gateway: Service,
     assert "error" not in kinds, events[-1]
     partials = [e for e in events if e["type"] == "partial"]
     assert partials and len(partials[-1]["text"]) >= len(partials[0]["text"])
-    final = next(e for e in events if e["type"] == "final")
+    finals = [e for e in events if e["type"] == "final"]
+    assert len(finals) == 1, "a reply speculated at a pause the speaker went on after is never sent"
+    final = finals[0]
     # one window (JFK is under commit_s): the same audio, the same decode as offline, up to punctuation/case
     assert normalize(final["transcript"]["text"]) == normalize(offline)
     assert final["correction"]["corrections"] and final["text"]
