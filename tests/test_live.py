@@ -180,3 +180,23 @@ def test_bad_start_or_frame_gets_an_error_and_a_clean_close(gateway: Service, op
     with _ws(gateway) as ws:  # the server keeps serving
         ws.send(START)
         assert json.loads(ws.recv(30))["type"] == "ready"
+
+
+def test_api_key_by_header_or_in_the_start_message(tmp_path_factory) -> None:
+    env = {**ENV, "CASCADE_SERVICE__API_KEY": "sesame"}
+    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-live-key"), env=env), 300)
+    try:
+        with _ws(gw) as ws:
+            ws.send(START)
+            error = json.loads(ws.recv(30))
+            assert error["type"] == "error" and error["code"] == "invalid_api_key"
+            assert _closed(ws) == 1008
+        with connect(f"ws://127.0.0.1:{gw.port}/v1/live", additional_headers={"Authorization": "Bearer sesame"},
+                     open_timeout=20) as ws:
+            ws.send(START)
+            assert json.loads(ws.recv(30))["type"] == "ready"
+        with _ws(gw) as ws:  # browsers cannot set the header: the key rides in the start message
+            ws.send(json.dumps({"type": "start", "sample_rate": 16000, "api_key": "sesame"}))
+            assert json.loads(ws.recv(30))["type"] == "ready"
+    finally:
+        gw.stop()
