@@ -18,7 +18,7 @@ from typing import Any, Literal
 from cascade import prompts
 from cascade.config import GerOptions, RerankOptions, RescoreOptions
 from cascade.ger import guards
-from cascade.ger.rescore import check_nbest, combine, lm_term, rescore_many, score_texts
+from cascade.ger.rescore import check_nbest, combine, effective, lm_term, rescore_many, score_texts
 from cascade.llm.base import LlmBackend
 from cascade.types import BackendUnavailable, CandidateScore, Correction, NBest, StageInfo
 
@@ -185,7 +185,8 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
         return out
     info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
     for i, (prompt, _), raw in zip(todo, rendered, raws):
-        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, rescore, backend, info, prompt, adapter)
+        # the list's own rescoring options (its style profile): the score gate compares on the bases' scale
+        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, effective(rescore, chunk[i]), backend, info, prompt, adapter)
         if reranked and out[i].chosen is not None and out[i].chosen != bases[i].chosen:
             # the reranker already chose among the hypotheses: GER may write something new, not pick another one
             out[i] = _fallback(bases[i], "reranker_preferred_base", {**out[i].guards, "accepted": False}, raw, info)
