@@ -29,7 +29,7 @@ def test_env_overrides_yaml_and_flags_override_env(monkeypatch, tmp_path):
 
 
 def test_invalid_setting_names_the_field(monkeypatch):
-    monkeypatch.setenv("CASCADE_ASR__N_BEST", "9")
+    monkeypatch.setenv("CASCADE_ASR__N_BEST", "40")  # above the widest beam
     with pytest.raises(InvalidInput, match="asr"):
         load_settings()
 

@@ -40,7 +40,7 @@ def data_file(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 def adapter(tmp_path_factory: pytest.TempPathFactory, data_file: Path) -> Path:
     out = tmp_path_factory.mktemp("adapter") / "ger-test"
     args = ["train-ger", str(data_file), "--out", str(out), "--base", "smollm2", "--max-steps", "3", "--batch-size", "2",
-            "--eval-every", "2", "--save-every", "2", "--lr", "2e-3", "--max-length", "384", "--layers", "4"]  # fmt: skip
+            "--eval-every", "2", "--save-every", "2", "--lr", "1e-2", "--max-length", "384", "--layers", "4"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "3 steps" in res.output

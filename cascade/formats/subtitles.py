@@ -17,6 +17,8 @@ the files.
 
 from __future__ import annotations
 
+import re
+
 import math
 from collections.abc import Sequence
 
@@ -192,5 +194,9 @@ def to_srt(t: Transcript, options: SubtitleOptions | None = None) -> str:
     return _subs(t, options).to_string("srt")
 
 
+_VTT_CUE_NUMBER = re.compile(r"^\d+\n(?=\d[\d:.]* --> )", re.MULTILINE)
+
+
 def to_vtt(t: Transcript, options: SubtitleOptions | None = None) -> str:
-    return _subs(t, options).to_string("vtt")
+    """WebVTT without cue numbers (pysubs2 writes them; OpenAI's and Whisper's VTT have none)."""
+    return _VTT_CUE_NUMBER.sub("", _subs(t, options).to_string("vtt"))
