@@ -164,9 +164,10 @@ def _columns(prepared: list, systems: tuple[str, ...], picks: list[str]) -> dict
 
 
 def _oof_picks(data: list, prepared: list, l2: float, margin: float) -> list[str]:
+    from cascade.fusion import rerank
     from cascade.ger import rerank as nbest_rerank
 
-    scores = nbest_rerank.oof_scores(data, l2)
+    scores = rerank.oof_scores(data, [str(p.inp.id) for p in prepared], l2)
     return [" ".join(p.candidates[nbest_rerank.decide(nbest_rerank._masked(s, d), margin)[0]])
             for s, d, p in zip(scores, data, prepared)]
 

@@ -235,7 +235,7 @@ def llm_service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         yield svc
 
 
-def test_service_fuse_matches_library_and_runs_llm(llm_service, frag: Path) -> None:  # noqa: ANN001
+def test_service_fuse_matches_library_and_runs_llm(llm_service, smollm2, frag: Path) -> None:  # noqa: ANN001
     joined = join(_paths(frag))
     inp = min(joined.inputs, key=lambda i: sum(len(o.text) for o in i.outputs))  # the shortest: quick generation
     body = {"input": inp.model_dump(), "method": "rover"}
@@ -243,6 +243,10 @@ def test_service_fuse_matches_library_and_runs_llm(llm_service, frag: Path) -> N
     assert got.status_code == 200, got.text
     assert got.json()["text"] == fuse(inp, "rover").text and got.json()["method"] == "rover"
 
+    reranked = httpx.post(f"{llm_service.url}/v1/fuse", json={**body, "method": "rerank"}, timeout=120)
+    assert reranked.status_code == 200, reranked.text
+    assert reranked.json()["text"] == fuse(inp, "rerank", backend=smollm2).text
+    assert reranked.json()["guards"]["reranker"] == "fusion-mwer"
     ger = httpx.post(f"{llm_service.url}/v1/fuse", json={**body, "method": "ger"}, timeout=600).json()
     assert ger["method"] == "fusion" and ger["text"].strip()
     assert ger["raw_output"] is not None  # the real LLM wrote something

@@ -44,6 +44,7 @@ FEATURES = (
     "lm_sum",      # LLM total log-prob / 10
 )
 DEFAULT_MODEL = "fusion-mwer"
+L2S = (1e-3, 1e-2, 1e-1)
 STYLE = "fusion"
 """The one 'style' key of a fusion model's per-style weights/margins (the N-best reranker keys by input style)."""
 
@@ -151,6 +152,38 @@ def list_data(group: str, p: _Prepared, lm: dict[str, TextScore]) -> nbest_reran
                                  ref_words=max(len(ref), 1))
 
 
+def oof_scores(data: Sequence[nbest_rerank.ListData], keys: Sequence[str], l2: float, folds: int = 5) -> list[np.ndarray]:
+    """Out-of-fold scores with folds by utterance (`keys`): one utterance's lists for several subsets of systems
+    share texts and errors, so splitting them across folds would leak and flatter the dev figures."""
+    import zlib
+
+    fold = np.array([zlib.crc32(k.encode()) % folds for k in keys])
+    out: list[np.ndarray] = [np.zeros(0)] * len(data)
+    for k in range(folds):
+        w = nbest_rerank.fit([d for d, f in zip(data, fold) if f != k], l2=l2)
+        for i in np.flatnonzero(fold == k):
+            out[i] = np.array(data[i].feats) @ w
+    return out
+
+
+def choose(data: Sequence[nbest_rerank.ListData], keys: Sequence[str], l2s: Sequence[float],
+           margins: Sequence[float] = nbest_rerank.MARGINS) -> tuple[float, float, dict[str, dict[str, float]]]:
+    """(l2, margin, {"base", "chosen"}): lowest mean out-of-fold WER over the groups with none worse than ROVER;
+    ties keep the larger margin. Nothing safe: margin inf (always ROVER)."""
+    base = nbest_rerank.group_wer(data, None, 0.0)
+    best = None
+    for l2 in l2s:
+        scores = oof_scores(data, keys, l2)
+        for m in margins:
+            g = nbest_rerank.group_wer(data, scores, m)
+            key = (round(sum(g.values()) / len(g), 6), -m)
+            if all(g[k] <= base[k] + 1e-9 for k in g) and (best is None or key < best[0]):
+                best = (key, l2, m, g)
+    if best is None:
+        return l2s[0], float("inf"), {"base": base, "chosen": base}
+    return best[1], best[2], {"base": base, "chosen": best[3]}
+
+
 class FusionTraining(Record):
     """What training chose, with the out-of-fold dev WER per group (ROVER and rerank at the chosen margin)."""
 
@@ -161,12 +194,13 @@ class FusionTraining(Record):
 
 def train(groups: dict[str, Sequence[_Prepared]], lm: dict[str, TextScore], *, name: str = DEFAULT_MODEL,
           llm: str = "smollm2", sources: Sequence[str] = (),
-          l2s: Sequence[float] = nbest_rerank.L2S) -> FusionTraining:
+          l2s: Sequence[float] = L2S) -> FusionTraining:
     """MWER-train on {group: prepared utterances with references}; L2 and margin chosen out of fold."""
     data = [list_data(g, p, lm) for g, ps in groups.items() for p in ps]
+    keys = [str(p.inp.id) for ps in groups.values() for p in ps]
     if len(data) < 10:
         raise InvalidInput(f"too little training data for the fusion reranker ({len(data)} utterances)", param="data")
-    l2, margin, report = nbest_rerank.choose(data, l2s)
+    l2, margin, report = choose(data, keys, l2s)
     weights = nbest_rerank.fit(data, l2=l2) if np.isfinite(margin) else np.zeros(len(FEATURES))
     dev = {g: {"lists": sum(d.group == g for d in data), "1-best": round(report["base"][g], 3),
                "rerank": round(report["chosen"][g], 3)} for g in sorted(report["base"])}
@@ -197,7 +231,7 @@ Every subset of at least three of the four systems, one group each:
 
 {data}
 
-## Dev figures (5-fold out of fold, WER %, normalised)
+## Dev figures (5-fold out of fold, folds by utterance, WER %, normalised)
 
 | systems | utterances | ROVER | rerank |
 |---|---|---|---|
