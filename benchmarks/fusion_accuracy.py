@@ -10,7 +10,13 @@ split (CPU time), and say so.
 WER is corpus-level with cascade.metrics.normalize (whisper-normalizer) = `wer`;
 `wer_plain` is lower-case/punctuation-stripped (the reference points' metric).
 
+With --rerank: the fusion reranker (cascade.fusion.rerank) trained on every subset of >= 3 systems of dev,
+reported out of fold on dev (folds by utterance), on each held-out 3-system subset (trained on the other
+subsets and the other half of the speakers: the transfer check), and on every --rerank-every-th test
+utterance for all four systems and for the three left when dev's best system is dropped.
+
     python benchmarks/fusion_accuracy.py --lm-n 100 --llm-n 20 [--adapter DIR]
+    python benchmarks/fusion_accuracy.py --lm-n 0 --llm-n 0 --rerank [--save cascade/rerankers/fusion-mwer]
 """
 
 from __future__ import annotations
