@@ -149,7 +149,8 @@ def test_demo_synthesizes_its_sample(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "demo" / "sample.wav").stat().st_size > 100_000
     assert "segment 0" in result.stdout and "1-best:" in result.stdout
-    one_best = result.stdout.split("1-best:")[1].replace("\n", " ")
+    assert "corrected (rescore):" in result.stdout  # what the configured correction did is shown after the 1-best
+    one_best = result.stdout.split("1-best:")[1].split("corrected (")[0].replace("\n", " ")
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
 

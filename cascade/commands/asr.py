@@ -253,13 +253,13 @@ def translate(files: Files, model: Annotated[str, typer.Option("--model", "-m", 
 def demo(file: Annotated[Path | None, typer.Argument(help="Your own recording; omitted: a sample made with the bundled piper voice.")] = None,
          model: ModelOpt = None, n_best: NBestOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print the transcript as JSON.")] = False,
          device: DeviceOpt = None, compute_type: ComputeTypeOpt = None, threads: ThreadsOpt = None) -> None:
-    """N-best transcription of a sample (or your FILE), printed as one table per segment."""
+    """N-best transcription of a sample (or your FILE), one table per segment, then what correction changed."""
     from cascade.asr.demo import demo_sample
 
     cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=None, language=None,
                        run=runtime(device, compute_type, threads))
     path = file if file is not None else demo_sample(cfg.home)
-    transcript = run_files([path], cfg, OutputOptions(format=None))[0]
+    transcript = run_files([path], cfg, OutputOptions(format=None, correct=cfg.correct.mode))[0]
     if as_json:
         console.print_json(transcript.model_dump_json())
         return
@@ -284,8 +284,28 @@ def show_nbest(transcript: Transcript, path: Path) -> None:
         table.add_column("hypothesis")
         table.add_column("log p (sum)", justify="right")
         table.add_column("per token", justify="right")
+        chosen = seg.correction.chosen if seg.correction is not None else None
         for rank, hyp in enumerate(seg.nbest.hypotheses, start=1):
-            style = "bold green" if rank == 1 else None
+            style = "bold green" if rank == 1 else ("bold cyan" if chosen == rank - 1 else None)
             table.add_row(str(rank), hyp.text, f"{hyp.am_score:.2f}", f"{hyp.avg_logprob:.3f}", style=style)
         console.print(table)
-    console.print(f"[bold]1-best:[/bold] {transcript.text}", highlight=False)
+    console.print(f"[bold]1-best:[/bold] {' '.join(s.nbest.texts[0] for s in transcript.segments if s.nbest.hypotheses)}",
+                  highlight=False)
+    show_correction(transcript)
+
+
+def show_correction(transcript: Transcript) -> None:
+    """What the configured correction (correct.mode) did to each segment: kept the 1-best, or which words it changed."""
+    from cascade.metrics import normalize
+
+    fixes = [(s, s.correction) for s in transcript.segments if s.correction is not None]
+    if not fixes:
+        return
+    mode = fixes[0][1].method
+    changed = [(s, c) for s, c in fixes if normalize(c.text) != normalize(s.nbest.texts[0])]
+    console.print(f"[bold]corrected ({mode}):[/bold] {transcript.text}", highlight=False)
+    for s, c in changed:
+        console.print(f"  segment {s.id}: [red]{s.nbest.texts[0]}[/red] -> [cyan]{c.text}[/cyan]", highlight=False)
+    if not changed:
+        reasons = sorted({c.fallback_reason or "the 1-best scored highest" for _, c in fixes})
+        console.print(f"  {mode} kept the 1-best in every segment ({'; '.join(reasons)})", highlight=False)

@@ -50,6 +50,9 @@ def load_hf_llm(name_or_path: str, home: Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover
         raise ModelNotFound("transformers is not installed: pip install transformers") from exc
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise on the CLI and in logs
     from cascade import models
 
     path = models.llm_dir(name_or_path, home)
