@@ -21,7 +21,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +31,9 @@ from cascade.llm.base import TextScore
 from cascade.metrics import normalize, word_edits
 from cascade.types import CandidateScore, Correction, InvalidInput, Record
 
-if TYPE_CHECKING:
-    from cascade.fusion.fuse import _Prepared
+_Prepared = Any
+"""cascade.fusion.fuse._Prepared (one utterance: systems' words, ROVER's words, candidates ROVER first); not
+imported, since fuse imports this module."""
 
 FEATURES = (
     "system",      # 1 for a system's text, 0 for ROVER's output (a bias: how far to trust ROVER at all)
