@@ -24,7 +24,7 @@ LAM = 0.3
 BATCH = 2
 N = 12
 N_KILL = 48
-SETTINGS = load_settings({"batch": {"method": "rescore", "batch_size": BATCH}, "rescore": {"lam": LAM}})
+SETTINGS = load_settings({"correct": {"mode": "rescore", "batch_size": BATCH}, "rescore": {"lam": LAM, "profile": "none"}})
 
 
 def _job(tmp: Path, shared_data: Path, n: int) -> tuple[Path, bytes]:

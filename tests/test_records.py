@@ -12,7 +12,7 @@ from cascade.config import load_settings
 from cascade.formats.records import detect_format, read_items
 from cascade.types import InvalidInput
 
-NONE = load_settings({"batch": {"method": "none"}})
+NONE = load_settings({"correct": {"mode": "none"}})
 
 SRT = """1
 00:00:01,000 --> 00:00:02,500
