@@ -55,7 +55,7 @@ def test_kill_9_at_random_moments_then_resume_is_byte_identical(long_job: tuple[
     out = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "cascade", "correct-batch", str(src), "--out", str(out), "--mode", "rescore",
            "--batch-size", str(BATCH)]
-    env = {**os.environ, "CASCADE_RESCORE__LAM": str(LAM)}
+    env = {**os.environ, "CASCADE_RESCORE__LAM": str(LAM), "CASCADE_RESCORE__PROFILE": "none"}
     rng = random.Random(20261123)
     sizes = []
     for attempt in range(5):
