@@ -14,9 +14,8 @@ from cascade.types import Correction, NBest
 
 
 @dataclass(frozen=True)
-class GerCorrector:
-    """none / rescore / rerank / ger: cascade.ger.correct_many with the settings' options and the one adapter
-    (GER starts from the reranked best when settings.rerank.ger_base)."""
+class _Built:
+    """A corrector for one mode with its settings and the backend build_corrector loaded (None: it needs none)."""
 
     mode: str
     settings: Settings
@@ -25,6 +24,11 @@ class GerCorrector:
     @property
     def needs_llm(self) -> bool:
         return self.backend is not None
+
+
+class GerCorrector(_Built):
+    """none / rescore / rerank / ger: cascade.ger.correct_many with the settings' options and the one adapter
+    (GER starts from the reranked best when settings.rerank.ger_base)."""
 
     def correct(self, nbests: Iterable[NBest]) -> Iterator[Correction]:
         s = self.settings
@@ -57,17 +61,8 @@ def _ger(settings: Settings, backend: LlmBackend | None) -> GerCorrector:
     return GerCorrector("ger", settings, backend)
 
 
-@dataclass(frozen=True)
-class FusionCorrector:
+class FusionCorrector(_Built):
     """rover / fusion: each list holds one hypothesis per recogniser (cascade.fusion.fuse)."""
-
-    mode: str
-    settings: Settings
-    backend: LlmBackend | None
-
-    @property
-    def needs_llm(self) -> bool:
-        return self.backend is not None
 
     def correct(self, nbests: Iterable[NBest]) -> Iterator[Correction]:
         from cascade.fusion.fuse import fuse_many, nbest_input
