@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -314,6 +314,18 @@ class LiveTurn:
 _END = object()
 
 
+def _drain(q: queue.Queue, stopped: Callable[[], bool]) -> Iterator[Any]:
+    """Items of a producer thread's queue until its _END, or until `stopped()` (checked every 50 ms)."""
+    while not stopped():
+        try:
+            item = q.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if item is _END:
+            return
+        yield item
+
+
 class _Responder:
     """Correction, reply and speech of one transcript in worker threads; events wait in a queue."""
 
@@ -329,17 +341,9 @@ class _Responder:
         self._stop.set()
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[LiveEvent]:
-        while True:
-            if cancel is not None and cancel.is_set():
-                self.stop()
-                return
-            try:
-                item = self._q.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            yield item
+        yield from _drain(self._q, lambda: cancel is not None and cancel.is_set())
+        if cancel is not None and cancel.is_set():
+            self.stop()
 
     def _run(self) -> None:
         try:
@@ -400,14 +404,7 @@ class _Responder:
             self._sentences.put(_END)
 
     def _sentence_stream(self) -> Iterator[str]:
-        while not self._stop.is_set():
-            try:
-                item = self._sentences.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            yield item
+        return _drain(self._sentences, self._stop.is_set)
 
 
 def _error(exc: BaseException) -> LiveError:

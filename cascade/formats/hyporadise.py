@@ -121,20 +121,24 @@ def load_hyporadise(path: str | Path, *, limit: int | None = None) -> list[Utter
     return [record_to_utterance(r, f"{path.name}[{i}]", source=path.stem) for i, r in enumerate(data)]
 
 
-def iter_jsonl(path: str | Path, *, limit: int | None = None) -> Iterator[Utterance]:
-    """Utterances from a JSONL file, one record a line (blank lines skipped), lazily."""
+def jsonl_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) of each non-blank line of a JSONL file; a bad line is a one-line error."""
     path = Path(path)
-    n = 0
     for lineno, line in enumerate(read_text(path).splitlines(), 1):
-        if limit is not None and n >= limit:
-            return
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}:{lineno} is not valid JSON ({exc.msg})", param="path") from None
-        n += 1
+
+
+def iter_jsonl(path: str | Path, *, limit: int | None = None) -> Iterator[Utterance]:
+    """Utterances from a JSONL file, one record a line (blank lines skipped), lazily."""
+    path = Path(path)
+    for n, (lineno, record) in enumerate(jsonl_records(path)):
+        if limit is not None and n >= limit:
+            return
         yield record_to_utterance(record, f"{path.name}:{lineno}", source=path.stem)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cascade.formats.hyporadise import HYP_KEYS, load_hyporadise, read_text
+from cascade.formats.hyporadise import HYP_KEYS, jsonl_records, load_hyporadise, read_text
 from cascade.types import Hypothesis, InvalidInput, NBest, Utterance
 
 logger = logging.getLogger(__name__)
@@ -25,9 +25,10 @@ def is_audio_manifest(path: str | Path) -> bool:
         return False
     first = next((ln for ln in read_text(path).splitlines() if ln.strip()), "")
     try:
-        return isinstance(json.loads(first), dict) and "audio" in json.loads(first)
+        record = json.loads(first)
     except json.JSONDecodeError:
         return False
+    return isinstance(record, dict) and "audio" in record
 
 
 def transcribe_manifest(path: str | Path, asr_options: Any, home: Path, *, limit: int | None = None,
@@ -42,19 +43,11 @@ def transcribe_manifest(path: str | Path, asr_options: Any, home: Path, *, limit
     from cascade.asr import transcribe_all
 
     path = Path(path)
-    n = 0
-    for lineno, line in enumerate(read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, (lineno, rec) in enumerate(jsonl_records(path)):
         if limit is not None and n >= limit:
             return
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path}:{lineno} is not valid JSON ({exc.msg})", param="path") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("audio"), str):
             raise InvalidInput(f"{path}:{lineno}: a manifest record needs an 'audio' path", param="audio")
-        n += 1
         transcript = transcribe_all(path.parent / rec["audio"], asr_options, home=home)
         if progress is not None:
             progress()

@@ -269,17 +269,11 @@ class TranslationEval(Record):
 
 def load_manifest(path: str | Path, *, split: str | None = None, target: str = "en") -> list[TranslationItem]:
     """Manifest JSONL lines with `audio` and `translation` (fleurs style); lines already in `target` are skipped."""
-    import json
+    from cascade.formats.hyporadise import jsonl_records
 
     path = Path(path)
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path}:{n}: not JSON ({exc.msg})", param="manifest") from None
+    for n, row in jsonl_records(path):
         if not isinstance(row, dict) or not isinstance(row.get("translation"), str) or "audio" not in row:
             raise InvalidInput(f"{path}:{n}: a translation manifest line needs 'audio' and 'translation'", param="manifest")
         if (split and row.get("split") != split) or row.get("lang") == target:
