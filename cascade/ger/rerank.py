@@ -111,18 +111,20 @@ def rerank_many(
     for nb in nbests:
         check_nbest(nb)
     t0 = time.perf_counter()
+    styles = [detect_style(nb.texts) for nb in nbests]
     if lm is None:  # lists of a style the model has no weights for keep their 1-best and need no LLM call
-        todo = [nb for nb in nbests if detect_style(nb.texts) in model.weights]
+        todo = [nb for nb, style in zip(nbests, styles) if style in model.weights]
         if todo and backend is None:
             raise InvalidInput("the reranker needs an LLM backend (its features include LLM log-probs)", param="correct")
         lm = score_texts([h.text for nb in todo for h in nb.hypotheses], backend) if todo else {}
     info = StageInfo(stage="rerank", model=f"{model.name}({getattr(backend, 'name', model.llm)})",
                      seconds=(time.perf_counter() - t0) / max(len(nbests), 1), options=options.model_dump())
-    return [_one(nb, model, options, lm, info) for nb in nbests]
+    return [_one(nb, style, model, options, lm, info) for nb, style in zip(nbests, styles)]
 
 
-def _one(nb: NBest, model: RerankModel, options: RerankOptions, lm: dict[str, TextScore], info: StageInfo) -> Correction:
-    if (style := detect_style(nb.texts)) not in model.weights:
+def _one(nb: NBest, style: str, model: RerankModel, options: RerankOptions, lm: dict[str, TextScore],
+         info: StageInfo) -> Correction:
+    if style not in model.weights:
         return Correction(text=nb.texts[0], method="rerank", chosen=0, guards={"style": style, "model_for_style": False},
                           fallback_reason="no_model_for_style", info=info)
     feats, style = list_features(nb, lm)
