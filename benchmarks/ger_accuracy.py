@@ -4,8 +4,8 @@ Nothing is tuned here: rescoring uses the style profiles of the config (chosen o
 reranker its own dev-chosen margin (`cascade train-rerank`, out of fold on dev). Only the adapter's gate
 (posterior margin, max changed words) is chosen here, on the dev split, and applied unchanged to test.
 Sets: the six HyPoradise sets (first N per split; the files are pre-shuffled) and librispeech-test-other with
-two N-best sources: the manifest's large-Whisper 5-best and our own tiny.en lists (beam 10, the first 5
-hypotheses distinct after normalisation; ASR runs once, cached under CASCADE_HOME/bench). LLM scores are
+two N-best sources: the manifest's large-Whisper 5-best and our own tiny.en lists (decoded as `cascade transcribe
+--n-best 5` does; ASR runs once, cached under CASCADE_HOME/bench). LLM scores are
 computed once per text (CASCADE_HOME/rerank cache); s/utt is timed separately with the live LLM.
 
     python benchmarks/ger_accuracy.py --per-set 100
@@ -35,22 +35,20 @@ CHANGES = (1, 2, 3, 4, None)
 ACCEPT_ALL = -1e9
 
 
-OWN_BEAM, OWN_N = 10, 5
-
-
 def own_lists(settings) -> Path:  # noqa: ANN001
-    """Our own N-best on the 50 clips, decoded once and cached: beam OWN_BEAM, the first OWN_N hypotheses that
-    differ after normalisation (a wider beam's distinct words, not case/punctuation variants of the 1-best).
-    Hypotheses keep the recogniser's summed token log-prob (am_score) and its mean (avg_logprob)."""
+    """Our own N-best on the 50 clips, decoded once and cached, exactly as `cascade transcribe --n-best 5` decodes:
+    faster-whisper's beam-5 1-best per segment and the wide decode's distinct hypotheses (asr.nbest_beam_size).
+    A clip's k-th hypothesis joins its segments' k-th (or last); it keeps the summed token log-prob (am_score)
+    and its mean (avg_logprob)."""
     from cascade.asr import transcribe_all
     from cascade.ger.features import distinct
     from cascade.types import Hypothesis, NBest
 
     manifest = DATA / "librispeech-test-other" / "manifest.jsonl"
-    cache = settings.home / "bench" / f"ls-other-{settings.asr.model}-b{OWN_BEAM}d{OWN_N}.json"
+    asr = settings.asr
+    cache = settings.home / "bench" / f"ls-other-{asr.model}-nb{asr.n_best}w{asr.nbest_beam_size}.json"
     if cache.exists():
         return cache
-    asr = settings.asr.model_copy(update={"beam_size": OWN_BEAM, "n_best": OWN_BEAM})
     records = []
     for line in manifest.read_text().splitlines():
         rec = json.loads(line)
@@ -62,7 +60,7 @@ def own_lists(settings) -> Path:  # noqa: ANN001
             am = sum(p.am_score or 0.0 for p in parts)
             toks = sum(len(p.tokens or ()) for p in parts)
             hyps.append(Hypothesis(text=" ".join(p.text for p in parts), am_score=am, avg_logprob=am / max(toks, 1)))
-        nb = distinct(NBest(hypotheses=tuple(hyps) or (Hypothesis(text=""),)), OWN_N)
+        nb = distinct(NBest(hypotheses=tuple(hyps) or (Hypothesis(text=""),)), asr.n_best)
         records.append({"id": rec["id"], "split": rec["split"], "output": rec["text"],
                         "input": [h.model_dump(include={"text", "am_score", "avg_logprob"}) for h in nb.hypotheses]})
     cache.parent.mkdir(parents=True, exist_ok=True)

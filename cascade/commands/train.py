@@ -75,6 +75,34 @@ def _test_sentences() -> set[str]:
     return synth.test_sentences(shared) if shared.is_dir() else set()
 
 
+def _domain_lm(specs: list[str], groups: dict[str, list], seed: int):
+    """The domain n-gram LM of `--domain-text`: references of N-best files or lines of .txt files, without the
+    training lists' own references (their features must look as on unseen input) or test-split sentences."""
+    from cascade import metrics
+    from cascade.ger import train as trainer
+    from cascade.ger.domain_lm import DomainLm
+    from cascade.ger.synth import _norm_key, _reject_test_path
+
+    test, own = _test_sentences(), {metrics.normalize(u.reference) for us in groups.values() for u in us}
+    sentences: list[str] = []
+    for spec in specs:
+        path, sel = trainer.parse_spec(spec)
+        if not path.is_file():
+            raise InvalidInput(f"--domain-text {spec}: no such file", param="domain_text")
+        if path.suffix == ".txt":
+            _reject_test_path(path)
+            lines = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+            if isinstance(sel, int):
+                lines = random.Random(seed).sample(lines, min(sel, len(lines)))
+            sentences += lines[sel] if isinstance(sel, slice) else lines
+        else:
+            sentences += [u.reference for u in trainer.load_data([spec], seed=seed, banned=set()) if u.reference]
+    kept = [t for t in sentences if metrics.normalize(t) not in own and _norm_key(t) not in test]
+    err_console.print(f"domain LM: {len(kept)} sentences ({len(sentences) - len(kept)} left out: training lists' references "
+                      "or test-split text)", highlight=False)
+    return DomainLm(kept)
+
+
 @app.command("train-ger")
 @cli_errors
 def train_ger(
@@ -131,6 +159,9 @@ def train_rerank(
                                                   "speech degraded past what real input looks like. Real lists are all kept.")] = None,
     distinct: Annotated[int | None, typer.Option(help="Keep the first N hypotheses of each list that differ after normalisation "
                                                  "(e.g. 5 from make-nbest --n-best 10 lists), as the recogniser's N-best does.", min=2)] = None,
+    domain_text: Annotated[list[str] | None, typer.Option("--domain-text", help="In-domain text for a domain n-gram LM feature "
+                           "(domain adaptation): N-best files (their references) or .txt files (one sentence a line), FILE@N / FILE@A:B. "
+                           "Sentences of the training lists and of test splits are left out.")] = None,
 ) -> None:
     """Train the N-best reranker (MWER, linear; abstention margin chosen out of fold so no data set gets worse)."""
     from cascade import metrics
@@ -150,12 +181,14 @@ def train_rerank(
         path = Path(spec.partition("@")[0]).resolve()
         key = path.stem if paths.setdefault(path.stem, path) == path else f"{path.parent.name}/{path.stem}"
         groups.setdefault(key, []).extend(utts[:per_set])  # one group per file: the margin keeps each no worse
+    domain = _domain_lm(domain_text, groups, cfg.train.seed) if domain_text else None
     backend = load_backend(cfg.llm, cfg.home)
     err_console.print(f"train-rerank: {sum(map(len, groups.values()))} lists, LLM features cached in {cfg.home}", highlight=False)
     with progress("train-rerank", total=1, unit="models") as tick:
-        model = rerank.train(groups, backend, name=name or out.name, home=cfg.home, sources=data)
+        model = rerank.train(groups, backend, name=name or out.name, home=cfg.home, sources=[*data, *(f"domain: {d}" for d in domain_text or ())],
+                             domain=domain)
         tick()
-    rerank.save_model(model, out)
+    rerank.save_model(model, out, domain)
     (out / "README.md").write_text(rerank.model_card(model))
     for g, v in model.dev.items():
         label = g if "(" in g else f"{g} ({v['style']})"

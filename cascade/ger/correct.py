@@ -153,9 +153,9 @@ def posterior_gate(prompt: str, corr: Correction, base: Correction, backend: Llm
 def reranked_bases(chunk: Sequence[NBest], bases: list[Correction], backend: LlmBackend, rerank: RerankOptions) -> list[Correction]:
     """The rescored bases with the reranker's choice as their text: GER then starts from (and its guards
     compare against) the reranked best, while the scores stay on the rescoring scale the score gate uses."""
-    from cascade.ger.rerank import load_model, rerank_many
+    from cascade.ger.rerank import load_domain, load_model, rerank_many
 
-    picks = rerank_many(chunk, backend, load_model(rerank.model), rerank)
+    picks = rerank_many(chunk, backend, load_model(rerank.model), rerank, domain=load_domain(rerank.model))
     return [b if p.chosen == b.chosen else b.model_copy(update={
         "text": p.text, "chosen": p.chosen, "changed": p.changed, "guards": {**b.guards, "rerank": p.guards}})
         for b, p in zip(bases, picks)]
@@ -178,7 +178,8 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
         return out
     cap = max(token_cap(chunk[i], backend, ger) for i in todo)
     try:
-        raws = backend.generate([p for p, _ in rendered], max_tokens=cap, stop=STOP, temperature=0.0, adapter=adapter)
+        drafts = [prompt_variables(chunk[i])["best"] for i in todo]  # the answer usually copies the best: ct2 checks it in one pass
+        raws = backend.generate([p for p, _ in rendered], max_tokens=cap, stop=STOP, temperature=0.0, adapter=adapter, drafts=drafts)
     except BackendUnavailable as exc:
         for i in todo:
             out[i] = _fallback(bases[i], f"llm_unavailable: {exc.message}", {}, None, info, status="unavailable")
@@ -237,10 +238,10 @@ def _run(batch: list[NBest], backend: LlmBackend | None, method: str, ger: GerOp
     elif method == "rescore":
         done = rescore_many(valid, backend, rescore)
     elif method == "rerank":
-        from cascade.ger.rerank import load_model, rerank_many
+        from cascade.ger.rerank import load_domain, load_model, rerank_many
 
         opts = rerank or RerankOptions()
-        done = rerank_many(valid, backend, load_model(opts.model), opts) if valid else []
+        done = rerank_many(valid, backend, load_model(opts.model), opts, domain=load_domain(opts.model)) if valid else []
     else:
         done = _ger_chunk(valid, backend, ger, rescore, adapter, rerank)  # type: ignore[arg-type]
     it = iter(done)

@@ -15,6 +15,7 @@ that no dev set gets worse); otherwise it keeps the 1-best and says "abstained".
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,11 +23,27 @@ from pathlib import Path
 import numpy as np
 
 from cascade.config import RerankOptions
-from cascade.ger.features import FEATURES, LmCache, detect_style, list_features, word_errors
+from cascade.ger.domain_lm import DomainLm, DomainScore
+from cascade.ger.features import (
+    FEATURES,
+    LmCache,
+    list_features,
+    list_style,
+    word_errors,
+)
 from cascade.ger.rescore import check_nbest, score_texts
 from cascade.llm.base import LlmBackend, TextScore
-from cascade.types import CandidateScore, Correction, InvalidInput, ModelNotFound, NBest, Record, StageInfo
+from cascade.types import (
+    CandidateScore,
+    Correction,
+    InvalidInput,
+    ModelNotFound,
+    NBest,
+    Record,
+    StageInfo,
+)
 
+logger = logging.getLogger(__name__)
 RERANKERS = Path(__file__).resolve().parent.parent / "rerankers"
 MODEL_FILE = "model.json"
 
@@ -37,7 +54,7 @@ class RerankModel(Record):
     name: str
     features: tuple[str, ...]
     weights: dict[str, tuple[float, ...]]
-    """Per style ("plain", "cased"): one weight per feature. A style without weights keeps the 1-best."""
+    """Per style ("plain", "cased", "domain" for a domain model's in-domain lists): one weight per feature. A style without weights keeps the 1-best."""
     margins: dict[str, float] = {}
     """Per style: keep the 1-best unless the top hypothesis scores this much above it (chosen on dev)."""
     llm: str = "smollm2"
@@ -46,6 +63,8 @@ class RerankModel(Record):
     dev: dict[str, dict[str, float | int | str]] = {}
     """Out-of-fold dev WER per set: 1-best and rerank at the chosen margin."""
     data: tuple[str, ...] = ()
+    domain_text: str | None = None
+    """File (beside model.json) of the domain n-gram LM's sentences: a domain-adapted reranker (`--domain-text`)."""
 
 
 class ListData(Record):
@@ -82,8 +101,22 @@ def load_model(name: str) -> RerankModel:
     return model
 
 
-def save_model(model: RerankModel, out: Path) -> Path:
+@functools.lru_cache(maxsize=4)
+def load_domain(name: str) -> DomainLm | None:
+    """The domain n-gram LM of reranker `name` (fitted once per process), None for a general model."""
+    model = load_model(name)
+    if not model.domain_text:
+        return None
+    path = resolve_model(name).parent / model.domain_text
+    if not path.is_file():
+        raise ModelNotFound(f"reranker {name!r} names domain text {model.domain_text!r}, but {path} is missing", param="model")
+    return DomainLm.from_file(path)
+
+
+def save_model(model: RerankModel, out: Path, domain: DomainLm | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    if domain is not None:
+        domain.save(out / (model.domain_text or "domain.txt"))
     (out / MODEL_FILE).write_text(model.model_dump_json(indent=1) + "\n")
     return out / MODEL_FILE
 
@@ -104,14 +137,17 @@ def decide(scores: np.ndarray, margin: float) -> tuple[int, int]:
 
 def rerank_many(
     nbests: Sequence[NBest], backend: LlmBackend | None, model: RerankModel, options: RerankOptions | None = None,
-    *, lm: dict[str, TextScore] | None = None,
+    *, lm: dict[str, TextScore] | None = None, domain: DomainLm | None = None,
 ) -> list[Correction]:
-    """Rerank several lists (one batched LLM call for all their hypotheses); input order, one Correction each."""
+    """Rerank several lists (one batched LLM call for all their hypotheses); input order, one Correction each.
+
+    `domain`: the model's domain n-gram LM (load_domain), for a domain-adapted reranker."""
     options = options or RerankOptions()
     for nb in nbests:
         check_nbest(nb)
     t0 = time.perf_counter()
-    styles = [detect_style(nb.texts) for nb in nbests]
+    dscores = domain.scores(h.text for nb in nbests for h in nb.hypotheses) if domain is not None else None
+    styles = [list_style(nb, dscores) for nb in nbests]
     if lm is None:  # lists of a style the model has no weights for keep their 1-best and need no LLM call
         todo = [nb for nb, style in zip(nbests, styles) if style in model.weights]
         if todo and backend is None:
@@ -119,15 +155,15 @@ def rerank_many(
         lm = score_texts([h.text for nb in todo for h in nb.hypotheses], backend) if todo else {}
     info = StageInfo(stage="rerank", model=f"{model.name}({getattr(backend, 'name', model.llm)})",
                      seconds=(time.perf_counter() - t0) / max(len(nbests), 1), options=options.model_dump())
-    return [_one(nb, style, model, options, lm, info) for nb, style in zip(nbests, styles)]
+    return [_one(nb, style, model, options, lm, info, dscores) for nb, style in zip(nbests, styles)]
 
 
 def _one(nb: NBest, style: str, model: RerankModel, options: RerankOptions, lm: dict[str, TextScore],
-         info: StageInfo) -> Correction:
+         info: StageInfo, domain: dict[str, DomainScore] | None = None) -> Correction:
     if style not in model.weights:
         return Correction(text=nb.texts[0], method="rerank", chosen=0, guards={"style": style, "model_for_style": False},
                           fallback_reason="no_model_for_style", info=info)
-    feats, style = list_features(nb, lm)
+    feats, style = list_features(nb, lm, domain)
     w = _weights(model, style)
     margin = options.margin if options.margin is not None else model.margins.get(style, float("inf"))
     scores = feats @ w if w is not None else np.zeros(len(nb.hypotheses))
@@ -149,19 +185,23 @@ def _one(nb: NBest, style: str, model: RerankModel, options: RerankOptions, lm: 
 # --------------------------------------------------------------------------- training
 
 
-def list_data(group: str, nbest: NBest, reference: str, lm: dict[str, TextScore]) -> ListData:
+def list_data(group: str, nbest: NBest, reference: str, lm: dict[str, TextScore],
+              domain: dict[str, DomainScore] | None = None) -> ListData:
     from cascade import metrics
 
-    feats, style = list_features(nbest, lm)
+    feats, style = list_features(nbest, lm, domain)
     return ListData(group=group, style=style, feats=tuple(map(tuple, feats.tolist())), errors=tuple(word_errors(reference, nbest).tolist()),
                     ref_words=max(len(metrics.normalize(reference).split()), 1))
 
 
-def build_data(groups: dict[str, list], backend: LlmBackend, home: Path | None) -> list[ListData]:
+def build_data(groups: dict[str, list], backend: LlmBackend, home: Path | None, domain: DomainLm | None = None) -> list[ListData]:
     """ListData for {group: [Utterance]} (LLM scores through the CASCADE_HOME cache)."""
     cache = LmCache(backend, home)
-    lm = cache.get([h.text for us in groups.values() for u in us for h in u.nbest.hypotheses])
-    return [list_data(g, u.nbest, u.reference or "", lm) for g, us in groups.items() for u in us if u.reference is not None and u.nbest.hypotheses]
+    texts = [h.text for us in groups.values() for u in us for h in u.nbest.hypotheses]
+    lm = cache.get(texts)
+    dscores = domain.scores(texts) if domain is not None else None
+    return [list_data(g, u.nbest, u.reference or "", lm, dscores) for g, us in groups.items() for u in us
+            if u.reference is not None and u.nbest.hypotheses]
 
 
 def _tensors(data: Sequence[ListData]):
@@ -247,6 +287,25 @@ def _masked(s: np.ndarray, d: ListData) -> np.ndarray:
     return s
 
 
+MIN_STYLE_LISTS = 30
+"""A style with fewer training lists gets no weights (two ATIS lists that happen to be cased are no model of Whisper's
+own output)."""
+MIN_GROUP_LISTS = 20
+"""Data sets with fewer lists of a style are pooled for its no-worse check: three lists cannot veto a model."""
+
+
+def pool_small_groups(part: Sequence[ListData]) -> list[ListData]:
+    """The lists of one style with every group of fewer than MIN_GROUP_LISTS lists merged into one "other" group."""
+    count: dict[str, int] = {}
+    for d in part:
+        count[d.group] = count.get(d.group, 0) + 1
+    small = {g for g, n in count.items() if n < MIN_GROUP_LISTS}
+    if len(small) < 2:
+        return list(part)
+    name = "other (" + "+".join(sorted(small)) + ")"
+    return [d.model_copy(update={"group": name}) if d.group in small else d for d in part]
+
+
 MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 L2S = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -277,18 +336,23 @@ def choose(data: Sequence[ListData], l2s: Sequence[float] = L2S, margins: Sequen
 def train(
     groups: dict[str, list], backend: LlmBackend, *, name: str, home: Path | None = None,
     l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS, sources: Sequence[str] = (),
+    domain: DomainLm | None = None,
 ) -> RerankModel:
     """Train on {group: [Utterance]} (a group is one data set: the margin keeps each no worse out of fold).
 
     One model per detected style; its l2 and margin are chosen by 5-fold out-of-fold dev WER (`choose`), and
     the final weights use every list of that style.
     """
-    data = build_data(groups, backend, home)
+    data = build_data(groups, backend, home, domain)
     if len(data) < 10:
         raise InvalidInput(f"too little training data for the reranker ({len(data)} lists with references; need >= 10)", param="data")
     weights, margin_of, l2_of, dev = {}, {}, {}, {}
     for style in sorted({d.style for d in data}):
         part = [d for d in data if d.style == style]
+        if len(part) < MIN_STYLE_LISTS:
+            logger.info("style %s: only %d lists (< %d): its lists keep the 1-best", style, len(part), MIN_STYLE_LISTS)
+            continue
+        part = pool_small_groups(part)
         l2, margin, report = choose(part, l2s, margins)
         if not np.isfinite(margin):
             continue  # nothing safe for this style: its lists keep the 1-best
@@ -297,7 +361,7 @@ def train(
         dev.update({(g if g not in dev else f"{g} ({style})"): {"style": style, "lists": sum(d.group == g for d in part), "1-best": round(report["base"][g], 3),
                         "rerank": round(report["chosen"][g], 3)} for g in sorted(report["base"])})
     return RerankModel(name=name, features=FEATURES, weights=weights, margins=margin_of, llm=str(getattr(backend, "name", "llm")),
-                       l2=l2_of, dev=dev, data=tuple(sources))
+                       l2=l2_of, dev=dev, data=tuple(sources), domain_text="domain.txt" if domain is not None else None)
 
 
 def model_card(model: RerankModel) -> str:

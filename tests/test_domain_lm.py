@@ -1,0 +1,79 @@
+"""The domain n-gram LM (domain adaptation of the reranker) on real ATIS text, with the real SmolLM2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cascade.cli import app
+from cascade.config import LlmOptions
+from cascade.ger import features, rerank
+from cascade.ger.domain_lm import DomainLm, gate
+from cascade.llm import load_backend
+from cascade.types import InvalidInput, ModelNotFound, NBest
+
+
+@pytest.fixture(scope="module")
+def atis_text(shared_data) -> list[str]:
+    return [r["output"] for r in json.loads((shared_data / "hyporadise" / "train" / "atis.json").read_text())[:1500]]
+
+
+@pytest.fixture(scope="module")
+def domain(atis_text) -> DomainLm:
+    return DomainLm(atis_text)
+
+
+def test_domain_lm_knows_the_domain_and_gates_other_text(domain, shared_data, tmp_path) -> None:
+    right, wrong = domain.score("show me flights from boston to denver"), domain.score("show me fights from boston to denver")
+    assert right.logprob > wrong.logprob + 2 and right.words == 7 and right.in_vocab == 1.0
+    atis = json.loads((shared_data / "hyporadise" / "dev" / "atis.json").read_text())[:50]
+    books = json.loads((shared_data / "hyporadise" / "dev" / "ls_clean.json").read_text())[:50]
+    in_domain = sorted(gate(domain.score(r["input"][0])) for r in atis)
+    elsewhere = sorted(gate(domain.score(r["input"][0])) for r in books)
+    assert in_domain[len(in_domain) // 2] > 0.9 and elsewhere[-3] < 0.1, (in_domain[:5], elsewhere[-5:])
+    again = DomainLm.from_file(domain.save(tmp_path / "domain.txt"))
+    assert again.score("list flights to dallas") == domain.score("list flights to dallas")
+    with pytest.raises(InvalidInput, match="too little domain text"):
+        DomainLm(["one sentence"])
+
+
+def test_domain_reranker_fixes_in_domain_lists_and_leaves_others(domain, settings, tmp_path) -> None:
+    model = rerank.RerankModel(name="toy-domain", features=("dlm_word",), weights={"plain": (1.0,)}, margins={"plain": 0.2},
+                               domain_text="domain.txt")
+    rerank.save_model(model, tmp_path / "m", domain)
+    name = str(tmp_path / "m")
+    loaded = rerank.load_domain(name)
+    assert loaded is not None and loaded.sentences == domain.sentences
+    backend = load_backend(LlmOptions(threads=2), settings.home)
+    flights = NBest.from_texts(["show me fights from boston to denver", "show me flights from boston to denver"])
+    prose = NBest.from_texts(["the old sailor red the letter by candle light", "the old sailor read the letter by candle light"])
+    fixed, kept = rerank.rerank_many([flights, prose], backend, rerank.load_model(name), domain=loaded)
+    assert fixed.chosen == 1 and fixed.text == "show me flights from boston to denver"
+    assert kept.chosen == 0 and not kept.changed  # out of the domain the gate closes: no domain evidence either way
+    f, _ = features.list_features(prose, None, loaded.scores(prose.texts))
+    assert abs(f[1][features.FEATURES.index("dlm_word")]) < 0.05
+    (tmp_path / "m" / "domain.txt").unlink()
+    rerank.load_domain.cache_clear()
+    with pytest.raises(ModelNotFound, match="domain text"):
+        rerank.load_domain(name)
+
+
+@pytest.mark.slow  # trains a reranker (out-of-fold choice, ~60 fits) with LLM features of 120 lists
+def test_cli_train_rerank_with_domain_text(shared_data, tmp_path) -> None:
+    train = shared_data / "hyporadise" / "train" / "atis.json"
+    dev = shared_data / "hyporadise" / "dev" / "atis.json"
+    out = tmp_path / "atis-rr"
+    r = CliRunner().invoke(app, ["train-rerank", f"{train}@:60", f"{dev}@:60", "--domain-text", f"{train}@60:1500", "--domain-text",
+                                 f"{train}@:60", "--distinct", "5", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    model = rerank.load_model(str(out))
+    assert model.domain_text == "domain.txt" and "dlm_word" in model.features
+    kept = set((out / "domain.txt").read_text().splitlines())
+    from cascade import metrics
+
+    own = {metrics.normalize(x["output"]) for x in json.loads(train.read_text())[:60]}
+    assert kept and not (kept & own)  # the training lists' own references never feed their feature
+    bad = CliRunner().invoke(app, ["train-rerank", f"{dev}@:20", "--domain-text", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "no such file" in bad.output and "Traceback" not in bad.output
