@@ -9,7 +9,8 @@ utterance, and the seconds of the decode that covers the end of speech (what the
 after a pause: with a large commit_s the whole utterance is decoded again there, with a small one
 only its last piece). Timings are inflated on a loaded machine; WER is not.
 
-Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/live_windows.py [--pause 250] [--commit 0,2,4,8] [--splits dev,test]
+Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/live_windows.py [--pause 250] [--commit 0,2,4,8]
+[--max-window 12] [--splits dev,test]
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ def live_text(turn, samples: np.ndarray, options) -> tuple[str, int, float]:
     step = 320
     tail = np.zeros(16000, dtype=np.float32)  # 1 s of silence: the last pause closes the last window
     audio = np.concatenate([samples, tail])
-    for i in range(0, len(audio), step):
-        live.feed(audio[i : i + step])
-    live.finish()
-    return live.transcript().text, len(live.decodes), (live.decodes[-1] if live.decodes else 0.0)
+    try:
+        for i in range(0, len(audio), step):
+            live.feed(audio[i : i + step])
+        live.finish()
+        text = live.transcript().text
+    finally:
+        live.close()
+    return text, len(live.decodes), (live.windows[-1].seconds if live.windows else 0.0)
 
 
-def run(split: str, commits: list[float], pauses: list[int], limit: int | None) -> dict:
+def run(split: str, commits: list[float], pauses: list[int], limit: int | None, max_window: list[float]) -> dict:
     from cascade.asr import transcribe_all
     from cascade.audio import load_audio
     from cascade.config import load_settings
@@ -67,15 +72,15 @@ def run(split: str, commits: list[float], pauses: list[int], limit: int | None) 
         refs.append(r["text"])
     out = {"utterances": len(rows), "audio_s": round(statistics.mean(len(a) / 16000 for a in audio.values()), 2),
            "offline": {"wer": round(wer(refs, offline), 4), "decode_s": round(statistics.median(offline_s), 3)}}
-    for pause, commit in [(p, c) for p in pauses for c in commits]:
-        options = settings.live.model_copy(update={"commit_s": commit, "pause_ms": pause})
+    for pause, commit, most in [(p, c, m) for p in pauses for c in commits for m in max_window]:
+        options = settings.live.model_copy(update={"commit_s": commit, "pause_ms": pause, "max_window_s": most})
         texts, counts, last = [], [], []
         for r in rows:
             text, n, seconds = live_text(turn, audio[r["id"]], options)
             texts.append(text)
             counts.append(n)
             last.append(seconds)
-        out[f"pause_{pause}_commit_{commit:g}"] = {
+        out[f"pause_{pause}_commit_{commit:g}_max_{most:g}"] = {
             "wer": round(wer(refs, texts), 4), "wer_vs_offline_text": round(wer(offline, texts), 4),
             "decodes_per_utterance": round(statistics.mean(counts), 2), "last_decode_s": round(statistics.median(last), 3),
             "last_over_offline": round(statistics.median(last) / statistics.median(offline_s), 3),
@@ -87,12 +92,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commit", default="0,2,4,8", help="commit_s values (seconds)")
     parser.add_argument("--pause", default="250", help="pause_ms values")
+    parser.add_argument("--max-window", default="12", help="max_window_s values (a window cut without a pause)")
     parser.add_argument("--splits", default="dev,test")
     parser.add_argument("--limit", type=int, default=None, help="utterances per split (default: all)")
     args = parser.parse_args()
     commits = [float(c) for c in args.commit.split(",")]
     pauses = [int(p) for p in args.pause.split(",")]
-    result = {split: run(split, commits, pauses, args.limit) for split in args.splits.split(",")}
+    most = [float(m) for m in args.max_window.split(",")]
+    result = {split: run(split, commits, pauses, args.limit, most) for split in args.splits.split(",")}
     result.update(cpus=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
     print(json.dumps(result))
 

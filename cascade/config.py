@@ -255,13 +255,19 @@ class LiveOptions(Options):
     """Below it a frame is silence; None: threshold - 0.15, as faster-whisper."""
     silence_ms: int = Field(600, ge=100, le=5000)
     """Trailing silence that ends the user's turn."""
-    pause_ms: int = Field(250, ge=64, le=5000)
-    """A shorter pause closes a window: it is decoded while the user goes on speaking."""
+    pause_ms: int = Field(128, ge=32, le=5000)
+    """A pause this long (shorter than silence_ms) closes a window: it is decoded while the user goes on speaking,
+    and the speculated reply starts on it."""
+    cut_ms: int = Field(250, ge=32, le=5000)
+    """A window decoded at a pause is kept, when the user goes on, only if the pause lasted this long (and the
+    window commit_s): a shorter pause may fall inside a phrase. A dropped window is decoded again, longer."""
     commit_s: float = Field(8.0, ge=0.0, le=30.0)
     """Until the open window is this long it is decoded again, whole, at each pause (a short turn is decoded as
     one piece, as offline: Whisper sees the whole sentence); then it is kept and the next window starts."""
     max_window_s: float = Field(12.0, ge=1.0, le=30.0)
-    """A window that reaches this without a pause is cut there (Whisper sees at most 30 s)."""
+    """A window that reaches this without a pause is cut (Whisper sees at most 30 s)..."""
+    cut_search_s: float = Field(1.0, gt=0.0, le=5.0)
+    """...at its least speech-like frame (lowest Silero probability) of the last `cut_search_s` seconds."""
     pad_ms: int = Field(300, ge=0, le=2000)
     """Audio kept before the first speech frame (the onset Silero reports a little late)."""
     max_turn_s: float = Field(120.0, gt=0)
@@ -271,6 +277,9 @@ class LiveOptions(Options):
     speculate: bool = True
     """Correct and start the reply at a window-closing pause; the events are held until the end of speech is
     confirmed and dropped if the user goes on (the reply's latency hides behind the silence wait)."""
+    early_reply: bool = True
+    """With speculate: the reply starts on Whisper's 1-best of the last window while its N-best and the
+    correction are made; kept if the corrected text is that 1-best, else made again (in-process ASR only)."""
     max_sessions: int = Field(2, ge=1)
     """Gateway: live WebSocket sessions served at once (each holds its slot until it closes)."""
 

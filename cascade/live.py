@@ -14,11 +14,13 @@ benchmark all drive this one class; it knows nothing of sockets.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -90,14 +92,27 @@ def pcm16(data: bytes, max_bytes: int) -> np.ndarray:
 
 
 class _Window:
-    """A decoded stretch of the turn's audio (samples [start, end)) and its transcript."""
+    """A stretch of the turn's audio (samples [start, end)) and its decode, done in the turn's decoder thread."""
 
-    def __init__(self, start: int, end: int, transcript: Transcript, seconds: float):
-        self.start, self.end, self.transcript, self.seconds = start, end, transcript, seconds
+    def __init__(self, start: int, end: int, future: Future):
+        self.start, self.end, self.future = start, end, future
+        self.result: tuple[Transcript, float] | None = None  # set, under the turn's lock, when decoded
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.future.result()[0]
+
+    @property
+    def seconds(self) -> float:
+        return self.future.result()[1]
 
 
 class LiveTurn:
-    """One user turn fed frame by frame: `feed` returns partials, `respond` the final, the reply and its audio."""
+    """One user turn fed frame by frame: `feed` returns partials, `respond` the final, the reply and its audio.
+
+    Windows are decoded in one background thread, in order, so frames keep flowing (and the VAD keeps time)
+    while Whisper works: a window closed at a pause inside speech is being decoded while the user goes on.
+    """
 
     def __init__(self, turn: SpokenTurn, options: LiveOptions, history: Sequence[ChatMessage] = ()):
         self.turn, self.options, self.history = turn, options, tuple(history)
@@ -106,21 +121,26 @@ class LiveTurn:
         self._audio: list[np.ndarray] = []
         self._size = 0
         self._buffer: np.ndarray | None = None
-        self._frames = 0
+        self._probs: list[float] = []
         self._neg = options.neg_threshold if options.neg_threshold is not None else max(options.threshold - 0.15, 0.01)
         self._started: int | None = None  # first speech frame
         self._last_speech: int | None = None
         self._silent_since: int | None = None
         self._paused = False  # this pause already closed a window
         self.window_start = 0
-        self.windows: list[_Window] = []
-        self._tentative: _Window | None = None
+        self.windows: list[_Window] = []  # kept windows, in order (their decodes may still run)
+        self._tentative: _Window | None = None  # the open window decoded at the last pause
         self.decodes: list[float] = []  # seconds of every decode, kept or tentative (benchmarks)
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-asr")
+        self._lock = threading.RLock()
+        self._out: queue.Queue[LiveEvent] = queue.Queue()  # partials from the decoder thread
         self._responder: _Responder | None = None
+        self._responder_key: tuple[int, ...] = ()  # the windows the reply answers
+        self._dropped: list[_Responder] = []  # stopped replies whose threads may still be finishing
         self.speech_end_at: float | None = None  # wall time the last speech frame arrived
         self.endpoint_at: float | None = None
+        self.asr_wait_s = 0.0  # how long respond() waited for decodes after the end of speech
         self.ended = False
-        self._at: dict[int, float] = {}
 
     # ------------------------------------------------------------------ audio in
 
@@ -133,15 +153,15 @@ class LiveTurn:
         self._audio.append(samples)
         self._size += len(samples)
         self._buffer = None
-        events: list[LiveEvent] = []
         for p in self._vad(samples):
-            events += self._frame(float(p), self._frames, at)
-            self._frames += 1
+            self._probs.append(float(p))
+            with self._lock:
+                self._frame(float(p), len(self._probs) - 1, at)
             if self.ended:
                 break
         if not self.ended and self._size / self._rate > self.options.max_turn_s:
-            events += self.finish(at)
-        return events
+            self.finish(at)
+        return self._partials()
 
     def finish(self, at: float | None = None) -> list[LiveEvent]:
         """End the turn now (the client says the user stopped): whatever is not decoded yet is decoded."""
@@ -150,69 +170,84 @@ class LiveTurn:
         at = time.perf_counter() if at is None else at
         if self.speech_end_at is None:
             self.speech_end_at = at
-        return self._end(at)
+        with self._lock:
+            self._end(at)
+        return self._partials()
 
-    def _frame(self, p: float, i: int, at: float) -> list[LiveEvent]:
+    def _partials(self) -> list[LiveEvent]:
+        events: list[LiveEvent] = []
+        while True:
+            try:
+                events.append(self._out.get_nowait())
+            except queue.Empty:
+                return events
+
+    def _frame(self, p: float, i: int, at: float) -> None:
         o = self.options
         if p >= o.threshold:
             return self._speech(i, at)
         if self._started is None:
-            return []
+            return None
         if p < self._neg and self._silent_since is None:
             self._silent_since = i
         if self._silent_since is None:
-            return []
+            return None
         silent_ms = (i + 1 - self._silent_since) * FRAME * 1000 / self._rate
         if silent_ms >= o.silence_ms:
             return self._end(at)
         if silent_ms >= o.pause_ms and not self._paused:
             self._paused = True
             return self._pause((i + 1) * FRAME)
-        if (i + 1) * FRAME - self.window_start > o.max_window_s * self._rate:
-            return self._commit(self._decode(self.window_start, (i + 1) * FRAME))
-        return []
+        return self._cut_long(i)
 
-    def _speech(self, i: int, at: float) -> list[LiveEvent]:
-        """A speech frame: the speaker goes on, so a held reply and a tentative decode are stale."""
+    def _speech(self, i: int, at: float) -> None:
+        """A speech frame: the speaker goes on, so a held reply is stale and the pause's window kept or dropped."""
         if self._started is None:
             self._started = i
             self.window_start = max(self.window_start, i * FRAME - self.options.pad_ms * self._rate // 1000)
         elif self._last_speech is not None and (self._last_speech + 1) * FRAME <= self.window_start:
             # speech again after a cut: the new window starts shortly before it, not in the silence
             self.window_start = max(self.window_start, i * FRAME - self.options.pad_ms * self._rate // 1000)
+        if self._tentative is not None:
+            window, self._tentative = self._tentative, None
+            dip_ms = (i - (self._silent_since or i)) * FRAME * 1000 / self._rate
+            if dip_ms >= self.options.cut_ms and (window.end - window.start) / self._rate >= self.options.commit_s:
+                self._keep(window)  # long enough to stand alone: kept, the next window starts at the pause
+            else:
+                window.future.cancel()  # decoded again, longer, at the next pause
         self._last_speech, self._silent_since, self._paused = i, None, False
         self.speech_end_at = at
-        self._tentative = None
         self._drop_responder()
-        if (i + 1) * FRAME - self.window_start > self.options.max_window_s * self._rate:
-            return self._commit(self._decode(self.window_start, (i + 1) * FRAME))
-        return []
+        self._cut_long(i)
 
-    def _pause(self, end: int) -> list[LiveEvent]:
-        """A window-closing pause: decode what was said since the last cut (kept, or tentative if short)."""
-        if self._last_speech is None or self._last_speech * FRAME < self.window_start:
-            return []
-        window = self._decode(self.window_start, end)
-        if (end - self.window_start) / self._rate >= self.options.commit_s:
-            events = self._commit(window)
-        else:
-            self._tentative = window
-            events = [self._partial(window, committed=False)]
-        if self.options.speculate:
-            self._start_responder()
-        return events
+    def _cut_long(self, i: int) -> None:
+        """A window that reaches max_window_s without a pause is cut at its least speech-like recent frame."""
+        end = (i + 1) * FRAME
+        if end - self.window_start <= self.options.max_window_s * self._rate or self._tentative is not None:
+            return
+        look = max(self.window_start // FRAME + 1, i + 1 - int(self.options.cut_search_s * self._rate / FRAME))
+        cut = (look + int(np.argmin(self._probs[look : i + 1])) + 1) * FRAME
+        self._keep(self._submit(self.window_start, cut))
 
-    def _end(self, at: float) -> list[LiveEvent]:
+    def _pause(self, end: int) -> None:
+        """A window-closing pause: decode what was said since the last cut (the speculation starts on it)."""
+        if self._last_speech is None or (self._last_speech + 1) * FRAME <= self.window_start:
+            return
+        self._tentative = self._submit(self.window_start, end)
+
+    def _end(self, at: float) -> None:
         # when the end was found (frames wait while a window decodes), not when its frame arrived
         self.ended, self.endpoint_at = True, max(at, time.perf_counter())
-        events: list[LiveEvent] = []
-        if self._tentative is not None:
-            self._commit(self._tentative)  # its partial was sent at the pause: the text has not changed
-        end = self._size
-        if self._last_speech is not None and (self._last_speech + 1) * FRAME > self.window_start:
-            events += self._commit(self._decode(self.window_start, end))
+        if self._tentative is not None:  # no speech since the pause: its decode is the last window
+            self._keep(self._tentative)
+        elif self._last_speech is not None and (self._last_speech + 1) * FRAME > self.window_start:
+            self._keep(self._submit(self.window_start, self._size))
             self._drop_responder()
-        return events
+
+    def _keep(self, window: _Window) -> None:
+        self.windows.append(window)
+        self.window_start = window.end
+        self._tentative = None
 
     # ------------------------------------------------------------------ recognition
 
@@ -222,64 +257,123 @@ class LiveTurn:
             self._audio = [self._buffer]
         return self._buffer
 
-    def _decode(self, start: int, end: int) -> _Window:
+    def _submit(self, start: int, end: int) -> _Window:
+        samples = np.ascontiguousarray(self._samples()[start:end])
+        holder: list[_Window] = []
+        window = _Window(start, end, self._decoder.submit(self._decode, samples, holder))
+        holder.append(window)  # under the turn's lock: the decoder reads it only after this
+        return window
+
+    def _decode(self, samples: np.ndarray, holder: list[_Window]) -> tuple[Transcript, float]:
+        """Decode one window (decoder thread); then its partial, and the reply if it is the last window."""
         began = time.perf_counter()
-        transcript = self.turn.asr.transcribe(np.ascontiguousarray(self._samples()[start:end]))
-        self.decodes.append(time.perf_counter() - began)
-        return _Window(start, end, transcript, self.decodes[-1])
+        asr = self.turn.asr
+        if self.options.early_reply and "on_best" in inspect.signature(asr.transcribe).parameters:  # in-process: the 1-best before the N-best
+            transcript = asr.transcribe(samples, on_best=lambda text: self._on_best(holder[0], text))
+        else:
+            transcript = asr.transcribe(samples)
+        seconds = time.perf_counter() - began
+        self.decodes.append(seconds)
+        with self._lock:
+            window = holder[0]
+            window.result = (transcript, seconds)
+            kept = window in self.windows
+            if kept or window is self._tentative:
+                done = [w.result[0] for w in self.windows if w.result is not None and w is not window]
+                self._out.put(self._partial([*done, transcript], window, seconds, kept))
+            chain = self._chain(window)
+            if chain is not None and all(w.result is not None for w in chain):
+                responder = self._responder_for(chain)
+                if not responder.settled:
+                    responder.settle(self._join([(w.start, *w.result) for w in chain]))
+        return transcript, seconds
 
-    def _commit(self, window: _Window) -> list[LiveEvent]:
-        self.windows.append(window)
-        self.window_start = window.end
-        self._tentative = None
-        return [self._partial(window)]
+    def _on_best(self, window: _Window, text: str) -> None:
+        """Whisper's 1-best of the last window, before its N-best: the reply starts on it (held until checked)."""
+        with self._lock:
+            chain = self._chain(window)
+            if chain is None or any(w.result is None for w in chain[:-1]):
+                return
+            texts = [w.result[0].text.strip() for w in chain[:-1]]
+            self._responder_for(chain).early(" ".join(t for t in [*texts, text] if t))
 
-    def _partial(self, window: _Window, committed: bool = True) -> LivePartial:
-        parts = [w.transcript.text.strip() for w in self.windows] + ([] if committed else [window.transcript.text.strip()])
-        return LivePartial(text=" ".join(p for p in parts if p), window=len(self.windows) - (1 if committed else 0),
-                           audio_s=round(window.end / self._rate, 3), decode_s=round(window.seconds, 3))
+    def _chain(self, window: _Window) -> list[_Window] | None:
+        """The windows a reply made now from `window` would answer: it is the open window decoded at the
+        pause (with speculation on), or the last window of an ended turn; else None."""
+        if window is self._tentative and self.options.speculate and not self.ended:
+            return [*self.windows, window]
+        if self.ended and self.windows and self.windows[-1] is window:
+            return list(self.windows)
+        return None
 
-    def transcript(self, extra: _Window | None = None) -> Transcript:
-        """The windows' transcripts joined, segment times shifted to the turn's clock."""
-        windows = [*self.windows, *([extra] if extra is not None else [])]
+    def _partial(self, transcripts: list[Transcript], window: _Window, seconds: float, kept: bool) -> LivePartial:
+        text = " ".join(t.text.strip() for t in transcripts if t.text.strip())
+        index = self.windows.index(window) if kept else len(self.windows)
+        return LivePartial(text=text, window=index, audio_s=round(window.end / self._rate, 3), decode_s=round(seconds, 3))
+
+    def transcript(self) -> Transcript:
+        """The kept windows' transcripts joined, segment times shifted to the turn's clock (waits for decodes)."""
+        return self._join([(w.start, w.transcript, w.seconds) for w in self.windows])
+
+    def _join(self, parts: Sequence[tuple[int, Transcript, float]]) -> Transcript:
         segments: list[Segment] = []
-        for w in windows:
-            offset = w.start / self._rate
-            for seg in w.transcript.segments:
+        for start, transcript, _ in parts:
+            offset = start / self._rate
+            for seg in transcript.segments:
                 n = len(segments)
                 nbest = seg.nbest.model_copy(update={"start": round(seg.nbest.start + offset, 3), "id": str(n),
                                                      "end": None if seg.nbest.end is None else round(seg.nbest.end + offset, 3)})
                 segments.append(seg.model_copy(update={"id": n, "start": round(seg.start + offset, 3),
                                                        "end": round(seg.end + offset, 3), "nbest": nbest}))
-        first = windows[0].transcript if windows else None
-        stages = tuple(StageInfo(stage="asr", model=first.model, seconds=round(sum(w.seconds for w in windows), 3),
-                                 options={"windows": len(windows)}) for _ in [0] if first is not None)
+        first = parts[0][1] if parts else None
+        stages = tuple(StageInfo(stage="asr", model=first.model, seconds=round(sum(p[2] for p in parts), 3),
+                                 options={"windows": len(parts)}) for _ in [0] if first is not None)
         return Transcript(text=" ".join(s.text.strip() for s in segments if s.text.strip()), segments=tuple(segments),
                           language=first.language if first else None, model=first.model if first else "?",
                           duration=round(self._size / self._rate, 3), stages=stages)
 
     # ------------------------------------------------------------------ the reply
 
-    def _start_responder(self) -> None:
-        self._drop_responder()
-        self._responder = _Responder(self.turn, self.transcript(self._tentative), self.history)
+    def _responder_for(self, chain: Sequence[_Window]) -> _Responder:
+        """The reply to these windows (the one already started for them, or a new one)."""
+        key = tuple(id(w) for w in chain)
+        if self._responder is None or self._responder_key != key:
+            self._drop_responder()
+            self._responder, self._responder_key = _Responder(self.turn, self.history), key
+        return self._responder
 
     def _drop_responder(self) -> None:
         if self._responder is not None:
             self._responder.stop()
+            self._dropped = [*(r for r in self._dropped if r.running()), self._responder]
             self._responder = None
 
     def respond(self, cancel: threading.Event | None = None) -> Iterator[LiveEvent]:
         """After the end of speech: the final transcript, the reply sentence by sentence and its audio, then done.
 
-        A reply speculated at the last pause is used when nothing was decoded since; `cancel` (the client left)
-        stops the work at the next event.
+        A reply speculated at the last pause is used when its windows are the final ones (no speech since);
+        `cancel` (the client left) stops the work at the next event.
         """
         if not self.ended:
             raise RuntimeError("respond() before the end of speech")
-        if self._responder is None:
-            self._responder = _Responder(self.turn, self.transcript(), self.history)
-        responder, origin = self._responder, self.speech_end_at or time.perf_counter()
+        origin = self.speech_end_at or time.perf_counter()
+        with self._lock:
+            responder = self._responder_for(list(self.windows))
+        began = time.perf_counter()
+        try:
+            transcript = self.transcript()
+        except Exception as exc:  # noqa: BLE001 - a failed decode is the client's error event
+            logger.warning("live decode failed: %s", exc)
+            responder.stop()
+            yield from self._partials()
+            yield _error(exc)
+            yield self._done(None, [], {}, origin, None)
+            return
+        self.asr_wait_s = time.perf_counter() - began
+        with self._lock:
+            if not responder.settled:
+                responder.settle(transcript)
+        yield from self._partials()
         seen: dict[str, float] = {}
         final: LiveFinal | None = None
         sentences: list[str] = []
@@ -296,19 +390,28 @@ class LiveTurn:
                 yield event
         finally:
             responder.stop()
-        yield self._done(final, sentences, seen, origin)
+        yield self._done(final, sentences, seen, origin, responder)
 
-    def _done(self, final: LiveFinal | None, sentences: list[str], seen: dict[str, float], origin: float) -> LiveDone:
+    def _done(self, final: LiveFinal | None, sentences: list[str], seen: dict[str, float], origin: float,
+              responder: _Responder | None) -> LiveDone:
         endpoint = (self.endpoint_at or origin) - origin
-        after_end = sum(w.seconds for w in self.windows if w.end >= self._size - FRAME)
+        last = self.windows[-1].result if self.windows else None
         timings = {"endpoint": round(endpoint, 3), **seen, "total": round(time.perf_counter() - origin, 3),
-                   "asr_windows": float(len(self.windows)), "asr_after_end": round(after_end, 3)}
+                   "asr_windows": float(len(self.windows)), "asr_wait": round(self.asr_wait_s, 3),
+                   "asr_last": round(last[1], 3) if last is not None else 0.0,
+                   "early_reply": float(bool(responder and responder.reused_early))}
         return LiveDone(transcript=final.text if final else "", reply=" ".join(sentences), timings=timings,
                         time_to_first_audio=seen.get("first_audio"), degraded=final.degraded if final else {})
 
     def close(self) -> None:
-        """Stop any reply still being made (the client is gone)."""
-        self._drop_responder()
+        """Stop any reply still being made (the client is gone) and the decoder thread (waits for them: at
+        most one decode, and a reply stops within a token)."""
+        with self._lock:
+            responders = [r for r in (self._responder, *self._dropped) if r is not None]
+            self._drop_responder()
+        self._decoder.shutdown(wait=True, cancel_futures=True)
+        for responder in responders:
+            responder.join(5.0)
 
 
 _END = object()
@@ -326,52 +429,138 @@ def _drain(q: queue.Queue, stopped: Callable[[], bool]) -> Iterator[Any]:
         yield item
 
 
-class _Responder:
-    """Correction, reply and speech of one transcript in worker threads; events wait in a queue."""
+class _Speech:
+    """One reply to one text (sentences and their audio); its events are held until released, if asked.
 
-    def __init__(self, turn: SpokenTurn, transcript: Transcript, history: Sequence[ChatMessage]):
-        self.turn, self.transcript, self.history = turn, transcript, history
+    `limit`: stop after that many sentences (`cut` then says more may follow); `skip`: the first sentences
+    are generated again but not sent (they were, by an earlier speech: `said`)."""
+
+    def __init__(self, text: str, held: bool, limit: int | None = None, said: Sequence[str] = ()):
+        self.text, self.stop, self.done = text, threading.Event(), threading.Event()
+        self.held: list[LiveEvent] | None = [] if held else None
+        self.lock = threading.Lock()
+        self.limit, self.said, self.cut = limit, list(said), False
+        self.skip = len(self.said)
+
+
+class _Responder:
+    """Correction, reply and speech of one transcript in worker threads; events wait in a queue.
+
+    `early(text)` starts the reply on a window's 1-best while its N-best and the correction are still being
+    made; its events are held, sent after the final if the corrected text is that 1-best, dropped if not (the
+    reply then starts again on the corrected text). `settle(transcript)` corrects and answers.
+    """
+
+    def __init__(self, turn: SpokenTurn, history: Sequence[ChatMessage]):
+        self.turn, self.history = turn, history
         self._q: queue.Queue[Any] = queue.Queue()
-        self._sentences: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="live-respond", daemon=True)
-        self._thread.start()
+        self._speeches: list[_Speech] = []
+        self._threads: list[threading.Thread] = []
+        self.settled = False
+        self.reused_early: bool | None = None  # whether the 1-best reply was kept (timings)
 
     def stop(self) -> None:
         self._stop.set()
+        for speech in self._speeches:
+            speech.stop.set()
+
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        for thread in list(self._threads):
+            thread.join(max(deadline - time.perf_counter(), 0.0))
+
+    def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[LiveEvent]:
         yield from _drain(self._q, lambda: cancel is not None and cancel.is_set())
         if cancel is not None and cancel.is_set():
             self.stop()
 
-    def _run(self) -> None:
+    def early(self, text: str) -> None:
+        """Start the reply on `text` before it is known to be final: its first sentence only when a greedy
+        reply can be continued later (the LLM is then free for the correction's scoring)."""
+        if not text.strip() or self._speeches:
+            return
+        chat = self.turn.chat
+        speech = _Speech(text, held=True, limit=1 if chat.temperature == 0 and chat.max_sentences > 1 else None)
+        self._speeches.append(speech)
+        self._spawn(self._speak, speech, name="live-early")
+
+    def settle(self, transcript: Transcript) -> None:
+        self.settled = True
+        self._spawn(self._run, transcript, name="live-respond")
+
+    def _run(self, transcript: Transcript) -> None:
         try:
-            final = self._correct()
+            final = self._correct(transcript)
             self._q.put(final)
             if self._stop.is_set():  # a speculation the speaker overtook: do not start the reply
                 return
             if not final.text.strip():
                 self._q.put(LiveError(message="no speech was recognised: nothing to reply to", param="audio"))
                 return
-            replier = threading.Thread(target=self._reply, args=(final.text,), name="live-reply", daemon=True)
-            replier.start()
-            for i, chunk in enumerate(self.turn.tts.stream(self._sentence_stream())):
-                if self._stop.is_set():
-                    break
-                self._q.put(LiveAudio(index=i, sample_rate=chunk.sample_rate, bytes=len(chunk.pcm), text=chunk.text,
-                                      chunk=chunk))
-            replier.join()
+            early = self._speeches[0] if self._speeches else None
+            self.reused_early = early is not None and " ".join(early.text.split()) == " ".join(final.text.split())
+            if early is not None and not self.reused_early:
+                logger.info("early reply dropped: %r -> %r", early.text, final.text)
+            if early is not None and self.reused_early:
+                with early.lock:
+                    for event in early.held or []:
+                        self._q.put(event)
+                    early.held = None
+                early.done.wait()
+                if early.cut and not self._stop.is_set():  # the rest of the reply, after the sentence spoken
+                    rest = _Speech(final.text, held=False, said=early.said)
+                    self._speeches.append(rest)
+                    self._speak(rest)
+                return
+            if early is not None:
+                early.stop.set()  # the correction changed the text: that reply is thrown away
+                early.done.wait()
+            speech = _Speech(final.text, held=False)
+            self._speeches.append(speech)
+            self._speak(speech)
         except Exception as exc:  # noqa: BLE001 - handed to the client as an error event
             logger.warning("live reply failed: %s", exc)
             self._q.put(_error(exc))
         finally:
-            self._stop.set()
+            self.stop()
             self._q.put(_END)
 
-    def _correct(self) -> LiveFinal:
+    def _emit(self, speech: _Speech, event: LiveEvent) -> None:
+        with speech.lock:
+            if speech.held is not None:
+                speech.held.append(event)
+            elif not speech.stop.is_set():
+                self._q.put(event)
+
+    def _speak(self, speech: _Speech) -> None:
+        """The reply to speech.text sentence by sentence, each spoken as soon as it is complete."""
+        sentences: queue.Queue[Any] = queue.Queue()
+        try:
+            replier = threading.Thread(target=self._reply, args=(speech, sentences), name="live-reply", daemon=True)
+            replier.start()
+            for i, chunk in enumerate(self.turn.tts.stream(_drain(sentences, speech.stop.is_set)), speech.skip):
+                if speech.stop.is_set():
+                    break
+                self._emit(speech, LiveAudio(index=i, sample_rate=chunk.sample_rate, bytes=len(chunk.pcm),
+                                             text=chunk.text, chunk=chunk))
+            replier.join()
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("live speech failed: %s", exc)
+            self._emit(speech, _error(exc))
+        finally:
+            speech.done.set()
+
+    def _correct(self, t: Transcript) -> LiveFinal:
         """The correction stage; an LLM that is down leaves each segment's 1-best (marked degraded)."""
-        t = self.transcript
         try:
             corrected = self.turn.corrector.correct(t)
         except BackendUnavailable as exc:
@@ -382,29 +571,36 @@ class _Responder:
             return LiveFinal(text=corrected.text, transcript=t, correction=corrected, degraded={"llm": exc.message})
         return LiveFinal(text=corrected.text, transcript=t, correction=corrected)
 
-    def _reply(self, text: str) -> None:
+    def _reply(self, speech: _Speech, sentences: queue.Queue) -> None:
         """Sentences of the reply: to the client (reply.delta) and to the speech loop."""
         from cascade.respond import cancel_on
 
-        gen = self.turn.replier.stream(text, self.history)
+        gen: Any = None
         try:
-            with cancel_on(self._stop):  # an in-process LLM stops within a token when the speaker goes on
+            gen = self.turn.replier.stream(speech.text, self.history)
+            with cancel_on(speech.stop):  # an in-process LLM stops within a token when the reply is dropped
                 for i, sentence in enumerate(gen):
-                    if self._stop.is_set():
+                    if speech.stop.is_set():
                         break
-                    self._q.put(LiveReplyDelta(text=sentence, index=i))
-                    self._sentences.put(sentence)
+                    if i < speech.skip:  # said already; a greedy reply says it again, word for word
+                        if sentence != speech.said[i]:
+                            logger.info("the reply's continuation diverged from its spoken start: stopped")
+                            break
+                        continue
+                    self._emit(speech, LiveReplyDelta(text=sentence, index=i))
+                    speech.said.append(sentence)
+                    sentences.put(sentence)
+                    if speech.limit is not None and i + 1 >= speech.limit:
+                        speech.cut = True
+                        break
         except Exception as exc:  # noqa: BLE001
             logger.warning("live reply generation failed: %s", exc)
-            self._q.put(_error(exc))
+            self._emit(speech, _error(exc))
         finally:
             close = getattr(gen, "close", None)
             if close:
                 close()
-            self._sentences.put(_END)
-
-    def _sentence_stream(self) -> Iterator[str]:
-        return _drain(self._sentences, self._stop.is_set)
+            sentences.put(_END)
 
 
 def _error(exc: BaseException) -> LiveError:

@@ -72,11 +72,12 @@ class LocalAsr:
     def __init__(self, settings: Settings):
         self.options, self.home = settings.chat.turn_asr(settings.asr), settings.home
 
-    def transcribe(self, audio: AudioInput) -> Transcript:
+    def transcribe(self, audio: AudioInput, on_best: Callable[[str], None] | None = None) -> Transcript:
+        """`on_best` (in-process only): each window's 1-best text, before its N-best is decoded."""
         from cascade.asr import transcribe_all
 
         start = time.perf_counter()
-        transcript = transcribe_all(audio, self.options, home=self.home)
+        transcript = transcribe_all(audio, self.options, home=self.home, on_best=on_best)
         info = StageInfo(stage="asr", model=transcript.model, seconds=time.perf_counter() - start,
                          options=self.options.model_dump(mode="json"))
         return transcript.model_copy(update={"stages": (*transcript.stages, info)})

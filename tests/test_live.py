@@ -200,3 +200,103 @@ def test_api_key_by_header_or_in_the_start_message(tmp_path_factory) -> None:
             assert json.loads(ws.recv(30))["type"] == "ready"
     finally:
         gw.stop()
+
+
+# --------------------------------------------------------------------------- windows decoded while speech goes on
+
+
+@pytest.fixture(scope="module")
+def live_turn(settings: Settings):
+    from cascade.pipeline import build_turn
+
+    return build_turn(settings.model_copy(update={"chat": settings.chat.model_copy(
+        update={"max_sentences": 1, "max_reply_tokens": 24})}))
+
+
+def _feed(live, samples: np.ndarray, silence_s: float = 0.0) -> None:
+    audio = np.concatenate([samples, np.zeros(int(16000 * silence_s), np.float32)])
+    for i in range(0, len(audio), 320):
+        live.feed(audio[i : i + 320])
+        if live.ended:
+            return
+
+
+def test_a_pause_window_is_decoded_in_the_background_and_reused_at_the_end(live_turn, settings: Settings,
+                                                                           jfk: np.ndarray) -> None:
+    """The window closed at the pause is decoding while frames still arrive; with no speech after it, that
+    decode is the final one (nothing is decoded again when the silence ends the turn)."""
+    from cascade.live import LiveTurn
+
+    options = settings.live.model_copy(update={"pause_ms": 160, "silence_ms": 900, "speculate": True})
+    live = LiveTurn(live_turn, options)
+    try:
+        speech = jfk[: int(16000 * 2.3)]  # "And so my fellow Americans", then silence
+        _feed(live, speech)
+        seen_running = False
+        for i in range(0, 16000 * 2, 320):
+            live.feed(np.zeros(320, np.float32))
+            window = live._tentative or (live.windows[-1] if live.windows else None)
+            seen_running |= window is not None and window.result is None and not live.ended
+            if live.ended:
+                break
+        assert live.ended and seen_running, "feed() returned while the pause's window was still being decoded"
+        events = list(live.respond())
+    finally:
+        live.close()
+    assert len(live.windows) == 1 and len(live.decodes) == 1, "the pause's decode is reused at the end of speech"
+    final = next(e for e in events if e.type == "final")
+    assert "americans" in normalize(final.transcript.text)
+    kinds = [e.type for e in events]
+    assert kinds.index("final") < kinds.index("reply.delta") < kinds.index("audio") < kinds.index("done")
+
+
+def test_an_early_reply_on_the_1best_is_dropped_when_the_final_text_differs(live_turn, jfk: np.ndarray) -> None:
+    """The reply started on Whisper's 1-best before the N-best is held; a corrected text that differs gets a
+    reply of its own, and nothing of the early one reaches the client."""
+    from cascade.live import _Responder
+
+    transcript = live_turn.asr.transcribe(jfk[: 16000 * 3])
+    responder = _Responder(live_turn, ())
+    responder.early("Tell me a joke about penguins.")
+    responder.settle(transcript)
+    events = list(responder.events())
+    final = next(e for e in events if e.type == "final")
+    assert responder.reused_early is False and "americans" in normalize(final.text)
+    assert [e.type for e in events][0] == "final" and any(e.type == "audio" for e in events)
+    # the reply answers the recognised text, not the early one (which spoke of penguins)
+    assert all("penguin" not in e.text.lower() for e in events if e.type == "reply.delta")
+
+
+def test_the_same_text_keeps_the_early_reply(live_turn, jfk: np.ndarray) -> None:
+    from cascade.live import _Responder
+
+    transcript = live_turn.asr.transcribe(jfk[: 16000 * 3])
+    responder = _Responder(live_turn, ())
+    final_text = live_turn.corrector.correct(transcript).text
+    responder.early(final_text)
+    responder.settle(transcript)
+    events = list(responder.events())
+    assert responder.reused_early is True
+    kinds = [e.type for e in events]
+    assert kinds[0] == "final" and kinds.count("final") == 1 and "reply.delta" in kinds and "audio" in kinds
+
+
+def test_a_long_window_is_cut_at_its_least_speech_like_frame(live_turn, settings: Settings, jfk: np.ndarray) -> None:
+    from cascade.live import LiveTurn
+
+    options = settings.live.model_copy(update={"max_window_s": 2.0, "cut_search_s": 1.0, "silence_ms": 5000,
+                                                "pause_ms": 5000, "speculate": False})
+    live = LiveTurn(live_turn, options)
+    try:
+        _feed(live, jfk[: 16000 * 6])
+        live.finish()
+        text = live.transcript().text
+    finally:
+        live.close()
+    probs = np.asarray(live._probs)
+    assert len(live.windows) >= 3
+    for w in live.windows[:-1]:  # the rule again: the first frame past 2 s, the lowest probability in the second before
+        i = next(i for i in range(len(probs)) if (i + 1) * FRAME - w.start > 2.0 * 16000)
+        look = max(w.start // FRAME + 1, i + 1 - 31)
+        assert w.end == (look + int(np.argmin(probs[look : i + 1])) + 1) * FRAME
+    assert "ask not" in normalize(text)  # cut every 2 s inside words, Whisper loses some (why windows end at pauses)

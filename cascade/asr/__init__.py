@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +114,11 @@ def _check_language(whisper, options: AsrOptions) -> None:
 
 
 def transcribe(
-    audio: AudioSource | np.ndarray, options: AsrOptions, *, home: Path
+    audio: AudioSource | np.ndarray, options: AsrOptions, *, home: Path, on_best: Callable[[str], None] | None = None
 ) -> tuple[Iterator[Segment], AsrInfo]:
     """Start transcribing: audio is decoded and its language detected now; the windows are
     decoded lazily as the returned iterator is consumed (decoding errors surface there).
+    `on_best` gets each window's 1-best text before its N-best is decoded (the live turn starts its reply on it).
     """
     whisper = prepare(options, home)
     _check_language(whisper, options)
@@ -135,10 +136,11 @@ def transcribe(
         duration_after_vad=fw_info.duration_after_vad if options.vad_filter else None,
         **info,
     )
-    return _segments(clone, recorder, fw_segments, fw_info.language, options), asr_info
+    return _segments(clone, recorder, fw_segments, fw_info.language, options, on_best), asr_info
 
 
-def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions) -> Iterator[Segment]:
+def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions,
+              on_best: Callable[[str], None] | None = None) -> Iterator[Segment]:
     """Our Segment for each of faster-whisper's, with the N-best of its window cut to it."""
     from faster_whisper.tokenizer import Tokenizer
 
@@ -147,6 +149,8 @@ def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions) 
     for index, seg in enumerate(fw_segments):
         if recorder.window != window:
             window, call = recorder.window, kept_call(recorder.calls, seg.tokens, seg.avg_logprob)
+            if on_best is not None and call is not None:
+                on_best(" ".join(tokenizer.decode(text_tokens(tokenizer, call.result.sequences_ids[0])).split()))
             looped = "looped" in _flags(seg, options)  # its alternatives would loop too: not worth a wide decode
             nbests = _window_nbests(clone, tokenizer, call, options, looped) if call is not None else {}
             temperature = call.temperature if call is not None else seg.temperature
@@ -248,11 +252,12 @@ def collect(segments: Iterator[Segment], info: AsrInfo, *, source: str | None, s
 
 
 def transcribe_all(
-    audio: AudioSource | np.ndarray, options: AsrOptions, *, home: Path, source: str | None = None
+    audio: AudioSource | np.ndarray, options: AsrOptions, *, home: Path, source: str | None = None,
+    on_best: Callable[[str], None] | None = None,
 ) -> Transcript:
     """Transcribe a whole file and collect its segments into a Transcript."""
     started = time.perf_counter()
-    segments, info = transcribe(audio, options, home=home)
+    segments, info = transcribe(audio, options, home=home, on_best=on_best)
     if source is None and isinstance(audio, (str, Path)):
         source = str(audio)
     return collect(segments, info, source=source, started=started)
