@@ -22,13 +22,11 @@ from typing import Literal
 import numpy as np
 
 from cascade import metrics
-from cascade.ger.domain_lm import DomainScore, gate
+from cascade.ger.domain_lm import DomainScore, in_domain
 from cascade.llm.base import LlmBackend, TextScore
 from cascade.types import NBest
 
 Style = Literal["plain", "cased", "domain"]
-DOMAIN_GATE = 0.5
-"""A list whose domain gate (cascade.ger.domain_lm.gate) reaches this is scored as style "domain" by a domain model."""
 _SENTENCE_END = re.compile(r"\w[.?!]\s*$")
 
 FEATURES = (
@@ -47,8 +45,8 @@ FEATURES = (
     "lm_words_am", # Δ LLM log-prob per word, the same lists
     "lm_x_fluency",  # Δ LLM log-prob per token x how fluent the 1-best already reads to the LLM (its own per-token log-prob)
     "lm_x_length",   # Δ LLM log-prob per token x log(words of the 1-best): the LLM judges long lists better
-    "dlm_sum",       # Δ domain n-gram log-prob / 10 x the domain gate (0 without a domain LM; cascade.ger.domain_lm)
-    "dlm_word",      # Δ domain n-gram log-prob per word x the domain gate
+    "dlm_sum",       # Δ domain n-gram log-prob / 10 on in-domain lists (0 without a domain LM; cascade.ger.domain_lm)
+    "dlm_word",      # Δ domain n-gram log-prob per word, the same lists
 )
 
 
@@ -146,7 +144,7 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None,
     """Feature matrix [n_hypotheses, len(FEATURES)] of one list, each row relative to the 1-best, and its style.
 
     `domain`: the texts' scores under a domain n-gram LM (a domain-adapted reranker); without it those features are 0.
-    With it, a list whose 1-best reads as in-domain (gate >= DOMAIN_GATE) is of style "domain": its own weights and
+    With it, a list that reads as in the domain (domain_lm.in_domain) is of style "domain": its own weights and
     margin, so in-domain evidence never has to be traded against the other domains' no-worse margin."""
     hyps = nbest.hypotheses
     norm = [metrics.normalize(h.text).split() for h in hyps]
@@ -184,20 +182,20 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None,
 
 def list_style(nbest: NBest, domain: dict[str, DomainScore] | None = None) -> Style:
     """The detected style, or "domain" where a domain model's LM reads the 1-best as in its domain."""
-    if domain and nbest.hypotheses and gate(domain.get(nbest.hypotheses[0].text)) >= DOMAIN_GATE:
+    if domain and nbest.hypotheses and in_domain([domain.get(t) for t in nbest.texts]):
         return "domain"
     return detect_style(nbest.texts)
 
 
 def _domain_columns(hyps, domain: dict[str, DomainScore] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(Δ log-prob / 10, Δ log-prob per word) under the domain LM, both x the list's domain gate."""
+    """(Δ log-prob / 10, Δ log-prob per word) under the domain LM; 0 for a list outside the domain."""
     n = len(hyps)
     if not domain:
         return np.zeros(n), np.zeros(n)
     got = [domain.get(h.text) for h in hyps]
     lp = np.array([s.logprob if s else 0.0 for s in got])
     per_word = np.array([s.logprob / max(s.words, 1) if s else 0.0 for s in got])
-    g = gate(got[0])
+    g = 1.0 if in_domain(got) else 0.0
     return (lp - lp[0]) / 10 * g, (per_word - per_word[0]) * g
 
 

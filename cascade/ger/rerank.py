@@ -287,7 +287,7 @@ def _masked(s: np.ndarray, d: ListData) -> np.ndarray:
     return s
 
 
-MIN_STYLE_LISTS = 30
+MIN_STYLE_LISTS = 10
 """A style with fewer training lists gets no weights (two ATIS lists that happen to be cased are no model of Whisper's
 own output)."""
 MIN_GROUP_LISTS = 20
@@ -336,17 +336,25 @@ def choose(data: Sequence[ListData], l2s: Sequence[float] = L2S, margins: Sequen
 def train(
     groups: dict[str, list], backend: LlmBackend, *, name: str, home: Path | None = None,
     l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS, sources: Sequence[str] = (),
-    domain: DomainLm | None = None,
+    domain: DomainLm | None = None, general: RerankModel | None = None,
 ) -> RerankModel:
     """Train on {group: [Utterance]} (a group is one data set: the margin keeps each no worse out of fold).
 
     One model per detected style; its l2 and margin are chosen by 5-fold out-of-fold dev WER (`choose`), and
-    the final weights use every list of that style.
+    the final weights use every list of that style. With `general` (a domain model on top of a general one) only
+    the "domain" style is trained; the other styles are the general model's, so out-of-domain lists are
+    reranked exactly as the general model does.
     """
     data = build_data(groups, backend, home, domain)
     if len(data) < 10:
         raise InvalidInput(f"too little training data for the reranker ({len(data)} lists with references; need >= 10)", param="data")
     weights, margin_of, l2_of, dev = {}, {}, {}, {}
+    if general is not None:
+        for style in general.weights:
+            weights[style] = tuple(float(x) for x in _weights(general, style))
+            margin_of[style], l2_of[style] = general.margins.get(style, float("inf")), general.l2.get(style, 0.0)
+        dev.update({f"{g} (general {general.name})": v for g, v in general.dev.items() if v.get("style") in general.weights})
+        data = [d for d in data if d.style == "domain"]
     for style in sorted({d.style for d in data}):
         part = [d for d in data if d.style == style]
         if len(part) < MIN_STYLE_LISTS:
@@ -360,8 +368,9 @@ def train(
         margin_of[style], l2_of[style] = float(margin), float(l2)
         dev.update({(g if g not in dev else f"{g} ({style})"): {"style": style, "lists": sum(d.group == g for d in part), "1-best": round(report["base"][g], 3),
                         "rerank": round(report["chosen"][g], 3)} for g in sorted(report["base"])})
+    sources = (*sources, f"general: {general.name}") if general is not None else tuple(sources)
     return RerankModel(name=name, features=FEATURES, weights=weights, margins=margin_of, llm=str(getattr(backend, "name", "llm")),
-                       l2=l2_of, dev=dev, data=tuple(sources), domain_text="domain.txt" if domain is not None else None)
+                       l2=l2_of, dev=dev, data=sources, domain_text="domain.txt" if domain is not None else None)
 
 
 def model_card(model: RerankModel) -> str:
@@ -371,13 +380,15 @@ def model_card(model: RerankModel) -> str:
     styles = sorted(model.weights)
     feats = "\n".join(f"| {f} | " + " | ".join(f"{model.weights[st][i]:+.4f}" for st in styles) + " |" for i, f in enumerate(model.features))
     data = "\n".join(f"- `{s}`" for s in model.data) or "- (not recorded)"
+    domain = ("; `domain`: lists that read as the domain of its n-gram LM, `" + model.domain_text + "` beside this card "
+              "(cascade.ger.domain_lm), whatever their style") if model.domain_text else ""
     return f"""# Reranker `{model.name}`
 
 A linear N-best reranker (cascade.ger.rerank) over features relative to the 1-best (cascade.ger.features),
 trained with an expected-WER (MWER) loss; LLM features from `{model.llm}`. It returns another hypothesis only
 when that one scores more than a margin above the 1-best, a margin chosen out of fold on
 the training (dev) data so that no data set got worse. One weight vector and margin per input style
-(`plain`: lower-case unpunctuated lists, HyPoradise/Kaldi style; `cased`: Whisper's own output).
+(`plain`: lower-case unpunctuated lists, HyPoradise/Kaldi style; `cased`: Whisper's own output{domain}).
 Margins: {", ".join(f"{k} {v:g}" for k, v in model.margins.items())}; L2: {", ".join(f"{k} {v:g}" for k, v in model.l2.items())}.
 
 ## Data (dev and training splits only, never test)
