@@ -58,8 +58,37 @@ BACKENDS = {"transformers": {"backend": "transformers"}, "ct2": {"backend": "ct2
             "ct2_float32": {"backend": "ct2", "compute_type": "float32"}}
 
 
+class Timed:
+    """The backend, timing its calls during GER (where the seconds go: generation, scoring, tokenising)."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, item):
+        return getattr(self.inner, item)
+
+    def _timed(self, what: str, call, *args, **kw):
+        start = time.perf_counter()
+        try:
+            return call(*args, **kw)
+        finally:
+            self.seconds[what] = self.seconds.get(what, 0.0) + time.perf_counter() - start
+            self.calls[what] = self.calls.get(what, 0) + 1
+
+    def generate(self, *args, **kw):
+        return self._timed("generate", self.inner.generate, *args, **kw)
+
+    def score(self, *args, **kw):
+        return self._timed("score", self.inner.score, *args, **kw)
+
+    def count_tokens(self, *args, **kw):
+        return self._timed("count_tokens", self.inner.count_tokens, *args, **kw)
+
+
 def load(settings, name: str):
-    """(backend, ger corrector, seconds to load both incl. the adapter's conversion on first use)."""
+    """(backend, ger corrector, seconds to load both incl. the adapter's conversion on first use, the corrector's Timed backend)."""
     from cascade.correct import build_corrector
     from cascade.llm import load_backend
 
@@ -67,24 +96,38 @@ def load(settings, name: str):
     llm = settings.llm.model_copy(update=BACKENDS[name])
     backend = load_backend(llm, settings.home)
     backend.score(["warm up"], adapter=str(SHIPPED))
-    corrector = build_corrector(settings.model_copy(update={"llm": llm}), "ger", backend=backend)
-    return backend, corrector, time.perf_counter() - start
+    timed = Timed(backend)
+    corrector = build_corrector(settings.model_copy(update={"llm": llm}), "ger", backend=timed)
+    return backend, corrector, time.perf_counter() - start, timed
 
 
-def measure(backends: dict, utts, max_tokens: int) -> tuple[dict, dict]:
-    """Figures per backend and their GER corrections, every measurement interleaved across backends."""
+def cased_picks(utts, scores) -> list[int]:
+    """The hypothesis λ = 0.2 rescoring (the `cased` profile: λ and length norm) picks from these LLM scores."""
+    from cascade.config import RescoreOptions
+    from cascade.ger.rescore import candidate_scores, pick
+
+    opts = RescoreOptions(lam=0.2, length_norm="none", profile="none")
+    return [pick(candidate_scores(u.nbest, dict(zip(u.nbest.texts, s)), opts)) for u, s in zip(utts, scores)]
+
+
+def measure(backends: dict, utts, max_tokens: int, rerank) -> tuple[dict, dict]:
+    """Figures per backend and its decisions (GER corrections, reranker and λ-rescoring picks), every
+    measurement interleaved across backends."""
     from cascade.config import ChatOptions
+    from cascade.ger.correct import correct_many
     from cascade.respond import reply
 
-    chat = {n: [b.chat_template([{"role": "user", "content": c}]) for c in CHAT] for n, (b, _, _) in backends.items()}
-    for n, (b, _, _) in backends.items():  # warm up
+    chat = {n: [b.chat_template([{"role": "user", "content": c}]) for c in CHAT] for n, (b, *_) in backends.items()}
+    for n, (b, *_) in backends.items():  # warm up
         b.generate(chat[n][:1], max_tokens=4)
         reply("Hello.", [], b, ChatOptions())
     gen = interleaved({n: (lambda i, b=b, n=n: b.count_tokens(b.generate([chat[n][i]], max_tokens=max_tokens)[0]))
-                       for n, (b, _, _) in backends.items()}, range(len(CHAT)))
-    score = interleaved({n: (lambda u, b=b: b.score(list(u.nbest.texts))) for n, (b, _, _) in backends.items()}, utts)
-    ger = interleaved({n: (lambda u, c=c: next(iter(c.correct([u.nbest])))) for n, (_, c, _) in backends.items()}, utts)
-    turns = interleaved({n: (lambda t, b=b: reply(t, [], b, ChatOptions()).first_sentence_s) for n, (b, _, _) in backends.items()}, TURNS)
+                       for n, (b, *_) in backends.items()}, range(len(CHAT)))
+    score = interleaved({n: (lambda u, b=b: b.score(list(u.nbest.texts))) for n, (b, *_) in backends.items()}, utts)
+    ger = interleaved({n: (lambda u, c=c: next(iter(c.correct([u.nbest])))) for n, (_, c, *_) in backends.items()}, utts)
+    reranked = interleaved({n: (lambda u, b=b: next(correct_many([u.nbest], b, method="rerank", rerank=rerank)).chosen)
+                            for n, (b, *_) in backends.items()}, utts)
+    turns = interleaved({n: (lambda t, b=b: reply(t, [], b, ChatOptions()).first_sentence_s) for n, (b, *_) in backends.items()}, TURNS)
     n_hyps = sum(len(u.nbest.texts) for u in utts)
     figures = {n: {
         "load_s": round(backends[n][2], 2),
@@ -92,8 +135,11 @@ def measure(backends: dict, utts, max_tokens: int) -> tuple[dict, dict]:
         "ger_s_per_list": round(ger[n][0] / len(utts), 3),
         "rescore_s_per_hyp": round(score[n][0] / n_hyps, 4),
         "reply_first_sentence_s": round(statistics.median(turns[n][1]), 3),
+        "ger_profile_s_per_list": {k: round(v / len(utts), 3) for k, v in backends[n][3].seconds.items()},
+        "ger_calls_per_list": {k: round(v / len(utts), 2) for k, v in backends[n][3].calls.items()},
     } for n in backends}
-    return figures, {n: ger[n][1] for n in backends}
+    return figures, {n: {"ger": ger[n][1], "rerank": reranked[n][1], "cased": cased_picks(utts, score[n][1]),
+                         "scores": [x.logprob for u in score[n][1] for x in u]} for n in backends}
 
 
 def main() -> None:
@@ -107,6 +153,7 @@ def main() -> None:
 
     from cascade import metrics
     from cascade.config import load_settings
+    from cascade.ger.correct import build_prompt
 
     base = load_settings()
     settings = base.model_copy(update={
@@ -117,13 +164,17 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     names = ["transformers", *args.ct2]
     backends = {name: load(settings, name) for name in names}
-    fig, corr = measure(backends, utts, args.max_tokens)
+    fig, decided = measure(backends, utts, args.max_tokens, settings.rerank)
+    corr = {n: d["ger"] for n, d in decided.items()}
     refs = [u.reference or "" for u in utts]
     hf = corr["transformers"]
+    tokens = backends["transformers"][0].count_tokens
     out = {
         "benchmark": "llm_speed", "threads": args.threads, "lists": len(utts), "adapter": "cascade/adapters/ger-smollm2",
         "cpus": os.cpu_count(), "loadavg_1min_start_end": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "machine_shared": load_before > args.threads, **fig,
+        "ger_prompt_tokens_per_list": round(statistics.mean(tokens(build_prompt(u.nbest, settings.ger)) for u in utts), 1),
+        "ger_output_tokens_per_list": round(statistics.mean(tokens(c.raw_output or "") for c in hf), 1),
         "wer_1best": round(100 * metrics.wer(refs, [u.nbest.texts[0] for u in utts]), 2),
         "wer_transformers": round(100 * metrics.wer(refs, [c.text for c in hf]), 2),
         "changed_transformers": sum(c.changed for c in hf),
@@ -142,6 +193,9 @@ def main() -> None:
             "decisions_differ": [[u.id, f"{a.status}:{a.fallback_reason}", f"{b.status}:{b.fallback_reason}"]
                                  for u, a, b in zip(utts, hf, ct) if (a.status, a.fallback_reason) != (b.status, b.fallback_reason)],
             "wer": round(100 * metrics.wer(refs, [c.text for c in ct]), 2),
+            "rerank_picks_identical": sum(a == b for a, b in zip(decided["transformers"]["rerank"], decided[name]["rerank"])),
+            "cased_rescore_picks_identical": sum(a == b for a, b in zip(decided["transformers"]["cased"], decided[name]["cased"])),
+            "score_max_abs_diff": round(max(abs(a - b) for a, b in zip(decided["transformers"]["scores"], decided[name]["scores"])), 4),
         }
     print(json.dumps(out))
 

@@ -141,6 +141,9 @@ class LlmOptions(Options):
     compute_type: Literal["int8", "float32"] = "int8"
     """ct2 backend: int8 (fastest; log-probs within ~0.1 nat/token of fp32) or float32 (the transformers
     backend's numbers exactly, still faster than it); each is converted once into CASCADE_HOME."""
+    ct2_keep_adapters: int = Field(4, ge=1)
+    """ct2 backend: merged-adapter conversions kept in CASCADE_HOME/models/ct2 (the most recently used; a
+    float32 one is 514 MB); older ones are deleted after a new conversion. Base models' are always kept."""
 
 
 class RescoreOptions(Options):

@@ -167,3 +167,80 @@ def test_reply_cut_by_the_token_cap_says_so(ct2) -> None:
 
     out = reply("Tell me about the history of trains.", [], ct2, ChatOptions(max_reply_tokens=12, max_sentences=3))
     assert out.finish_reason == "length"
+
+
+@pytest.fixture(scope="module")
+def f32(settings):
+    """One thread: float32 step decoding with 2 OpenMP threads slows 10x and more while other work holds a core."""
+    return load_backend(LlmOptions(backend="ct2", threads=1, compute_type="float32"), settings.home)
+
+
+def test_float32_drafts_change_nothing_but_the_decoding_steps(f32, dev_lists) -> None:
+    """A draft (GER: the best hypothesis) is checked in one forward pass; the completion is the plain greedy one
+    whether the draft is right, wrong from the first token, longer than the answer, cut by max_tokens, or holds
+    a stop string. Measured on 120 dev GER prompts with the shipped adapter: 120/120 identical."""
+    ger = GerOptions()
+    nbs = [dev_lists[i] for i in (0, 3, 6)]
+    prompts = [build_prompt(nb, ger) for nb in nbs]
+    cap = max(token_cap(nb, f32, ger) for nb in nbs)
+    plain = f32.generate(prompts, max_tokens=cap, stop=STOP, adapter=SHIPPED)
+    best = [nb.texts[0] for nb in nbs]
+    assert plain[0] == best[0]  # the draft is usually the answer (88/120 dev prompts)
+    drafts = [best[0], "completely different words", best[2] + " and more"]
+    assert f32.generate(prompts, max_tokens=cap, stop=STOP, adapter=SHIPPED, drafts=drafts) == plain
+    for stop, limit in ((STOP, 3), ([" "], cap)):
+        cut = f32.generate(prompts[:1], max_tokens=limit, stop=stop, adapter=SHIPPED, drafts=best[:1])
+        assert cut == f32.generate(prompts[:1], max_tokens=limit, stop=stop, adapter=SHIPPED) and cut[0] != plain[0]
+
+
+def test_float32_scores_one_padded_batch_as_alone(f32, dev_lists) -> None:
+    texts = list(dev_lists[0].texts) + ["yes"]
+    together = f32.score(texts)
+    for text, got in zip(texts, together):
+        assert f32.score([text])[0].logprob == pytest.approx(got.logprob, abs=1e-3)
+
+
+def test_prune_keeps_base_models_and_the_recently_used_adapters(tmp_path) -> None:
+    import os
+    import time
+
+    from cascade.llm.ct2_backend import prune
+
+    root = tmp_path / "ct2"
+    now = time.time()
+    for age, key in enumerate(["base", "a1", "a2", "a3", "base"]):
+        out = root / f"{'gemma' if age == 4 else 'smollm2'}-{key}-float32"
+        out.mkdir(parents=True)
+        (out / ".converted").write_text(json.dumps({"key": key}))
+        os.utime(out / ".converted", (now - 100 * age, now - 100 * age))
+    stale, fresh = root / ".smollm2-x-int8.abc", root / ".smollm2-y-int8.def"
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (now - 7200, now - 7200))
+    (root / "not-ours").mkdir()
+    gone = prune(root, keep_adapters=2)
+    assert sorted(p.name for p in gone) == [".smollm2-x-int8.abc", "smollm2-a3-float32"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".smollm2-y-int8.def", "gemma-base-float32", "not-ours", "smollm2-a1-float32", "smollm2-a2-float32", "smollm2-base-float32"]
+
+
+def test_without_ctranslate2_a_one_line_error(monkeypatch, tmp_path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # the fault: the package is not installed
+    with pytest.raises(ModelNotFound, match="needs the ctranslate2 package") as err:
+        load_backend(LlmOptions(backend="ct2"), tmp_path)
+    assert "\n" not in err.value.message
+
+
+def test_gemma_without_a_chat_template_gets_gemmas_turns(settings) -> None:
+    """The bundled Gemma 3 270M's GGUF carries no chat template; its family's turn format stands in."""
+    from transformers import AutoTokenizer
+
+    from cascade import models
+    from cascade.llm.hf_backend import chat_prompt
+
+    tok = AutoTokenizer.from_pretrained(str(models.llm_dir("gemma3-270m", settings.home)))
+    assert not tok.chat_template
+    text = chat_prompt(tok, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there "}])
+    assert text == "<bos><start_of_turn>user\nBe brief.\n\nHi there<end_of_turn>\n<start_of_turn>model\n"

@@ -49,8 +49,9 @@ class WithAdapter:
     def prompt_logprobs(self, texts, *, adapter=None):
         return self._backend.prompt_logprobs(texts, adapter=adapter or self.adapter)
 
-    def generate(self, prompts, *, max_tokens, stop=(), temperature=0.0, adapter=None):
-        return self._backend.generate(prompts, max_tokens=max_tokens, stop=stop, temperature=temperature, adapter=adapter or self.adapter)
+    def generate(self, prompts, *, max_tokens, stop=(), temperature=0.0, adapter=None, drafts=()):
+        return self._backend.generate(prompts, max_tokens=max_tokens, stop=stop, temperature=temperature,
+                                      adapter=adapter or self.adapter, drafts=drafts)
 
     def chat_template(self, messages, *, add_generation_prompt=True):
         return self._backend.chat_template(messages, add_generation_prompt=add_generation_prompt)

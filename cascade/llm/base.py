@@ -48,8 +48,13 @@ class LlmBackend(Protocol):
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         adapter: str | None = None,
+        drafts: Sequence[str | None] = (),
     ) -> list[str]:
-        """Completions for raw prompts (chat templates already applied by the caller)."""
+        """Completions for raw prompts (chat templates already applied by the caller).
+
+        `drafts`: per prompt, a text the completion probably starts with (GER: the best hypothesis). A hint
+        only: a backend may check it in one pass instead of decoding it token by token; the result is the same.
+        """
         ...
 
     def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:

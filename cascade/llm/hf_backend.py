@@ -44,6 +44,25 @@ def split_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
+PROMPTS = Path(__file__).resolve().parent.parent / "_prompts"
+"""prompts/ (cascade.prompts.PROMPTS_DIR; llm sits beside prompts in the layers, so it is not imported)."""
+TURN_TEMPLATES = {"<start_of_turn>": "llm/gemma3-chat"}
+"""A tokenizer without a chat template (the bundled Gemma 3's GGUF has none) gets its family's, by its turn token."""
+
+
+def chat_prompt(tokenizer, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """Chat messages rendered with the tokenizer's own template (or its family's, see TURN_TEMPLATES)."""
+    template = tokenizer.chat_template
+    if not template:
+        vocab = tokenizer.get_vocab()
+        name = next((n for t, n in TURN_TEMPLATES.items() if t in vocab), None)
+        if name is None:
+            raise InvalidInput("this LLM has no chat template: use a chat (instruct) model", param="model")
+        template = (PROMPTS / f"{name}.jinja").read_text(encoding="utf-8")
+    return tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+
+
 def load_hf_llm(name_or_path: str, home: Path):
     """A fresh (uncached) (model, tokenizer) pair in eval mode; training takes its own copy from here."""
     try:
@@ -188,8 +207,9 @@ class TransformersBackend:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         adapter: str | None = None,
+        drafts: Sequence[str | None] = (),
     ) -> list[str]:
-        """Completions of raw prompts, greedy unless temperature > 0; cut at the first stop string."""
+        """Completions of raw prompts, greedy unless temperature > 0; cut at the first stop string (`drafts` unused)."""
         if max_tokens < 1:
             raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
         out: list[str] = []
@@ -223,7 +243,7 @@ class TransformersBackend:
         return [split_at_stop(t, stops) for t in texts]
 
     def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+        return chat_prompt(self.tokenizer, messages, add_generation_prompt)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

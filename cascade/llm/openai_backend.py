@@ -100,8 +100,9 @@ class OpenAIBackend:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         adapter: str | None = None,
+        drafts: Sequence[str | None] = (),
     ) -> list[str]:
-        out: list[str] = []
+        out: list[str] = []  # `drafts` unused: the server decodes
         stops = [s for s in stop if s][:4]  # the OpenAI API takes at most 4 stop strings
         bs = self.options.batch_size
         for b in range(0, len(prompts), bs):
