@@ -300,3 +300,16 @@ def test_a_long_window_is_cut_at_its_least_speech_like_frame(live_turn, settings
         look = max(w.start // FRAME + 1, i + 1 - 31)
         assert w.end == (look + int(np.argmin(probs[look : i + 1])) + 1) * FRAME
     assert "ask not" in normalize(text)  # cut every 2 s inside words, Whisper loses some (why windows end at pauses)
+
+
+def test_without_correction_the_turn_skips_the_wide_nbest_decode(settings: Settings, jfk: np.ndarray) -> None:
+    """correct.mode none reads no alternatives: the turn's ASR decodes the 1-best only, the same 1-best."""
+    from cascade.pipeline import LocalAsr
+
+    plain = LocalAsr(settings.model_copy(update={"correct": settings.correct.model_copy(update={"mode": "none"})}))
+    full = LocalAsr(settings)
+    assert plain.options.nbest_beam_size <= plain.options.beam_size and plain.options.n_best == 1
+    one, many = plain.transcribe(jfk[: 16000 * 3]), full.transcribe(jfk[: 16000 * 3])
+    assert one.text == many.text
+    assert all(len(s.nbest.hypotheses) == 1 for s in one.segments)
+    assert any(len(s.nbest.hypotheses) > 1 for s in many.segments)
