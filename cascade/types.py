@@ -446,7 +446,8 @@ class LiveDone(Record):
     transcript: str
     reply: str
     timings: dict[str, float]
-    """endpoint (the end of speech declared), final, first_sentence, first_audio, total; asr_windows, asr_after_end."""
+    """endpoint (the end of speech declared), final, first_sentence, first_audio, total; asr_windows, asr_wait
+    (waited for decodes after the end), asr_last (the last window's decode), early_reply (1: the 1-best's reply kept)."""
     time_to_first_audio: float | None
     degraded: dict[str, str] = Field(default_factory=dict)
 
