@@ -202,19 +202,19 @@ class LiveTurn:
 
     def _speech(self, i: int, at: float) -> None:
         """A speech frame: the speaker goes on, so a held reply is stale and the pause's window kept or dropped."""
+        if self._tentative is not None:
+            window, self._tentative = self._tentative, None
+            dip_ms = (i - (self._silent_since or i)) * FRAME * 1000 / self._rate
+            if dip_ms >= self.options.cut_ms and (window.end - window.start) / self._rate >= self.options.commit_s:
+                self._keep(window)  # long enough to stand alone: kept, the next window starts after the pause
+            else:
+                window.future.cancel()  # decoded again, longer, at the next pause
         if self._started is None:
             self._started = i
             self.window_start = max(self.window_start, i * FRAME - self.options.pad_ms * self._rate // 1000)
         elif self._last_speech is not None and (self._last_speech + 1) * FRAME <= self.window_start:
             # speech again after a cut: the new window starts shortly before it, not in the silence
             self.window_start = max(self.window_start, i * FRAME - self.options.pad_ms * self._rate // 1000)
-        if self._tentative is not None:
-            window, self._tentative = self._tentative, None
-            dip_ms = (i - (self._silent_since or i)) * FRAME * 1000 / self._rate
-            if dip_ms >= self.options.cut_ms and (window.end - window.start) / self._rate >= self.options.commit_s:
-                self._keep(window)  # long enough to stand alone: kept, the next window starts at the pause
-            else:
-                window.future.cancel()  # decoded again, longer, at the next pause
         self._last_speech, self._silent_since, self._paused = i, None, False
         self.speech_end_at = at
         self._drop_responder()
