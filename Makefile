@@ -33,9 +33,15 @@ $(STAMP):
 setup: system-deps $(STAMP)
 	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PY) -m pip install -q --no-deps -e .
 
-# N-best transcription of a sample the project synthesizes itself (or FILE=your.wav).
+ATIS_LISTS ?= ../shared/data/hyporadise/test/atis.json
+# N-best transcription of a sample the project synthesizes itself (or FILE=your.wav), then what the domain
+# reranker changes in recorded ATIS lists (when ../shared is beside the checkout).
 demo: setup
 	$(PY) -m cascade demo $(FILE) $(ARGS)
+	@if [ -f $(ATIS_LISTS) ]; then \
+	  echo "--- correction of recorded Whisper N-best lists (first 50 of HyPoradise ATIS test), the shipped atis-domain reranker:"; \
+	  CASCADE_RERANK__MODEL=atis-domain $(PY) -m cascade correct $(ATIS_LISTS) --limit 50 --correct rerank --changed; \
+	fi
 
 # The separate Coqui TTS venv (torch 2.9.1 + torchaudio + coqui-tts); cached, rebuilt when its script changes.
 coqui-env:

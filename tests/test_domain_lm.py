@@ -92,3 +92,14 @@ def test_shipped_atis_domain_reranker_corrects_atis_lists(shared_data, settings)
     refs = [u.reference for u in utts]
     assert sum(c.changed for c in got) >= 3 and sum(c.guards.get("style") == "domain" for c in got) >= 30
     assert metrics.wer(refs, [c.text for c in got]) < metrics.wer(refs, [u.nbest.texts[0] for u in utts])
+
+
+def test_cli_correct_changed_shows_what_the_domain_reranker_changed(shared_data) -> None:
+    lists = shared_data / "hyporadise" / "dev" / "atis.json"
+    r = CliRunner().invoke(app, ["correct", str(lists), "--limit", "40", "--correct", "rerank", "--changed"],
+                           env={"CASCADE_RERANK__MODEL": "atis-domain"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())  # rich wraps long lines
+    summary = text[text.index("rerank changed"):]
+    assert "of 40 lists" in summary and "WER against the references" in summary
+    assert " -> " in text.split("rerank changed")[0]  # at least one list shown with its change

@@ -67,6 +67,8 @@ def correct_cmd(
     constrained: Annotated[bool, typer.Option("--constrained", help="Snap the GER output to the nearest hypothesis.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show candidates, scores and guard decisions.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One Correction JSON per line.")] = False,
+    changed: Annotated[bool, typer.Option("--changed", help="Print only the lists correction changed (1-best -> corrected), "
+                                          "then how many changed and the WER before/after where references exist.")] = False,
     limit: LimitOpt = None,
     threads: LlmThreadsOpt = None,
 ) -> None:
@@ -78,7 +80,28 @@ def correct_cmd(
     if not utts:
         fail(f"{file}: no N-best lists to correct")
     with progress(f"correct ({cfg.correct.mode})", total=len(utts), unit="lists") as tick:
-        _print_corrections(utts, tracked(build_corrector(cfg).correct(u.nbest for u in utts), tick), as_json, explain)
+        results = tracked(build_corrector(cfg).correct(u.nbest for u in utts), tick)
+        if changed:
+            _print_changes(utts, list(results), cfg.correct.mode)
+        else:
+            _print_corrections(utts, results, as_json, explain)
+
+
+def _print_changes(utts: list[Utterance], results: list[Correction], mode: str) -> None:
+    """The lists a correction changed, and what that did to the WER (the demo's second half)."""
+    from cascade import metrics
+
+    diff = [(u, c) for u, c in zip(utts, results) if metrics.normalize(c.text) != metrics.normalize(u.nbest.texts[0])]
+    for u, c in diff:
+        console.print(f"{u.id}: [red]{u.nbest.texts[0]}[/red] -> [cyan]{c.text}[/cyan]", highlight=False)
+    line = f"{mode} changed {len(diff)} of {len(utts)} lists"
+    scored = [(u, c) for u, c in zip(utts, results) if u.reference]
+    if scored:
+        refs = [u.reference for u, _ in scored]
+        before = 100 * metrics.wer(refs, [u.nbest.texts[0] for u, _ in scored])
+        after = 100 * metrics.wer(refs, [c.text for _, c in scored])
+        line += f"; WER against the references {before:.2f} % -> {after:.2f} % ({len(scored)} lists)"
+    console.print(f"[bold]{line}[/bold]", highlight=False)
 
 
 def _print_corrections(utts: list[Utterance], results: Iterable[Correction], as_json: bool, explain: bool) -> None:
