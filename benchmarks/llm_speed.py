@@ -54,8 +54,10 @@ def interleaved(calls: dict, items) -> dict[str, tuple[float, list]]:
     return {n: (t, r) for n, (t, r) in out.items()}
 
 
-BACKENDS = {"transformers": {"backend": "transformers"}, "ct2": {"backend": "ct2", "compute_type": "int8"},
-            "ct2_float32": {"backend": "ct2", "compute_type": "float32"}}
+BACKENDS = {"transformers": {"backend": "transformers"},
+            "ct2": {"backend": "ct2", "compute_type": "int8", "reply_compute_type": None},
+            "ct2_float32": {"backend": "ct2", "compute_type": "float32", "reply_compute_type": None}}
+"""The shipped config is ct2 float32 with int8 replies: ct2_float32's GER/rescoring figures, ct2's reply figures."""
 
 
 class Timed:

@@ -244,3 +244,13 @@ def test_gemma_without_a_chat_template_gets_gemmas_turns(settings) -> None:
     assert not tok.chat_template
     text = chat_prompt(tok, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there "}])
     assert text == "<bos><start_of_turn>user\nBe brief.\n\nHi there<end_of_turn>\n<start_of_turn>model\n"
+
+
+def test_replies_can_decode_in_int8_while_scores_stay_float32(ct2, f32, settings) -> None:
+    """The shipped config: float32 for everything tuned (scores, GER), int8 for streamed replies."""
+    mixed = load_backend(LlmOptions(backend="ct2", threads=2, compute_type="float32", reply_compute_type="int8"), settings.home)
+    chat = mixed.chat_template([{"role": "user", "content": "Tell me about cats in two sentences."}])
+    assert "".join(mixed.stream(chat, max_tokens=20)) == ct2.generate([chat], max_tokens=20)[0]
+    text = ["show me the flights from boston to denver"]
+    assert mixed.score(text)[0].logprob == pytest.approx(f32.score(text)[0].logprob, abs=1e-3)
+    assert mixed.score(text)[0].logprob != pytest.approx(ct2.score(text)[0].logprob, abs=1e-3)

@@ -22,7 +22,8 @@ def load_backend(options: LlmOptions, home: Path, *, adapter: str | None = None)
     """
     from cascade import models
 
-    key = (options.backend, options.model, options.threads, options.base_url, options.batch_size, options.compute_type, str(home))
+    key = (options.backend, options.model, options.threads, options.base_url, options.batch_size, options.compute_type,
+           options.reply_compute_type, str(home))
     backend = models.cached("llm", key, lambda: _create_backend(options, Path(home)))
     if adapter:
         if options.backend != "openai":

@@ -183,7 +183,7 @@ class CT2Backend:
         self.name = name
         self.options = options
         self.home = Path(home)
-        self._generators: dict[str, Any] = {}
+        self._generators: dict[tuple[str, str], Any] = {}
         self._keys: dict[tuple[str, float, int], str] = {}
         self._lock = threading.Lock()
         vocab = tokenizer.get_vocab()
@@ -206,6 +206,8 @@ class CT2Backend:
             raise ModelNotFound(f"cannot load LLM {options.model}: {_one_line(exc)}", param="model") from exc
         backend = cls(tokenizer, name=options.model, options=options, home=home)
         backend._generator(None)  # convert/load the base now: a bad model fails at load time
+        if options.reply_compute_type and options.reply_compute_type != options.compute_type:
+            backend._generator(None, options.reply_compute_type)  # the first reply does not wait for it
         return backend
 
     # ------------------------------------------------------------------ generators
@@ -221,17 +223,18 @@ class CT2Backend:
             self._keys[memo] = adapter_key(adapter)
         return self._keys[memo]
 
-    def _generator(self, adapter: str | None):
-        """The Generator of the base or of one merged adapter (converted and loaded on first use)."""
+    def _generator(self, adapter: str | None, kind: str | None = None):
+        """The Generator of the base or of one merged adapter in `kind` (default llm.compute_type), converted
+        and loaded on first use."""
         key = self._key(adapter)
+        kind = kind or self.options.compute_type
         with self._lock:
-            gen = self._generators.get(key)
+            gen = self._generators.get((key, kind))
             if gen is None:
                 ctranslate2 = _ctranslate2()
-                kind = self.options.compute_type
                 path = convert(self.options.model, self.home, adapter, key, kind, self.options.ct2_keep_adapters)
                 gen = ctranslate2.Generator(str(path), device="cpu", compute_type=kind, intra_threads=self.options.threads)
-                self._generators[key] = gen
+                self._generators[(key, kind)] = gen
             return gen
 
     # ------------------------------------------------------------------ scoring
@@ -383,13 +386,14 @@ class CT2Backend:
         return step
 
     def stream(self, prompt: str, *, max_tokens: int, temperature: float = 0.0, adapter: str | None = None) -> Iterator[str]:
-        """Text pieces of one completion as they are generated (replies speak before the end is written).
+        """Text pieces of one completion as they are generated (replies speak before the end is written), in
+        llm.reply_compute_type: nothing was tuned on a reply's log-probs, so int8 may decode them faster.
 
         Closing the iterator early stops the generation.
         """
         if max_tokens < 1:
             raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
-        steps = self._generator(adapter).generate_tokens(
+        steps = self._generator(adapter, self.options.reply_compute_type).generate_tokens(
             self._prompt_tokens(prompt), max_length=max_tokens, end_token=self._eos, **self._sampling(temperature)
         )
         ids: list[int] = []
