@@ -149,7 +149,7 @@ def test_demo_synthesizes_its_sample(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "demo" / "sample.wav").stat().st_size > 100_000
     assert "segment 0" in result.stdout and "1-best:" in result.stdout
-    assert "corrected (rescore):" in result.stdout  # what the configured correction did is shown after the 1-best
+    assert "corrected (rerank):" in result.stdout  # what the configured correction did is shown after the 1-best
     one_best = result.stdout.split("1-best:")[1].split("corrected (")[0].replace("\n", " ")
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
@@ -226,8 +226,8 @@ def test_correct_mode_flag_and_its_old_names(tmp_path: Path) -> None:
     ("eval", ["transcribe|translate", "[default: rescore,ger]"]),
     ("tune", ["none|tokens|words", "$CASCADE_HOME/config.yaml"]),
     ("speak", ["piper|espeak|coqui", "wav|flac|mp3|opus|aac|pcm", "tts.voice = en_US-joe-medium"]),
-    ("chat", ["correct.mode = rescore", "--threads"]),
-    ("correct-batch", ["local|ray", "correct.mode = rescore", "batch.workers = 1", "hyporadise|jsonl|csv", "jsonl|hyporadise|kaldi"]),
+    ("chat", ["correct.mode = rerank", "--threads"]),
+    ("correct-batch", ["local|ray", "correct.mode = rerank", "batch.workers = 1", "hyporadise|jsonl|csv", "jsonl|hyporadise|kaldi"]),
 ])
 def test_help_shows_defaults_and_choices(command: str, needles: list[str]) -> None:
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
