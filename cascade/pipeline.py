@@ -71,7 +71,9 @@ class TtsStage(Protocol):
 class LocalAsr:
     def __init__(self, settings: Settings):
         self.options, self.home = settings.chat.turn_asr(settings.asr), settings.home
-        if settings.correct.mode == "none":  # nothing reads the alternatives: no wide-beam decode, same 1-best
+        from cascade.correct import reads_alternatives
+
+        if not reads_alternatives(settings):  # correction keeps Whisper's 1-best here: no wide-beam decode, same 1-best
             self.options = self.options.model_copy(update={"n_best": 1, "nbest_beam_size": self.options.beam_size})
 
     def transcribe(self, audio: AudioInput, on_best: Callable[[str], None] | None = None) -> Transcript:

@@ -103,3 +103,17 @@ def test_cli_correct_changed_shows_what_the_domain_reranker_changed(shared_data)
     summary = text[text.index("rerank changed"):]
     assert "of 40 lists" in summary and "WER against the references" in summary
     assert " -> " in text.split("rerank changed")[0]  # at least one list shown with its change
+
+
+def test_the_spoken_turn_skips_the_wide_decode_when_correction_keeps_the_one_best() -> None:
+    from cascade.config import load_settings
+    from cascade.correct import reads_alternatives
+    from cascade.pipeline import LocalAsr
+
+    shipped = load_settings({"correct": {"mode": "rerank"}})
+    assert not reads_alternatives(shipped) and reads_alternatives(shipped, style="plain")  # no cased weights shipped
+    assert reads_alternatives(load_settings({"correct": {"mode": "rerank"}, "rerank": {"model": "atis-domain"}}))
+    assert not reads_alternatives(shipped, "none") and reads_alternatives(shipped, "ger")
+    assert not reads_alternatives(load_settings({"correct": {"mode": "rescore"}, "rescore": {"profile": "none", "lam": 0.0}}))
+    assert LocalAsr(shipped).options.n_best == 1
+    assert LocalAsr(load_settings({"correct": {"mode": "ger"}})).options.n_best > 1

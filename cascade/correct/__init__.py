@@ -10,8 +10,9 @@ GER adapter, batch size).
 """
 
 from cascade.correct import correctors  # noqa: F401 - registers the built-in modes
-from cascade.correct.registry import MODES, Corrector, available, build_corrector, load_llm, needs_llm, register
+from cascade.correct.registry import (MODES, Corrector, available, build_corrector, load_llm, needs_llm, reads_alternatives,
+                                      register)
 from cascade.correct.transcripts import TranscriptCorrector, transcript_corrector
 
 __all__ = ["MODES", "Corrector", "TranscriptCorrector", "available", "build_corrector", "load_llm", "needs_llm",
-           "register", "transcript_corrector"]
+           "reads_alternatives", "register", "transcript_corrector"]

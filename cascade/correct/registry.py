@@ -63,6 +63,27 @@ def needs_llm(settings: Settings, mode: str | None = None) -> bool:
     return _entry(mode or settings.correct.mode)[1](settings)
 
 
+def reads_alternatives(settings: Settings, mode: str | None = None, *, style: str = "cased") -> bool:
+    """Whether `mode` can return anything but the 1-best of a list of `style` ("cased": our own Whisper output).
+
+    False lets a decoder skip the wide N-best decode (the spoken turn does): `none`; `rerank` with a model that
+    has no weights for the style (the shipped one is trained for plain lists only); `rescore` at λ 0 there."""
+    mode = mode or settings.correct.mode
+    if mode == "none":
+        return False
+    if mode == "rerank":
+        from cascade.ger.rerank import load_model
+
+        model = load_model(settings.rerank.model)
+        return style in model.weights or (model.domain_text is not None and "domain" in model.weights)
+    if mode == "rescore":
+        from cascade.ger.rescore import effective
+
+        probe = NBest.from_texts(["Probe."] if style == "cased" else ["probe"])
+        return effective(settings.rescore, probe).lam > 0
+    return True
+
+
 def load_llm(settings: Settings) -> LlmBackend:
     """The LLM backend correction uses (cached per options; the adapter is passed per call)."""
     return load_backend(settings.llm, settings.home)
