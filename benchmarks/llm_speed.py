@@ -57,7 +57,7 @@ def interleaved(calls: dict, items) -> dict[str, tuple[float, list]]:
 BACKENDS = {"transformers": {"backend": "transformers"},
             "ct2": {"backend": "ct2", "compute_type": "int8", "reply_compute_type": None},
             "ct2_float32": {"backend": "ct2", "compute_type": "float32", "reply_compute_type": None}}
-"""The shipped config is ct2 float32 with int8 replies: ct2_float32's GER/rescoring figures, ct2's reply figures."""
+"""The shipped config is ct2_float32; with llm.reply_compute_type int8 its replies are ct2's."""
 
 
 class Timed:

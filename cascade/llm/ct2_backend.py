@@ -37,6 +37,8 @@ from cascade.types import InvalidInput, ModelNotFound
 logger = logging.getLogger(__name__)
 
 BASE_KEY = "base"
+END_OF_TURN = ("<end_of_turn>",)
+"""End-of-turn tokens that are not the tokenizer's EOS (Gemma: <eos> ends a document, <end_of_turn> a reply)."""
 DRAFT_MARGIN = 0.05
 """nats by which a draft token must be the argmax to be taken without a decoding step (float32 logits of
 the one-pass and step-by-step paths agree to ~1e-4)."""
@@ -191,6 +193,8 @@ class CT2Backend:
         if self._start is None:
             raise InvalidInput("tokenizer has no BOS/EOS token to condition scoring on", param="model")
         self._eos = tokenizer.eos_token
+        self._ends = [self._eos, *(t for t in END_OF_TURN if t in vocab and t != self._eos)]
+        """What ends a completion: EOS, and a chat model's end of turn where it is another token (Gemma)."""
 
     @classmethod
     def load(cls, options: LlmOptions, home: Path) -> CT2Backend:
@@ -334,7 +338,7 @@ class CT2Backend:
                 idx = same[b : b + bs]
                 results = gen.generate_batch(
                     [starts[i] + self.tokenizer.convert_ids_to_tokens(heads[i]) for i in idx], max_length=max_tokens - done,
-                    include_prompt_in_result=False, end_token=self._eos,
+                    include_prompt_in_result=False, end_token=self._ends,
                     callback=self._stopper([heads[i] for i in idx], stops) if stops else None, **self._sampling(temperature),
                 )
                 texts.update((i, self.tokenizer.decode(heads[i] + list(r.sequences_ids[0]), skip_special_tokens=True))
@@ -352,6 +356,7 @@ class CT2Backend:
         import numpy as np
 
         eos = self.tokenizer.eos_token_id
+        ends = set(self.tokenizer.convert_tokens_to_ids(self._ends))
         ids = self.tokenizer(draft, add_special_tokens=False)["input_ids"][:max_tokens] + [eos]
         logits = np.asarray(gen.forward_batch([start + self.tokenizer.convert_ids_to_tokens(ids)]))[0, len(start) - 1 :]
         top2 = np.partition(logits, -2, axis=-1)[:, -2:]
@@ -361,9 +366,9 @@ class CT2Backend:
             if margin < DRAFT_MARGIN:
                 break
             head.append(got)
-            if got != want or got == eos:
+            if got != want or got in ends:
                 break
-        if head and head[-1] == eos:
+        if head and head[-1] in ends:
             return head[:-1][:max_tokens], True
         head = head[:max_tokens]
         text = self.tokenizer.decode(head, skip_special_tokens=True)
@@ -394,13 +399,13 @@ class CT2Backend:
         if max_tokens < 1:
             raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
         steps = self._generator(adapter, self.options.reply_compute_type).generate_tokens(
-            self._prompt_tokens(prompt), max_length=max_tokens, end_token=self._eos, **self._sampling(temperature)
+            self._prompt_tokens(prompt), max_length=max_tokens, end_token=self._ends, **self._sampling(temperature)
         )
         ids: list[int] = []
         said = ""
         try:
             for step in steps:
-                if step.token == self._eos:
+                if step.token in self._ends:
                     break
                 ids.append(step.token_id)
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
