@@ -254,3 +254,19 @@ def test_replies_can_decode_in_int8_while_scores_stay_float32(ct2, f32, settings
     text = ["show me the flights from boston to denver"]
     assert mixed.score(text)[0].logprob == pytest.approx(f32.score(text)[0].logprob, abs=1e-3)
     assert mixed.score(text)[0].logprob != pytest.approx(ct2.score(text)[0].logprob, abs=1e-3)
+
+
+def test_an_architecture_ctranslate2_cannot_convert_is_a_one_line_error(settings, tmp_path) -> None:
+    """A real (tiny, random) Mamba: transformers loads it, CTranslate2 has no converter for it."""
+    from transformers import AutoTokenizer, MambaConfig, MambaForCausalLM
+
+    from cascade import models
+
+    tok = AutoTokenizer.from_pretrained(str(models.llm_dir("smollm2", settings.home)))
+    model_dir = tmp_path / "mamba"
+    MambaForCausalLM(MambaConfig(vocab_size=len(tok), hidden_size=16, state_size=4, num_hidden_layers=1)).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    with pytest.raises(ModelNotFound, match="cannot convert .*mamba to CTranslate2: No conversion .* MambaConfig") as err:
+        load_backend(LlmOptions(backend="ct2", model=str(model_dir)), tmp_path / "home")
+    assert "\n" not in err.value.message
+    assert not list((tmp_path / "home" / "models" / "ct2").iterdir())  # no half-written conversion left
