@@ -284,10 +284,11 @@ class LiveOptions(Options):
     speculate: bool = True
     """Correct and start the reply at a window-closing pause; the events are held until the end of speech is
     confirmed and dropped if the user goes on (the reply's latency hides behind the silence wait)."""
-    early_reply: bool = True
+    early_reply: bool = False
     """With speculate: the reply starts on Whisper's 1-best of the last window while its N-best and the
     correction are made; kept if the corrected text is that 1-best, else made again (in-process ASR only).
-    It pays when the correction rarely changes the 1-best and does not queue behind the reply's LLM (README)."""
+    Off: with a correction that keeps the 1-best the turn decodes no N-best, so there is nothing to overlap;
+    with one that reads it (rescore) the LLM and piper slowed the N-best decode more than they saved (README)."""
     max_sessions: int = Field(2, ge=1)
     """Gateway: live WebSocket sessions served at once (each holds its slot until it closes)."""
 
