@@ -115,7 +115,8 @@ def pct(refs: list[str], hyps: list[str]) -> float:
 
 
 def choose_gate(dev: dict[str, dict]) -> tuple[tuple[float, int | None], dict[str, float]]:
-    """Lowest mean dev WER with no dev set worse than the rescored best; ties keep the more cautious gate."""
+    """Lowest mean dev WER with no dev set worse than GER's base (the reranked best with rerank.ger_base, else the
+    rescored best); ties keep the more cautious gate."""
     grid = {}
     for m in MARGINS:
         for c in CHANGES:
@@ -161,7 +162,7 @@ def main() -> None:
             refs, first = [u.reference or "" for u in utts], [u.nbest.texts[0] for u in utts]
             texts = {m: [c.text for c in run(utts, backend, m, settings)[0]] for m in methods}
             if args.adapter:
-                rescored = run(utts, backend, "rescore", settings)[0]
+                rescored = run(utts, backend, "rerank" if settings.rerank.ger_base else "rescore", settings)[0]  # GER's base
                 gopts = settings.ger.model_copy(update={"posterior_margin": ACCEPT_ALL, "max_changed_words": None})
                 kept[key] = {"refs": refs, "lora": run(utts, backend, "ger", settings, gopts, args.adapter)[0], "rescore": rescored,
                              "rescore_wer": pct(refs, [c.text for c in rescored])}
