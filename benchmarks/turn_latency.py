@@ -102,7 +102,7 @@ def coqui_rtf() -> float:
 def run_coqui_rtf() -> float | None:
     if not COQUI_PY.exists():
         return None
-    proc = subprocess.run([str(COQUI_PY), __file__, "--coqui-rtf"], capture_output=True, text=True, timeout=900,
+    proc = subprocess.run([str(COQUI_PY), __file__, "--coqui-rtf"], capture_output=True, text=True, timeout=900, check=False,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)

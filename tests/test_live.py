@@ -262,7 +262,7 @@ def test_an_early_reply_on_the_1best_is_dropped_when_the_final_text_differs(live
     events = list(responder.events())
     final = next(e for e in events if e.type == "final")
     assert responder.reused_early is False and "americans" in normalize(final.text)
-    assert [e.type for e in events][0] == "final" and any(e.type == "audio" for e in events)
+    assert events[0].type == "final" and any(e.type == "audio" for e in events)
     # the reply answers the recognised text, not the early one (which spoke of penguins)
     assert all("penguin" not in e.text.lower() for e in events if e.type == "reply.delta")
 
