@@ -40,6 +40,8 @@ BASE_KEY = "base"
 END_OF_TURN = ("<end_of_turn>",)
 """End-of-turn tokens that are not the tokenizer's EOS (Gemma: <eos> ends a document, <end_of_turn> a reply)."""
 DRAFT_MARGIN = 0.05
+DRAFT_ROUNDS = 3
+"""Forward passes spent checking drafts for one completion (each costs about 6 decoding steps)."""
 """nats by which a draft token must be the argmax to be taken without a decoding step (float32 logits of
 the one-pass and step-by-step paths agree to ~1e-4)."""
 
@@ -47,6 +49,16 @@ the one-pass and step-by-step paths agree to ~1e-4)."""
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _lookup(prompt: list[int], head: list[int], longest: int = 3, span: int = 64) -> list[int]:
+    """What follows the last occurrence in `prompt` of head's longest suffix (up to `longest` tokens) found there."""
+    for n in range(min(longest, len(head)), 0, -1):
+        tail = head[-n:]
+        for i in range(len(prompt) - n, -1, -1):
+            if prompt[i : i + n] == tail:
+                return prompt[i + n : i + n + span]
+    return []
 
 
 def _ctranslate2():
@@ -325,7 +337,7 @@ class CT2Backend:
         if temperature <= 0 and self.options.compute_type == "float32":
             for i, draft in enumerate(drafts):
                 if draft:
-                    heads[i], finished = self._verify(gen, starts[i], draft, max_tokens, stops)
+                    heads[i], finished = self._speculate(gen, starts[i], draft, max_tokens, stops)
                     if finished:
                         texts[i] = self.tokenizer.decode(heads[i], skip_special_tokens=True)
         groups: dict[tuple[int, int], list[int]] = {}
@@ -345,8 +357,28 @@ class CT2Backend:
                              for i, r in zip(idx, results))
         return [split_at_stop(texts[i], stops) for i in range(len(starts))]
 
-    def _verify(self, gen: Any, start: list[str], draft: str, max_tokens: int, stops: Sequence[str]) -> tuple[list[int], bool]:
-        """The greedy tokens of `draft` (+ EOS) that one forward pass confirms, and whether they end the completion.
+    def _speculate(self, gen: Any, start: list[str], draft: str, max_tokens: int, stops: Sequence[str]) -> tuple[list[int], bool]:
+        """The greedy tokens that forward passes confirm, and whether they end the completion: first `draft` (+ EOS),
+        then, where the model departed from it, what follows its last tokens in the prompt (a GER answer that
+        changes one word goes on as a hypothesis in the prompt does), at most DRAFT_ROUNDS passes."""
+        eos = self.tokenizer.eos_token_id
+        ids = self.tokenizer(draft, add_special_tokens=False)["input_ids"] + [eos]
+        prompt = self.tokenizer.convert_tokens_to_ids(start)
+        head: list[int] = []
+        for _ in range(DRAFT_ROUNDS):
+            taken, ended = self._verify(gen, start, head, ids[: max(max_tokens - len(head), 0) + 1])
+            head += taken
+            text = self.tokenizer.decode(head, skip_special_tokens=True)
+            if ended or len(head) >= max_tokens or any(s in text for s in stops):
+                return head[:max_tokens], True
+            ids = _lookup(prompt, head) if taken else []
+            if not ids:
+                break
+        return head, False
+
+    def _verify(self, gen: Any, start: list[str], head: list[int], ids: list[int]) -> tuple[list[int], bool]:
+        """The tokens of `ids` after start + head that one forward pass confirms as greedy, and whether an end
+        token closes them (it is not returned).
 
         A draft token is taken while it is the argmax by at least DRAFT_MARGIN nats; where the model
         departs from the draft by that margin its own token is taken too. A near tie stops the check,
@@ -355,24 +387,21 @@ class CT2Backend:
         """
         import numpy as np
 
-        eos = self.tokenizer.eos_token_id
         ends = set(self.tokenizer.convert_tokens_to_ids(self._ends))
-        ids = self.tokenizer(draft, add_special_tokens=False)["input_ids"][:max_tokens] + [eos]
-        logits = np.asarray(gen.forward_batch([start + self.tokenizer.convert_ids_to_tokens(ids)]))[0, len(start) - 1 :]
+        logits = np.asarray(gen.forward_batch([start + self.tokenizer.convert_ids_to_tokens(head + ids)]))
+        logits = logits[0, len(start) + len(head) - 1 :]
         top2 = np.partition(logits, -2, axis=-1)[:, -2:]
         best, gap = logits.argmax(axis=-1), top2[:, 1] - top2[:, 0]
-        head: list[int] = []
+        taken: list[int] = []
         for want, got, margin in zip(ids, best.tolist(), gap.tolist()):
             if margin < DRAFT_MARGIN:
                 break
-            head.append(got)
-            if got != want or got in ends:
+            if got in ends:
+                return taken, True
+            taken.append(got)
+            if got != want:
                 break
-        if head and head[-1] in ends:
-            return head[:-1][:max_tokens], True
-        head = head[:max_tokens]
-        text = self.tokenizer.decode(head, skip_special_tokens=True)
-        return head, len(head) >= max_tokens or any(s in text for s in stops)
+        return taken, False
 
     def _stopper(self, heads: Sequence[list[int]], stops: Sequence[str]) -> Callable[[Any], bool]:
         """A generate_batch callback that ends a row once its text (after its head ids) holds a stop string.
