@@ -281,3 +281,17 @@ def test_lookup_continues_after_the_longest_suffix_found_in_the_prompt() -> None
     assert _lookup(prompt, [8, 4]) == [9, 2, 3, 5, 6]
     assert _lookup(prompt, [7, 8]) == [] and _lookup(prompt, [6]) == []
     assert _lookup(prompt, [1], span=2) == [2, 3]
+
+
+def test_a_process_that_generated_with_stop_strings_exits_cleanly(settings) -> None:
+    """A Generator still alive at interpreter exit after a Python step callback aborted the process (exit 134,
+    "terminate called without an active exception") once a CLI command had succeeded."""
+    import subprocess
+    import sys
+
+    code = ("from cascade.config import LlmOptions; from cascade.llm import load_backend; "
+            f"b = load_backend(LlmOptions(backend='ct2', threads=1), {str(settings.home)!r}); "
+            "print(repr(b.generate(['Hello there, how'], max_tokens=6, stop=['\\n'])[0]))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-500:]
+    assert "terminate called" not in run.stderr and run.stdout.strip()

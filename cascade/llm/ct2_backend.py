@@ -11,6 +11,7 @@ scores and texts of the two are comparable.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,18 @@ def _save_plain_hf(model: str, home: Path, adapter: str | None, dest: Path) -> N
     tok.save_pretrained(dest)
 
 
+_LIVE: weakref.WeakSet[CT2Backend] = weakref.WeakSet()
+
+
+@atexit.register
+def _release() -> None:
+    """Free every Generator before the interpreter finalises: one still alive then, once it has run a Python
+    step callback (stop strings), aborts the process ("terminate called without an active exception", exit
+    134) after a successful run."""
+    for backend in list(_LIVE):
+        backend._generators.clear()
+
+
 class CT2Backend:
     """LlmBackend over `ctranslate2.Generator` (CPU, int8 or float32), one generator per adapter."""
 
@@ -200,6 +214,7 @@ class CT2Backend:
         self._generators: dict[tuple[str, str], Any] = {}
         self._keys: dict[tuple[str, float, int], str] = {}
         self._lock = threading.Lock()
+        _LIVE.add(self)
         vocab = tokenizer.get_vocab()
         self._start = next((t for t in DOC_START_TOKENS if t in vocab), None) or tokenizer.bos_token or tokenizer.eos_token
         if self._start is None:
