@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cascade.commands.common import cli_errors, console, err_console, settings
-from cascade.commands.options import config_default
+from cascade.commands.options import LimitOpt, config_default, old_names
 from cascade.commands.progress import progress
 from cascade.types import InvalidInput
 
@@ -147,14 +147,14 @@ def train_ger(
     )
 
 
-@app.command("train-rerank")
+@app.command("train-rerank", context_settings=old_names(per_set="limit"))
 @cli_errors
 def train_rerank(
     data: Annotated[list[str], typer.Argument(help="HyPoradise JSON/JSONL N-best files with references (dev/training splits, "
                                               "make-nbest output); each file is one data set; FILE@N samples N, FILE@A:B slices.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Reranker directory to write (model.json + README.md).")],
     name: Annotated[str | None, typer.Option(help="Model name (default: the --out directory's name).")] = None,
-    per_set: Annotated[int | None, typer.Option(help="At most this many lists per file (the first N).", min=1)] = None,
+    limit: LimitOpt = None,
     max_wer: Annotated[float | None, typer.Option(help="Drop make-nbest lists (synthetic speech) whose 1-best WER exceeds this: "
                                                   "speech degraded past what real input looks like. Real lists are all kept.")] = None,
     distinct: Annotated[int | None, typer.Option(help="Keep the first N hypotheses of each list that differ after normalisation "
@@ -182,7 +182,7 @@ def train_rerank(
             utts = [u for u in utts if "|" not in (u.source or "") or metrics.wer([u.reference or ""], [u.nbest.texts[0]]) <= max_wer]
         path = Path(spec.partition("@")[0]).resolve()
         key = path.stem if paths.setdefault(path.stem, path) == path else f"{path.parent.name}/{path.stem}"
-        groups.setdefault(key, []).extend(utts[:per_set])  # one group per file: the margin keeps each no worse
+        groups.setdefault(key, []).extend(utts[:limit])  # one group per file: the margin keeps each no worse
     domain = _domain_lm(domain_text, groups, cfg.train.seed) if domain_text else None
     general = general or cfg.rerank.model
     base = rerank.load_model(general) if domain is not None and general.lower() != "none" else None
