@@ -19,7 +19,7 @@ from openai.types.audio import (
 )
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cascade.config import AsrOptions
+from cascade.config import AsrOptions, SubtitleOptions
 from cascade.types import Correction, CorrectionMode, Hypothesis, InvalidInput, Segment, Task, Transcript
 
 logger = logging.getLogger(__name__)
@@ -190,15 +190,16 @@ async def nbest_events(items: AsyncIterator[Segment | Transcript]) -> AsyncItera
             yield NBestEvent(type="transcript", transcript=item)
 
 
-def render_transcript(t: Transcript, form: TranscriptionForm) -> Response:
-    """The response in the requested format; extensions add the whole Transcript record to json."""
+def render_transcript(t: Transcript, form: TranscriptionForm, subtitles: SubtitleOptions | None = None) -> Response:
+    """The response in the requested format; extensions add the whole Transcript record to json; srt/vtt cues are
+    cut with `subtitles` (the service's configured settings.subtitles)."""
     from cascade.formats import transcript as formats
 
     fmt = form.response_format
     if fmt == "text":
         return PlainTextResponse(t.text + "\n")
     if fmt in ("srt", "vtt"):
-        return PlainTextResponse(formats.render(t, fmt), media_type="text/plain")
+        return PlainTextResponse(formats.render(t, fmt, subtitles), media_type="text/plain")
     if fmt == "verbose_json":
         body = to_verbose(t, form.temperature, "word" in form.timestamp_granularities)
         return JSONResponse(body.model_dump(mode="json", exclude_none=True, serialize_as_any=True))

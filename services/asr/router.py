@@ -36,7 +36,7 @@ async def create_transcription(audio: DecodedAudio, form: FormDep, asr: AsrDep, 
     if form.stream:
         return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),
                             done=False)
-    return render_transcript(await asr.transcribe(audio, options, form.correct), form)
+    return render_transcript(await asr.transcribe(audio, options, form.correct), form, settings.subtitles)
 
 
 @router.post("/v1/audio/translations", responses=ERROR_RESPONSES)
@@ -46,7 +46,7 @@ async def create_translation(audio: DecodedAudio, form: FormDep, asr: AsrDep, se
     if form.stream:
         return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),
                             done=False)
-    return render_transcript(await asr.transcribe(audio, options, form.correct), form)
+    return render_transcript(await asr.transcribe(audio, options, form.correct), form, settings.subtitles)
 
 
 @router.post("/v1/nbest", responses=ERROR_RESPONSES, response_model=Transcript)
