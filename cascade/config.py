@@ -143,7 +143,7 @@ class LlmOptions(Options):
     backend's numbers exactly, still faster than it); each is converted once into CASCADE_HOME."""
     reply_compute_type: Literal["int8", "float32"] | None = None
     """ct2 backend: the compute type of streamed replies (cascade.respond, the spoken turn); None: compute_type.
-    No margin or weight was tuned on a reply's log-probs, so int8 (1.7x float32's tokens/s) changes nothing tuned;
+    No margin or weight was tuned on a reply's log-probs, so int8 (1.3-2x float32's tokens/s) changes nothing tuned;
     but a streamed chat completion then differs from the whole one (generate stays in compute_type)."""
     ct2_keep_adapters: int = Field(4, ge=1)
     """ct2 backend: merged-adapter conversions kept in CASCADE_HOME/models/ct2 (the most recently used; a
