@@ -1,13 +1,16 @@
-"""CPU LLM speed: transformers (fp32) vs CTranslate2 (int8) in the same run, and whether they decide alike.
+"""CPU LLM speed: transformers (fp32) vs CTranslate2 (float32, the default, and int8) in the same run, and
+whether they decide alike.
 
 Per backend: greedy tokens/s on chat prompts, GER seconds per 5-best list (the whole `ger`
-corrector with the shipped adapter: rescoring, generation, guards, posterior gate), rescoring
+corrector with the shipped adapter: rescoring, reranking, generation, guards, posterior gate; where its
+seconds go: generate / score / count_tokens calls; prompt and answer tokens per list), rescoring
 seconds per hypothesis (one score call per list), and the spoken turn's first-sentence latency
 (cascade.respond.reply). Every measurement alternates the two backends item by item (which goes
 first alternates too), so both see the same machine load; the ratios (ct2 / transformers wall
 time, same run) are the figure to quote on a shared machine. Agreement: GER outputs and gate decisions (status + fallback reason)
-identical on the same lists, and the WER of each (HyPoradise dev lists the shipped adapter never
-trained on: the first 60 of each set).
+identical on the same lists, the reranker's picks, λ = 0.2 rescoring picks from each backend's scores, the
+largest score difference, and the WER of each (HyPoradise dev lists the shipped adapter never trained on:
+the first 60 of each set).
 
 Prints ONE JSON line. Run:
     ~/.cache/cascade/venv/bin/python benchmarks/llm_speed.py [--lists 30] [--threads 2]
