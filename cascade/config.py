@@ -128,6 +128,8 @@ class CorrectOptions(Options):
 
 class LlmOptions(Options):
     backend: Literal["transformers", "ct2", "openai"] = "transformers"
+    """transformers for code that builds LlmOptions itself (tests, training); the shipped configs/default.yaml
+    sets ct2, the faster CPU backend with the same scores in float32."""
     model: str = "smollm2"
     """Bundled LLM name, a local HF model directory, or (openai backend) the served model name."""
     base_url: str | None = None
@@ -138,9 +140,10 @@ class LlmOptions(Options):
     batch_size: int = Field(8, ge=1)
     threads: int = Field(0, ge=0)
     """Intra-op threads on CPU (torch, CTranslate2); 0 keeps the library's default."""
-    compute_type: Literal["int8", "float32"] = "int8"
-    """ct2 backend: int8 (fastest; log-probs within ~0.1 nat/token of fp32) or float32 (the transformers
-    backend's numbers exactly, still faster than it); each is converted once into CASCADE_HOME."""
+    compute_type: Literal["int8", "float32"] = "float32"
+    """ct2 backend: float32 (the transformers backend's numbers exactly, so everything tuned on them holds; with
+    GER drafts 0.27x its GER time) or int8 (faster decoding; log-probs move ~0.1 nat/token: re-tune margins,
+    λ and the reranker on dev first); each is converted once into CASCADE_HOME."""
     reply_compute_type: Literal["int8", "float32"] | None = None
     """ct2 backend: the compute type of streamed replies (cascade.respond, the spoken turn); None: compute_type.
     No margin or weight was tuned on a reply's log-probs, so int8 (1.3-2x float32's tokens/s) changes nothing tuned;
