@@ -296,3 +296,15 @@ def test_a_process_that_generated_with_stop_strings_exits_cleanly(settings) -> N
     run = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-500:]
     assert "terminate called" not in run.stderr and run.stdout.strip()
+
+
+def test_the_whole_ger_corrector_decides_as_with_transformers(f32, hf, dev_lists, settings) -> None:
+    """The shipped config's correction (rerank base, GER with the shipped adapter, drafts, posterior gate) on ct2
+    float32 gives transformers' raw outputs, texts and gate decisions (llm_speed: 30/30 on dev)."""
+    from cascade.correct import build_corrector
+
+    s = settings.model_copy(update={"correct": settings.correct.model_copy(update={"mode": "ger", "adapter": SHIPPED})})
+    lists = [dev_lists[i] for i in (1, 4, 9)]
+    ours, theirs = (list(build_corrector(s, "ger", backend=b).correct(lists)) for b in (f32, hf))
+    assert [(c.text, c.raw_output, c.status, c.fallback_reason) for c in ours] == \
+        [(c.text, c.raw_output, c.status, c.fallback_reason) for c in theirs]
