@@ -115,7 +115,7 @@ class LocalReply:
     def _backend(self) -> Any:
         from cascade.llm import load_backend
 
-        return load_backend(self.settings.llm, self.settings.home)
+        return load_backend(self.settings.chat.turn_llm(self.settings.llm), self.settings.home)
 
     def describe(self) -> StageInfo:
         from cascade import respond

@@ -174,3 +174,13 @@ def test_chat_errors(tmp_path: Path) -> None:
     bad_history.write_text('{"not": "a list"}')
     assert "history" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--history", str(bad_history)]))
     assert "correct.mode" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--correction", "magic"]))
+
+
+def test_the_spoken_turn_decodes_its_reply_in_int8_on_ct2_only() -> None:
+    from cascade.config import ChatOptions, LlmOptions
+
+    chat = ChatOptions()
+    assert chat.turn_llm(LlmOptions(backend="ct2", compute_type="float32")).reply_compute_type == "int8"
+    assert chat.turn_llm(LlmOptions(backend="ct2")).compute_type == "float32"  # scores and GER keep float32
+    assert chat.turn_llm(LlmOptions(backend="transformers")) == LlmOptions(backend="transformers")
+    assert ChatOptions(reply_compute_type=None).turn_llm(LlmOptions(backend="ct2")).reply_compute_type is None
