@@ -242,6 +242,9 @@ class ChatOptions(Options):
     persona: str = "a concise, friendly voice assistant"
     max_sentences: int = Field(2, ge=1, le=20)
     """Reply length cap stated in the prompt (the token cap above enforces it)."""
+    first_clause_words: int = Field(4, ge=0, le=50)
+    """A streamed reply speaks its first sentence's first clause (up to a , ; or : with at least this many words
+    before it) while the LLM writes the rest; 0: whole sentences only."""
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = True
     """Speak the first reply sentence while the rest is generated (False: the naive sequential turn)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from cascade import prompts
 from cascade.config import ChatOptions
-from cascade.tts.text import complete_sentences
+from cascade.tts.text import complete_sentences, first_clause
 from cascade.types import ChatMessage, InvalidInput, Reply, StageInfo
 
 logger = logging.getLogger(__name__)
@@ -144,15 +144,23 @@ def cancel_on(event: threading.Event) -> Iterator[None]:
         _cancel.reset(token)
 
 
-def _sentences(pieces: Iterator[str], finish: _Finish, cap: int) -> Iterator[str]:
-    """Complete sentences from streamed text, at most `cap` of them (the rest is not generated)."""
-    buffer, spoken = "", 0
+def _sentences(pieces: Iterator[str], finish: _Finish, cap: int, clause_words: int = 0) -> Iterator[str]:
+    """Complete sentences from streamed text, at most `cap` of them (the rest is not generated). With
+    `clause_words`, a first sentence still being written is yielded early up to its first clause mark (, ; :)
+    once that many words precede it; the rest of that sentence follows as its own piece."""
+    buffer, spoken, early = "", 0, clause_words > 0
     try:
         for piece in pieces:
             stop = _cancel.get()
             if stop is not None and stop.is_set():
                 return
             done, buffer = complete_sentences(buffer + piece)
+            if early and not done and not spoken and (split := first_clause(buffer, clause_words)):
+                early = False
+                head, buffer = split
+                yield head
+                continue
+            early = early and not done
             for sentence in done[: cap - spoken]:
                 spoken += 1
                 yield sentence
@@ -176,7 +184,7 @@ def stream_reply(
     messages, _ = build_messages(user, history, options)
     prompt = backend.chat_template(messages)
     finish = _Finish()
-    yield from _sentences(_tokens(backend, prompt, options, finish), finish, options.max_sentences)
+    yield from _sentences(_tokens(backend, prompt, options, finish), finish, options.max_sentences, options.first_clause_words)
 
 
 def reply(user: str, history: Sequence[ChatMessage], backend: Any, options: ChatOptions) -> Reply:

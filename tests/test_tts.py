@@ -171,3 +171,15 @@ def test_resampling_keeps_duration(sentence_audio: AudioChunk) -> None:
         assert abs(len(out) / rate - sentence_audio.duration) < 0.01
     with pytest.raises(InvalidInput, match="unknown audio format"):
         encode_audio(samples, 22050, "ogg")
+
+
+def test_a_streamed_reply_speaks_its_first_clause_early() -> None:
+    from cascade.respond import _Finish, _sentences
+    from cascade.tts.text import first_clause
+
+    assert first_clause("Sure, I can help", 4) is None  # one word before the comma: wait for the sentence
+    assert first_clause("It costs 1,000 dollars", 2) is None  # a digit group is no clause mark
+    assert first_clause("Well of course I can, and then", 4) == ("Well of course I can,", " and then")
+    pieces = ["Well of course", " I can, and", " then we go. Next one. Third."]
+    assert list(_sentences(iter(pieces), _Finish(), 2, 4)) == ["Well of course I can,", "and then we go.", "Next one."]
+    assert list(_sentences(iter(pieces), _Finish(), 2, 0)) == ["Well of course I can, and then we go.", "Next one."]

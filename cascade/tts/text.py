@@ -149,3 +149,16 @@ def complete_sentences(buffer: str) -> tuple[list[str], str]:
         done.extend(" ".join(line.split()) for line in buffer[start:newline].split("\n") if line.strip())
         start = newline + 1
     return done, buffer[start:]
+
+
+_CLAUSE = re.compile(r"[,;:](?=\s+\S)")
+
+
+def first_clause(buffer: str, min_words: int) -> tuple[str, str] | None:
+    """(clause, rest) at the first , ; or : that has at least `min_words` words before it and a word after it
+    (so "1,000" never splits), else None: a voice reply speaks its first clause while the LLM writes the rest."""
+    for mark in _CLAUSE.finditer(buffer):
+        head = buffer[: mark.end()]
+        if len(head.split()) >= min_words:
+            return " ".join(head.split()), buffer[mark.end():]
+    return None
