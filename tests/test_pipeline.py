@@ -182,5 +182,6 @@ def test_the_spoken_turn_decodes_its_reply_in_int8_on_ct2_only() -> None:
     chat = ChatOptions()
     assert chat.turn_llm(LlmOptions(backend="ct2", compute_type="float32")).reply_compute_type == "int8"
     assert chat.turn_llm(LlmOptions(backend="ct2")).compute_type == "float32"  # scores and GER keep float32
-    assert chat.turn_llm(LlmOptions(backend="transformers")) == LlmOptions(backend="transformers")
+    assert chat.turn_llm(LlmOptions(backend="transformers")) == LlmOptions(backend="transformers", threads=1)
     assert ChatOptions(reply_compute_type=None).turn_llm(LlmOptions(backend="ct2")).reply_compute_type is None
+    assert ChatOptions(reply_threads=0).turn_llm(LlmOptions(backend="ct2", threads=2)).threads == 2
