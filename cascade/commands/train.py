@@ -33,18 +33,9 @@ def make_nbest(
     """Turn text (synthesized with piper/espeak-ng and degraded) or recordings into Whisper N-best training data."""
     from cascade.config import SynthOptions
     from cascade.ger import synth
-    from cascade.ger.train import parse_spec
 
     cfg = settings(asr={"model": model, "n_best": n_best, "beam_size": max(5, n_best), "vad_filter": False})
-    items = []
-    for spec in inputs:
-        path, sel = parse_spec(spec)
-        found = synth.read_items(path)
-        found = found[sel] if isinstance(sel, slice) else found
-        n = sel if isinstance(sel, int) else limit
-        if n is not None and len(found) > n:
-            found = random.Random(seed).sample(found, n)
-        items.extend(found)
+    items = _text_items(inputs, seed, limit)
     if not keep_test_text:
         items = synth.drop_test_overlap(items, _test_sentences())
     if not items:
@@ -66,6 +57,24 @@ def make_nbest(
     console.print(f"wrote {len(records)} N-best lists ({cfg.asr.model}, N={n_best}) to {out}")
 
 
+def _text_items(specs: list[str], seed: int, limit: int | None = None) -> list:
+    """The sentences (synth.TextItem) of FILE, FILE@N (a seeded sample) or FILE@A:B specs; `limit` samples the
+    files given without @N."""
+    from cascade.ger import synth
+    from cascade.ger.train import parse_spec
+
+    items = []
+    for spec in specs:
+        path, sel = parse_spec(spec)
+        found = synth.read_items(path)
+        found = found[sel] if isinstance(sel, slice) else found
+        n = sel if isinstance(sel, int) else limit
+        if n is not None and len(found) > n:
+            found = random.Random(seed).sample(found, n)
+        items.extend(found)
+    return items
+
+
 def _test_sentences() -> set[str]:
     """Sentences of ../shared/data's test splits (never trained on), when that folder is present."""
     from cascade.config import PROJECT_ROOT
@@ -81,20 +90,16 @@ def _domain_lm(specs: list[str], groups: dict[str, list], seed: int):
     from cascade import metrics
     from cascade.ger import train as trainer
     from cascade.ger.domain_lm import DomainLm
-    from cascade.ger.synth import _norm_key, _reject_test_path
+    from cascade.ger.synth import _norm_key
 
     test, own = _test_sentences(), {metrics.normalize(u.reference) for us in groups.values() for u in us}
     sentences: list[str] = []
     for spec in specs:
-        path, sel = trainer.parse_spec(spec)
+        path, _ = trainer.parse_spec(spec)
         if not path.is_file():
             raise InvalidInput(f"--domain-text {spec}: no such file", param="domain_text")
         if path.suffix == ".txt":
-            _reject_test_path(path)
-            lines = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-            if isinstance(sel, int):
-                lines = random.Random(seed).sample(lines, min(sel, len(lines)))
-            sentences += lines[sel] if isinstance(sel, slice) else lines
+            sentences += [it.text for it in _text_items([spec], seed)]
         else:
             sentences += [u.reference for u in trainer.load_data([spec], seed=seed, banned=set()) if u.reference]
     kept = [t for t in sentences if metrics.normalize(t) not in own and _norm_key(t) not in test]

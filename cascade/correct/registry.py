@@ -77,10 +77,9 @@ def reads_alternatives(settings: Settings, mode: str | None = None, *, style: st
         model = load_model(settings.rerank.model)
         return style in model.weights or (model.domain_text is not None and "domain" in model.weights)
     if mode == "rescore":
-        from cascade.ger.rescore import effective
+        from cascade.ger.rescore import for_style
 
-        probe = NBest.from_texts(["Probe."] if style == "cased" else ["probe"])
-        return effective(settings.rescore, probe).lam > 0
+        return for_style(settings.rescore, style).lam > 0
     return True
 
 

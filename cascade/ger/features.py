@@ -140,12 +140,14 @@ def _am(h, n_tok: int) -> tuple[float, float] | None:
 
 
 def list_features(nbest: NBest, lm: dict[str, TextScore] | None,
-                  domain: dict[str, DomainScore] | None = None) -> tuple[np.ndarray, Style]:
+                  domain: dict[str, DomainScore] | None = None, style: Style | None = None) -> tuple[np.ndarray, Style]:
     """Feature matrix [n_hypotheses, len(FEATURES)] of one list, each row relative to the 1-best, and its style.
 
     `domain`: the texts' scores under a domain n-gram LM (a domain-adapted reranker); without it those features are 0.
     With it, a list that reads as in the domain (domain_lm.in_domain) is of style "domain": its own weights and
-    margin, so in-domain evidence never has to be traded against the other domains' no-worse margin."""
+    margin, so in-domain evidence never has to be traded against the other domains' no-worse margin; the domain
+    features are non-zero on those lists only. `style`: the list's style when the caller already has it."""
+    style = style or list_style(nbest, domain)
     hyps = nbest.hypotheses
     norm = [metrics.normalize(h.text).split() for h in hyps]
     n = len(hyps)
@@ -176,27 +178,27 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None,
     am_on = 1.0 if am_known else 0.0
     feats = np.stack([rank, rel[:, 0] * am_on, rel[:, 1] * am_on, rank * am_on, rel[:, 2], rel[:, 3],
                       rel[:, 4], rel[:, 5], rel[:, 6], rel[:, 7], raw[:, 8], rel[:, 2] * am_on, rel[:, 9] * am_on,
-                      rel[:, 2] * (raw[0, 2] + 4.0), rel[:, 2] * raw[0, 5], *_domain_columns(hyps, domain)], axis=1)
-    return feats, list_style(nbest, domain)
+                      rel[:, 2] * (raw[0, 2] + 4.0), rel[:, 2] * raw[0, 5],
+                      *_domain_columns(hyps, domain if style == "domain" else None)], axis=1)
+    return feats, style
 
 
 def list_style(nbest: NBest, domain: dict[str, DomainScore] | None = None) -> Style:
-    """The detected style, or "domain" where a domain model's LM reads the 1-best as in its domain."""
+    """The detected style, or "domain" where a domain model's LM reads the list as in its domain (in_domain)."""
     if domain and nbest.hypotheses and in_domain([domain.get(t) for t in nbest.texts]):
         return "domain"
     return detect_style(nbest.texts)
 
 
 def _domain_columns(hyps, domain: dict[str, DomainScore] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(Δ log-prob / 10, Δ log-prob per word) under the domain LM; 0 for a list outside the domain."""
+    """(Δ log-prob / 10, Δ log-prob per word) under the domain LM (zeros without one)."""
     n = len(hyps)
     if not domain:
         return np.zeros(n), np.zeros(n)
     got = [domain.get(h.text) for h in hyps]
     lp = np.array([s.logprob if s else 0.0 for s in got])
     per_word = np.array([s.logprob / max(s.words, 1) if s else 0.0 for s in got])
-    g = 1.0 if in_domain(got) else 0.0
-    return (lp - lp[0]) / 10 * g, (per_word - per_word[0]) * g
+    return (lp - lp[0]) / 10, per_word - per_word[0]
 
 
 def word_errors(reference: str, nbest: NBest) -> np.ndarray:

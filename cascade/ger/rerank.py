@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def _one(nb: NBest, style: str, model: RerankModel, options: RerankOptions, lm: 
     if style not in model.weights:
         return Correction(text=nb.texts[0], method="rerank", chosen=0, guards={"style": style, "model_for_style": False},
                           fallback_reason="no_model_for_style", info=info)
-    feats, style = list_features(nb, lm, domain)
+    feats, _ = list_features(nb, lm, domain, style)
     w = _weights(model, style)
     margin = options.margin if options.margin is not None else model.margins.get(style, float("inf"))
     scores = feats @ w if w is not None else np.zeros(len(nb.hypotheses))
@@ -296,10 +297,7 @@ MIN_GROUP_LISTS = 20
 
 def pool_small_groups(part: Sequence[ListData]) -> list[ListData]:
     """The lists of one style with every group of fewer than MIN_GROUP_LISTS lists merged into one "other" group."""
-    count: dict[str, int] = {}
-    for d in part:
-        count[d.group] = count.get(d.group, 0) + 1
-    small = {g for g, n in count.items() if n < MIN_GROUP_LISTS}
+    small = {g for g, n in Counter(d.group for d in part).items() if n < MIN_GROUP_LISTS}
     if len(small) < 2:
         return list(part)
     name = "other (" + "+".join(sorted(small)) + ")"

@@ -31,11 +31,18 @@ EMPTY_SCORE = float("-inf")
 
 def effective(options: RescoreOptions, nbest: NBest) -> RescoreOptions:
     """The options that apply to one list: its style's profile (profile "auto"), a named one, or as given ("none")."""
-    if options.profile == "none":
-        return options
+    if options.profile != "auto":
+        return for_style(options, options.profile)
     from cascade.ger.features import detect_style
 
-    name = detect_style(nbest.texts) if options.profile == "auto" else options.profile
+    return for_style(options, detect_style(nbest.texts))
+
+
+def for_style(options: RescoreOptions, style: str) -> RescoreOptions:
+    """The options for lists of `style` (profile "auto"; a named profile or "none" ignore the style)."""
+    if options.profile == "none":
+        return options
+    name = style if options.profile == "auto" else options.profile
     prof = options.profiles.get(name)
     if prof is None:
         if options.profile != "auto":
