@@ -253,16 +253,15 @@ class ChatOptions(Options):
     into "you", and a voice agent must not answer silence."""
     reply_compute_type: Literal["int8", "float32"] | None = "int8"
     """ct2 backend: the compute type the spoken turn decodes its reply in (None: llm.reply_compute_type). Nothing
-    tuned reads a reply's log-probs, and int8 brings the live turn's first audio from 1.12 to 0.88 s (README);
+    tuned reads a reply's log-probs, and int8 brings the live turn's first audio from 1.31 to 1.08 s (README);
     the OpenAI chat endpoint keeps llm.reply_compute_type, so its stream equals its whole completion."""
+    reply_threads: int = Field(1, ge=0)
+    """CPU threads of the spoken turn's reply LLM (0: llm.threads): one leaves a core to Whisper and piper, which
+    run beside it in a turn (2 cores: first audio 0.89 vs 1.03 s with the default threads)."""
 
     def turn_asr(self, asr: AsrOptions) -> AsrOptions:
         """The ASR options a spoken turn runs with."""
         return asr.model_copy(update={"vad_filter": self.vad_filter})
-
-    reply_threads: int = Field(1, ge=0)
-    """CPU threads of the spoken turn's reply LLM (0: llm.threads): one leaves a core to Whisper and piper, which
-    run beside it in a turn (2 cores: first audio 0.89 vs 1.03 s with the default threads)."""
 
     def turn_llm(self, llm: LlmOptions) -> LlmOptions:
         """The LLM options a spoken turn's reply runs with (a backend of their own: the scoring one is untouched)."""

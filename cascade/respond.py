@@ -155,7 +155,7 @@ def _sentences(pieces: Iterator[str], finish: _Finish, cap: int, clause_words: i
             if stop is not None and stop.is_set():
                 return
             done, buffer = complete_sentences(buffer + piece)
-            if early and not done and not spoken and (split := first_clause(buffer, clause_words)):
+            if early and not done and (split := first_clause(buffer, clause_words)):  # early: no sentence yet
                 early = False
                 head, buffer = split
                 yield head
