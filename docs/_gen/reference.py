@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def cli_page() -> str:
     # typer's headings start at "#"; the page title is ours, so every command heading moves one level down.
     body = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", body, flags=re.M)
     body = body.replace("## CLI reference", "", 1).lstrip()
+    body = _escape_html(body)
     intro = (
         "# CLI reference\n\n"
         "Generated from the typer app (`cascade.cli.app`) by typer's own doc generator at every docs build, "
@@ -57,6 +59,20 @@ def cli_page() -> str:
         "([Configuration](configuration.md)).\n\n"
     )
     return intro + body
+
+
+def _escape_html(markdown: str) -> str:
+    """`<name>` in help text is text, not an HTML tag: escape < and > outside code spans and fences."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        if not fenced and not line.startswith("```"):
+            parts = line.split("`")
+            line = "`".join(p.replace("<", "&lt;").replace(">", "&gt;") if i % 2 == 0 else p
+                            for i, p in enumerate(parts))
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ OpenAPI
@@ -214,11 +230,19 @@ def _field_docs(path: Path) -> dict[tuple[str, str], str]:
 
 
 def _type_name(annotation: object) -> str:
-    text = str(annotation)
-    if isinstance(annotation, type):
-        text = annotation.__name__
-    text = re.sub(r"typing\.|pydantic\.types\.|pathlib\.|<class '([^']+)'>", lambda m: m.group(1) or "", text)
-    return text.replace("NoneType", "None")
+    """A settings field's type in plain words: `int`, `str or None`, the values of a Literal."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return ", ".join(f"`{a}`" for a in args)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if annotation is type(None):
+        return "`None`"
+    name = getattr(annotation, "__name__", None) or str(annotation)
+    name = re.sub(r"typing\.|pydantic\.types\.|pathlib\.", "", str(name))
+    if args:
+        name = str(annotation).replace("typing.", "")
+    return f"`{name}`"
 
 
 def _value(value: object) -> str:
@@ -247,9 +271,11 @@ def config_page() -> str:
         "Where a value comes from, highest first: a command-line flag > a `CASCADE_*` environment variable "
         "(nested with `__`, e.g. `CASCADE_ASR__MODEL=base`) > the YAML file (`CASCADE_CONFIG`, else the shipped "
         "`configs/default.yaml` with `$CASCADE_HOME/config.yaml`, which `cascade tune` writes, laid on top) > the "
-        "code default. `cascade config show` prints the effective settings. The **shipped** column is what "
-        "`configs/default.yaml` sets where it differs from the code default: that is what the CLI and the services "
-        "use.\n",
+        "code default. `cascade config show` prints the effective settings.\n",
+        "Every key `section.field` below is also the environment variable `CASCADE_SECTION__FIELD` (e.g. `asr.n_best` "
+        "is `CASCADE_ASR__N_BEST`) and the YAML key `field` under `section:`. A **bold** default is what the shipped "
+        "`configs/default.yaml` sets where it differs from the code's own default (given in brackets): the bold one "
+        "is what the CLI and the services use.\n",
     ]
     top_rows = []
     sections = []
@@ -260,27 +286,26 @@ def config_page() -> str:
         else:
             top_rows.append((name, field))
     out.append("## Top level\n")
-    out.append("| key | type | default | environment | description |\n|---|---|---|---|---|")
+    out.append("| key | type | default | description |\n|---|---|---|---|")
     for name, field in top_rows:
         doc = docs.get(("Settings", name), "")
-        out.append(f"| `{name}` | `{_md_cell(_type_name(field.annotation))}` | {_value(field.default)} | "
-                   f"`CASCADE_{name.upper()}` | {_md_cell(doc)} |")
+        out.append(f"| `{name}` | {_md_cell(_type_name(field.annotation))} | {_value(field.default)} | {_md_cell(doc)} |")
     out.append("")
     for name, model, default in sections:
         out.append(f"## `{name}`: {model.__name__}\n")
         if model.__doc__ and model.__doc__ != config.Options.__doc__:
             out.append(" ".join(model.__doc__.split()) + "\n")
         ship = shipped.get(name, {}) if isinstance(shipped.get(name), dict) else {}
-        out.append("| key | type | default | shipped | environment | description |\n|---|---|---|---|---|---|")
+        out.append("| key | type | default | description |\n|---|---|---|---|")
         for fname, field in model.model_fields.items():
             code_default = getattr(default, fname, field.default)
-            shipped_value = _value(ship[fname]) if fname in ship and ship[fname] != _plain(code_default) else ""
+            default_text = _value(_plain(code_default))
+            if fname in ship and ship[fname] != _plain(code_default):
+                default_text = f"**{_value(ship[fname])}** (code: {default_text})"
             doc = docs.get((model.__name__, fname), field.description or "")
-            constraints = _constraints(field)
             out.append(
-                f"| `{name}.{fname}` | `{_md_cell(_type_name(field.annotation))}`{constraints} | "
-                f"{_value(_plain(code_default))} | {shipped_value} | `CASCADE_{name.upper()}__{fname.upper()}` | "
-                f"{_md_cell(doc)} |"
+                f"| `{name}.{fname}` | {_md_cell(_type_name(field.annotation))}{_constraints(field)} | "
+                f"{default_text} | {_md_cell(doc)} |"
             )
         out.append("")
     return "\n".join(out)
@@ -367,8 +392,8 @@ CARDS = {
 
 def main() -> None:
     mkdocs_gen_files_write("reference/cli.md", cli_page())
-    mkdocs_gen_files_write("reference/http-api.md", http_page())
-    mkdocs_gen_files_write("reference/configuration.md", config_page())
+    mkdocs_gen_files_write("reference/http-api.md", _escape_html(http_page()))
+    mkdocs_gen_files_write("reference/configuration.md", _escape_html(config_page()))
     for name, path in CARDS.items():
         card = (ROOT / path).read_text()
         note = (f"\n\n---\n\n*This card ships beside the weights as `{path}` and is copied here at every docs build. "
