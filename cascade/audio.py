@@ -192,6 +192,38 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
 
 
+class StreamResampler:
+    """Mono float32 pieces from `orig_sr` to `target_sr` as they arrive (one libswresample state carried across
+    pieces, so the joins are seamless, unlike `resample` per piece); `flush()` returns what it still holds."""
+
+    def __init__(self, orig_sr: int, target_sr: int):
+        import av
+
+        self.orig_sr, self.target_sr = orig_sr, target_sr
+        self._pts = 0
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=target_sr) if orig_sr != target_sr else None
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        samples = to_float32(np.asarray(samples).reshape(-1))
+        if self._resampler is None or samples.size == 0:
+            return samples
+        import av
+
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.reshape(1, -1)), format="flt", layout="mono")
+        frame.sample_rate, frame.pts = self.orig_sr, self._pts
+        self._pts += samples.size
+        return self._join(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        return self._join(self._resampler.resample(None)) if self._resampler is not None else np.zeros(0, np.float32)
+
+    @staticmethod
+    def _join(frames: list) -> np.ndarray:
+        if not frames:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
+
+
 class _Sink:
     """A write-only file for PyAV: the muxer cannot seek back, so bytes can leave as soon as they are written."""
 

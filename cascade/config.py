@@ -92,6 +92,12 @@ class AsrOptions(Options):
     compute_type: str = "int8"
     cpu_threads: int = Field(0, ge=0)
     """0 lets CTranslate2 pick."""
+    seed: int | None = Field(0, ge=0, lt=2**32 - 1)
+    """Seed of the temperature fallback's sampling, derived per window (cascade.asr.seeded): the same audio and
+    options give the same transcript on every run, alone or beside other requests; None: unseeded (faster-whisper)."""
+    hallucinations: Literal["flag", "drop", "keep"] = "flag"
+    """Segments that read as invented (known phrases, loops, no speech, samples that disagree; cascade.asr.hallucination):
+    flag marks them in json/verbose_json; drop also leaves them out of txt/srt/vtt/tsv; keep does not check."""
 
     @model_validator(mode="after")
     def _check(self) -> AsrOptions:
@@ -281,7 +287,17 @@ class LiveOptions(Options):
     neg_threshold: float | None = Field(None, gt=0.0, lt=1.0)
     """Below it a frame is silence; None: threshold - 0.15, as faster-whisper."""
     silence_ms: int = Field(600, ge=100, le=5000)
-    """Trailing silence that ends the user's turn."""
+    """Trailing silence that ends the user's turn when the words so far read as finished (end_of_turn)."""
+    end_of_turn: Literal["llm", "pause"] = "llm"
+    """llm: a pause ends the turn after silence_ms only if the LLM reads the words so far as a finished message
+    (cascade.live.endpoint), else after max_silence_ms; pause: silence_ms alone (as before)."""
+    max_silence_ms: int = Field(2000, ge=100, le=10000)
+    """Trailing silence that ends the turn even though its words read as unfinished."""
+    end_logprob: float = Field(-5.0, le=0.0)
+    """log p(end of message | words) at or above which the words read as finished (chosen on dev recordings)."""
+    barge_in_ms: int = Field(256, ge=0, le=5000)
+    """Speech this long while a reply is being spoken interrupts it (its audio stops, the response is
+    cancelled); 0: never."""
     pause_ms: int = Field(128, ge=32, le=5000)
     """A pause this long (shorter than silence_ms) closes a window: it is decoded while the user goes on speaking,
     and the speculated reply starts on it."""
@@ -356,6 +372,20 @@ class SynthOptions(Options):
     seed: int = 0
 
 
+class ModelAliases(Options):
+    """Model names stock clients send, and what they mean here (responses report the real model)."""
+
+    chat: tuple[str, ...] = ("default", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
+                             "gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "gpt-5", "gpt-5-mini", "gpt-5-nano")
+    """The configured LLM under any service.strict_models (LiveKit's default is gpt-4.1, pipecat's gpt-4.1/4o)."""
+    transcription: tuple[str, ...] = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-transcribe",
+                                      "gpt-4o-transcribe-diarize", "default", "")
+    """The configured recogniser (asr.model). Other unknown names stay 404: they may be paths."""
+    translation: str = "base"
+    """What an alias means on /v1/audio/translations when asr.model is English-only (OpenAI translates with
+    whisper-1): the bundled multilingual Whisper."""
+
+
 class ServiceSettings(Options):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -379,8 +409,13 @@ class ServiceSettings(Options):
     allow_model_paths: bool = False
     """Let HTTP callers name a server-side model directory as `model`; off: only configured and
     bundled names are served (a client cannot load arbitrary files or multiply queues)."""
-    max_prompt_tokens: int = Field(2048, ge=16)
-    """LLM service: prompts longer than this many tokens are refused with 400 (memory is bounded)."""
+    max_prompt_tokens: int | None = Field(None, ge=16)
+    """LLM service: prompts longer than this many tokens are refused with 400; None: the model's context window
+    (SmolLM2: 8,192) less the reply's token cap."""
+    strict_models: bool = False
+    """True: a chat `model` that is neither served nor in model_aliases.chat is 404 (OpenAI's behaviour); False:
+    every unserved chat name means the configured LLM, so frameworks' defaults (gpt-4.1, gpt-4o-mini) just work."""
+    model_aliases: ModelAliases = Field(default_factory=lambda: ModelAliases())
 
 
 class BatchOptions(Options):
@@ -414,7 +449,19 @@ class FusionOptions(Options):
     reranker: str = "fusion-mwer"
     """Trained fusion reranker (method rerank): shipped name in cascade/rerankers/ or a directory with model.json."""
     rerank_margin: float | None = None
-    """A system's text replaces ROVER's only when it scores this much higher; None: the model's dev-chosen margin."""
+    """A candidate replaces the estimated best system's text only when it scores this much higher; None: the model's
+    dev-chosen margin."""
+    weights: dict[str, float] | None = None
+    """Vote weight of each system by name (`--weights`; or estimated from the whole joined input by `correct-batch
+    --join`, cascade.fusion.reliability): weights ROVER's votes, the agreement and reranker features, and names the
+    fallback (the highest weight). None: equal votes (SCTK's majority vote) and ROVER's output as the fallback."""
+    estimate_weights: bool = True
+    """`correct-batch --join` estimates each system's reliability from the joined input (no references) unless
+    `weights` are given."""
+    systems: tuple[str, ...] = ()
+    """The joined systems' names in the order given (set by --join): each joined list's hypotheses, in order."""
+    absent: dict[str, tuple[str, ...]] = {}
+    """Utterance id -> the joined systems with no output for it (set by --join), so the others keep their names."""
 
 
 class TranslateOptions(Options):

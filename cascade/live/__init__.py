@@ -11,9 +11,10 @@ The gateway's WebSockets (/v1/live, and OpenAI's Realtime API in realtime.py), `
 and the benchmark all drive the one class; none of these modules knows sockets.
 """
 
-from cascade.live.reply import _Responder, _Speech
+from cascade.live.endpoint import EndOfTurn, build_detector
+from cascade.live.reply import _Responder, _Speech, answer
 from cascade.live.replay import join_audio, replay
 from cascade.live.turn import LiveTurn
 from cascade.live.vad import CONTEXT, FRAME, StreamingVad, pcm16
 
-__all__ = ["CONTEXT", "FRAME", "LiveTurn", "StreamingVad", "_Responder", "_Speech", "join_audio", "pcm16", "replay"]
+__all__ = ["CONTEXT", "FRAME", "EndOfTurn", "LiveTurn", "answer", "build_detector", "StreamingVad", "_Responder", "_Speech", "join_audio", "pcm16", "replay"]

@@ -8,18 +8,21 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from cascade.config import LiveOptions
+from cascade.live.endpoint import EndOfTurn
 from cascade.live.turn import LiveTurn
 from cascade.pipeline import SpokenTurn
 from cascade.types import AudioChunk, ChatMessage, LiveEvent
 
 
 def replay(turn: SpokenTurn, samples: np.ndarray, options: LiveOptions, *, pace: bool = True, frame_ms: int = 20,
-           history: Sequence[ChatMessage] = ()) -> Iterator[LiveEvent]:
+           history: Sequence[ChatMessage] = (), detector: EndOfTurn | None = None) -> Iterator[LiveEvent]:
     """Feed 16 kHz samples to a LiveTurn frame by frame (at real time with `pace`), then silence until the end of
-    speech is found (or forced), and yield every event: partials, final, reply, audio, done."""
-    live = LiveTurn(turn, options, history)
+    speech is found (or forced), and yield every event: partials, final, reply, audio, done. Unpaced, each pause's
+    decode and reading is waited for (as on a machine fast enough), so the turn ends where it would in time."""
+    live = LiveTurn(turn, options, history, detector=detector)
     step = options.sample_rate * frame_ms // 1000
-    tail = np.zeros(options.sample_rate * (options.silence_ms + 2 * frame_ms + 100) // 1000, dtype=np.float32)
+    wait = max(options.silence_ms, options.max_silence_ms if live.detector is not None else 0)
+    tail = np.zeros(options.sample_rate * (wait + 2 * frame_ms + 100) // 1000, dtype=np.float32)
     t0 = time.perf_counter()
     try:
         for k, frame in enumerate(_frames(np.concatenate([samples.astype(np.float32), tail]), step)):
@@ -27,6 +30,8 @@ def replay(turn: SpokenTurn, samples: np.ndarray, options: LiveOptions, *, pace:
             if pace and due > time.perf_counter():
                 time.sleep(due - time.perf_counter())
             yield from live.feed(_to_pcm16(frame), at=due if pace else None)
+            if not pace:
+                live.wait_reading()
             if live.ended:
                 break
         yield from live.finish()

@@ -62,8 +62,8 @@ class _Responder:
     reply then starts again on the corrected text). `settle(transcript)` corrects and answers.
     """
 
-    def __init__(self, turn: SpokenTurn, history: Sequence[ChatMessage]):
-        self.turn, self.history = turn, history
+    def __init__(self, turn: SpokenTurn, history: Sequence[ChatMessage], reply: bool = True):
+        self.turn, self.history, self.reply = turn, history, reply
         self._q: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._speeches: list[_Speech] = []
@@ -97,7 +97,7 @@ class _Responder:
     def early(self, text: str) -> None:
         """Start the reply on `text` before it is known to be final: its first sentence only when a greedy
         reply can be continued later (the LLM is then free for the correction's scoring)."""
-        if not text.strip() or self._speeches:
+        if not text.strip() or self._speeches or not self.reply:
             return
         chat = self.turn.chat
         speech = _Speech(text, held=True, limit=1 if chat.temperature == 0 and chat.max_sentences > 1 else None)
@@ -112,7 +112,7 @@ class _Responder:
         try:
             final = self._correct(transcript)
             self._q.put(final)
-            if self._stop.is_set():  # a speculation the speaker overtook: do not start the reply
+            if self._stop.is_set() or not self.reply:  # a speculation the speaker overtook, or transcription only
                 return
             if not final.text.strip():
                 self._q.put(LiveError(message="no speech was recognised: nothing to reply to", param="audio"))
@@ -141,6 +141,20 @@ class _Responder:
         except Exception as exc:  # noqa: BLE001 - handed to the client as an error event
             logger.warning("live reply failed: %s", exc)
             self._q.put(_error(exc))
+        finally:
+            self.stop()
+            self._q.put(_END)
+
+    def answer(self, text: str) -> None:
+        """Reply to `text` as it is (no correction, no final): a reply the client asked for by itself."""
+        self.settled = True
+        self._spawn(self._answer, text, name="live-answer")
+
+    def _answer(self, text: str) -> None:
+        try:
+            speech = _Speech(text, held=False)
+            self._speeches.append(speech)
+            self._speak(speech)
         finally:
             self.stop()
             self._q.put(_END)
@@ -220,3 +234,15 @@ def _error(exc: BaseException) -> LiveError:
     if isinstance(exc, CascadeError):
         return LiveError(message=exc.message, code=exc.error_type, param=exc.param)
     return LiveError(message=f"{type(exc).__name__}: {exc}".splitlines()[0], code="internal_error")
+
+
+def answer(turn: SpokenTurn, text: str, history: Sequence[ChatMessage] = (),
+           cancel: threading.Event | None = None) -> Iterator[LiveEvent]:
+    """The reply to `text` as it is (sentences and their audio; no correction, no final): a reply a client asks
+    for by itself (the Realtime API's response.create). `cancel` stops it at the next event."""
+    responder = _Responder(turn, history)
+    responder.answer(text)
+    try:
+        yield from responder.events(cancel)
+    finally:
+        responder.stop()

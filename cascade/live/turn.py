@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from cascade.config import LiveOptions
+from cascade.live.endpoint import EndOfTurn
 from cascade.live.reply import _Responder, _error
 from cascade.live.vad import FRAME, StreamingVad, pcm16
 from cascade.pipeline import SpokenTurn
@@ -48,6 +49,8 @@ class _Window:
     def __init__(self, start: int, end: int, future: Future):
         self.start, self.end, self.future = start, end, future
         self.result: tuple[Transcript, float] | None = None  # set, under the turn's lock, when decoded
+        self.end_logprob: float | None = None  # how finished the words up to this window's end read (endpoint.py)
+        self.read = threading.Event()  # decoded and read (set even when the decode failed)
 
     @property
     def transcript(self) -> Transcript:
@@ -65,8 +68,13 @@ class LiveTurn:
     while Whisper works: a window closed at a pause inside speech is being decoded while the user goes on.
     """
 
-    def __init__(self, turn: SpokenTurn, options: LiveOptions, history: Sequence[ChatMessage] = ()):
+    def __init__(self, turn: SpokenTurn, options: LiveOptions, history: Sequence[ChatMessage] = (),
+                 detector: EndOfTurn | None = None, reply: bool = True):
+        """`detector`: reads whether the words so far are finished (None: the pause alone ends the turn);
+        `reply`: False makes `respond` stop after the final transcript (transcription sessions)."""
         self.turn, self.options, self.history = turn, options, tuple(history)
+        self.detector = detector if options.end_of_turn == "llm" else None
+        self.reply = reply
         self._vad = StreamingVad()
         self._rate = options.sample_rate
         self._audio: list[np.ndarray] = []
@@ -91,6 +99,8 @@ class LiveTurn:
         self.speech_end_at: float | None = None  # wall time the last speech frame arrived
         self.endpoint_at: float | None = None
         self.asr_wait_s = 0.0  # how long respond() waited for decodes after the end of speech
+        self.end_logprob: float | None = None  # the reading the end of the turn was decided on
+        self.end_reason = ""  # finished | unfinished (max_silence_ms) | silence (no reading) | client | max_turn
         self.ended = False
 
     # ------------------------------------------------------------------ audio in
@@ -112,6 +122,7 @@ class LiveTurn:
                 break
         if not self.ended and self._size / self._rate > self.options.max_turn_s:
             self.finish(at)
+            self.end_reason = "max_turn"
         return self._partials()
 
     def finish(self, at: float | None = None) -> list[LiveEvent]:
@@ -122,6 +133,7 @@ class LiveTurn:
         if self.speech_end_at is None:
             self.speech_end_at = at
         with self._lock:
+            self.end_reason = "client"
             self._end(at)
         return self._partials()
 
@@ -144,12 +156,53 @@ class LiveTurn:
         if self._silent_since is None:
             return None
         silent_ms = (i + 1 - self._silent_since) * FRAME * 1000 / self._rate
-        if silent_ms >= o.silence_ms:
+        if silent_ms >= o.silence_ms and self._reads_finished(silent_ms):
             return self._end(at)
         if silent_ms >= o.pause_ms and not self._paused:
             self._paused = True
             return self._pause((i + 1) * FRAME)
         return self._cut_long(i)
+
+    def _reads_finished(self, silent_ms: float) -> bool:
+        """After silence_ms: end now if the words so far read as finished, at max_silence_ms in any case. A
+        reading still being made decides at a later frame (the silence goes on meanwhile)."""
+        window = self._tentative
+        if self.detector is None or window is None:
+            self.end_reason = "silence"
+            return True
+        if silent_ms >= self.options.max_silence_ms:
+            self.end_reason, self.end_logprob = "unfinished", window.end_logprob
+            return True
+        if window.end_logprob is None or window.end_logprob < self.options.end_logprob:
+            return False
+        self.end_reason, self.end_logprob = "finished", window.end_logprob
+        return True
+
+    @property
+    def speech_ms(self) -> float:
+        """Speech heard so far in this turn (frames at or above the threshold): what a barge-in is judged on."""
+        return sum(p >= self.options.threshold for p in self._probs) * FRAME * 1000 / self._rate
+
+    @property
+    def speech_start_ms(self) -> float | None:
+        """Where the turn's first speech frame starts in its audio (None: no speech yet)."""
+        return None if self._started is None else self._started * FRAME * 1000 / self._rate
+
+    @property
+    def speech_end_ms(self) -> float | None:
+        """Where the turn's last speech frame ends in its audio."""
+        return None if self._last_speech is None else (self._last_speech + 1) * FRAME * 1000 / self._rate
+
+    @property
+    def audio_ms(self) -> float:
+        return self._size * 1000 / self._rate
+
+    def wait_reading(self, timeout: float = 60.0) -> None:
+        """Block until the open window is decoded and read (unpaced replays: as on a machine fast enough)."""
+        with self._lock:
+            window = self._tentative
+        if window is not None:
+            window.read.wait(timeout)
 
     def _speech(self, i: int, at: float) -> None:
         """A speech frame: the speaker goes on, so a held reply is stale and the pause's window kept or dropped."""
@@ -216,28 +269,47 @@ class LiveTurn:
         return window
 
     def _decode(self, samples: np.ndarray, holder: list[_Window]) -> tuple[Transcript, float]:
-        """Decode one window (decoder thread); then its partial, and the reply if it is the last window."""
-        began = time.perf_counter()
-        asr = self.turn.asr
-        if self.options.early_reply and "on_best" in inspect.signature(asr.transcribe).parameters:  # in-process: the 1-best before the N-best
-            transcript = asr.transcribe(samples, on_best=lambda text: self._on_best(holder[0], text))
-        else:
-            transcript = asr.transcribe(samples)
-        seconds = time.perf_counter() - began
-        self.decodes.append(seconds)
-        with self._lock:
-            window = holder[0]
-            window.result = (transcript, seconds)
-            kept = window in self.windows
-            if kept or window is self._tentative:
+        """Decode one window (decoder thread); then its partial, how finished the words read if it is the
+        open window, and the reply if it is the last window (the speculated one only after finished words)."""
+        try:
+            began = time.perf_counter()
+            asr = self.turn.asr
+            if self.options.early_reply and "on_best" in inspect.signature(asr.transcribe).parameters:  # in-process: the 1-best before the N-best
+                transcript = asr.transcribe(samples, on_best=lambda text: self._on_best(holder[0], text))
+            else:
+                transcript = asr.transcribe(samples)
+            seconds = time.perf_counter() - began
+            self.decodes.append(seconds)
+            with self._lock:
+                window = holder[0]
+                window.result = (transcript, seconds)
+                kept = window in self.windows
                 done = [w.result[0] for w in self.windows if w.result is not None and w is not window]
-                self._out.put(self._partial([*done, transcript], window, seconds, kept))
-            chain = self._chain(window)
-            if chain is not None and all(w.result is not None for w in chain):
-                responder = self._responder_for(chain)
-                if not responder.settled:
-                    responder.settle(self._join([(w.start, *w.result) for w in chain]))
-        return transcript, seconds
+                if kept or window is self._tentative:
+                    self._out.put(self._partial([*done, transcript], window, seconds, kept))
+                reading = window is self._tentative and self.detector is not None and not self.ended
+            if reading:
+                logprob = self._read(" ".join(t.text.strip() for t in [*done, transcript] if t.text.strip()))
+                with self._lock:
+                    window.end_logprob = logprob
+            with self._lock:
+                chain = self._chain(window)
+                unfinished = window.end_logprob is not None and window.end_logprob < self.options.end_logprob
+                if chain is not None and all(w.result is not None for w in chain) and (self.ended or not unfinished):
+                    responder = self._responder_for(chain)
+                    if not responder.settled:
+                        responder.settle(self._join([(w.start, *w.result) for w in chain]))
+            return transcript, seconds
+        finally:
+            holder[0].read.set()
+
+    def _read(self, text: str) -> float:
+        """How finished the words read (a failing reader leaves the pause alone to decide: 0.0)."""
+        try:
+            return max(self.detector.logprob(text, self.history), -99.0)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - the turn goes on without the reading
+            logger.warning("end-of-turn reading failed: %s", exc)
+            return 0.0
 
     def _on_best(self, window: _Window, text: str) -> None:
         """Whisper's 1-best of the last window, before its N-best: the reply starts on it (held until checked)."""
@@ -290,7 +362,7 @@ class LiveTurn:
         key = tuple(id(w) for w in chain)
         if self._responder is None or self._responder_key != key:
             self._drop_responder()
-            self._responder, self._responder_key = _Responder(self.turn, self.history), key
+            self._responder, self._responder_key = _Responder(self.turn, self.history, reply=self.reply), key
         return self._responder
 
     def _drop_responder(self) -> None:
@@ -350,6 +422,8 @@ class LiveTurn:
         timings = {"endpoint": round(endpoint, 3), **seen, "total": round(time.perf_counter() - origin, 3),
                    "asr_windows": float(len(self.windows)), "asr_wait": round(self.asr_wait_s, 3),
                    "asr_last": round(last[1], 3) if last is not None else 0.0,
+                   "end_logprob": round(self.end_logprob, 3) if self.end_logprob is not None else 0.0,
+                   "end_unfinished": float(self.end_reason == "unfinished"),
                    "early_reply": float(bool(responder and responder.reused_early))}
         return LiveDone(transcript=final.text if final else "", reply=" ".join(sentences), timings=timings,
                         time_to_first_audio=seen.get("first_audio"), degraded=final.degraded if final else {})

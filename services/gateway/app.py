@@ -10,7 +10,7 @@ from services.asr.router import router as asr_router
 from services.asr.serving import AsrServing, LocalRecognizer
 from services.common.app import create_service_app
 from services.asr.stages import build_recognizer, llm_stage
-from services.gateway import live, playground
+from services.gateway import live, playground, realtime
 from services.gateway.router import router
 from services.gateway.serving import GatewayServing, OpenAIStages
 
@@ -37,4 +37,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app("gateway", settings, [asr_router, router], load)
     app.include_router(playground.router)  # the page is public; its API calls carry the user's key
     app.include_router(live.router)  # /v1/live checks the key itself (browsers cannot send the header)
+    app.include_router(realtime.router)  # /v1/realtime (OpenAI's Realtime API) likewise
     return app

@@ -196,6 +196,11 @@ class _Session:
         self.gone = asyncio.Event()
 
     async def run(self) -> None:
+        from cascade.live import build_detector
+
+        state = self.ws.app.state
+        if getattr(state, "live_detector", None) is None and self.options.end_of_turn == "llm":
+            state.live_detector = await run_in_threadpool(build_detector, state.settings)
         receiver = asyncio.ensure_future(self._receive())
         try:
             while not self.gone.is_set():
@@ -211,7 +216,8 @@ class _Session:
     def _new_turn(self) -> Any:
         from cascade.live import LiveTurn
 
-        return LiveTurn(self.ws.app.state.gateway.turn, self.options, self.history)
+        return LiveTurn(self.ws.app.state.gateway.turn, self.options, self.history,
+                        detector=getattr(self.ws.app.state, "live_detector", None))
 
     async def _receive(self) -> None:
         """Every client message into the inbox, binary frames with their arrival time."""

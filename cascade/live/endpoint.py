@@ -1,0 +1,64 @@
+"""End of turn: a pause ends the user's turn only when the words so far read as finished.
+
+Silence alone cuts a sentence at its natural pauses ("And so, my fellow Americans, | ask not ..."), and
+a long silence threshold makes every reply late. So the turn waits `silence_ms` after words that read as
+finished and up to `max_silence_ms` after words that do not. Whether they read as finished is the LLM's
+own probability that the user's chat message ends there: log p(<end-of-message token> | history, words),
+under the turn's chat template (LiveKit's turn detector is the same idea, a fine-tuned SmolLM2; here the
+base model reads Whisper's punctuated, cased text, which it judges much better than lower-cased text).
+A trailing comma, dash or ellipsis from Whisper also says "more follows".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from cascade.types import ChatMessage
+
+logger = logging.getLogger(__name__)
+
+_MARK = "\x00words\x00"
+_GOES_ON = (",", "-", "\u2014", "...", "\u2026", ":", ";")
+
+
+class EndOfTurn:
+    """log p(the user's message ends after `text`) under an LLM backend (any with prompt_logprobs)."""
+
+    def __init__(self, backend: Any, history_messages: int = 2):
+        self.backend, self.history_messages = backend, history_messages
+
+    def _split(self, history: Sequence[ChatMessage]) -> tuple[str, str]:
+        """The prompt before the user's words and the end-of-message marker after them (the template's own)."""
+        messages = [{"role": m.role, "content": m.content} for m in history[len(history) - self.history_messages:]
+                    if self.history_messages and m.role in ("user", "assistant")]
+        rendered = self.backend.chat_template([*messages, {"role": "user", "content": _MARK}],
+                                              add_generation_prompt=False)
+        before, _, after = rendered.partition(_MARK)
+        end = after.split("\n")[0] or after
+        return before, end
+
+    def logprob(self, text: str, history: Sequence[ChatMessage] = ()) -> float:
+        """0.0 for no words (nothing to wait for); -inf when Whisper's punctuation says the phrase goes on."""
+        text = " ".join(text.split())
+        if not text:
+            return 0.0
+        if text.endswith(_GOES_ON):
+            return -math.inf
+        before, end = self._split(history)
+        if not end.strip():
+            return 0.0  # a template without an end marker: no opinion
+        score = self.backend.score([end], prefix=before + text)[0]
+        return float(score.logprob)
+
+
+def build_detector(settings: Any) -> EndOfTurn | None:
+    """The end-of-turn reader for these settings: the reply's in-process LLM (already loaded for the reply,
+    so no more memory); None where the LLM is a remote service or live.end_of_turn is "pause"."""
+    if settings.live.end_of_turn != "llm" or settings.service.llm_url or settings.llm.backend == "openai":
+        return None
+    from cascade.llm import load_backend
+
+    return EndOfTurn(load_backend(settings.chat.turn_llm(settings.llm), settings.home))
