@@ -1,0 +1,215 @@
+"""OpenAI's Realtime API on the gateway, driven by the official `openai` client (`client.realtime.connect` with
+only base_url set) on loopback, with real audio through real Whisper, SmolLM2 and piper.
+
+JFK's sentence is streamed at real time (20 ms appends, 24 kHz pcm16 as the API sends it): its pauses (up to
+a second) must not end the turn, since the words before them do not read as finished; the session's default
+silence (0.6 s) ends it after "... for your country." Barge-in and the manual-commit flow use the same socket
+protocol; the refusals check that a bad event gets an `error` event and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from openai import AsyncOpenAI
+
+from cascade.audio import load_audio, resample
+from cascade.metrics import normalize
+from services.common.testing import Service, launch, wait_ready
+
+KEY = "sesame"
+ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
+       "CASCADE_LIVE__MAX_SESSIONS": "2", "CASCADE_CHAT__MAX_SENTENCES": "1", "CASCADE_CHAT__MAX_REPLY_TOKENS": "24",
+       "CASCADE_SERVICE__API_KEY": KEY}
+STEP = 24000 * 2 // 50  # 20 ms of pcm16 at 24 kHz
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Service:
+    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-realtime"), env=ENV), 300)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def jfk24(jfk_path: Path) -> bytes:
+    return (np.clip(resample(load_audio(jfk_path), 16000, 24000), -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def _client(gw: Service, key: str = KEY) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=key)
+
+
+async def _stream(conn, pcm: bytes, paced: bool, silence_s: float = 0.0) -> None:
+    """Append pcm16 in 20 ms pieces (at real time when paced), then silence."""
+    pcm = pcm + b"\0" * (int(24000 * silence_s) * 2)
+    t0 = time.perf_counter()
+    for k, i in enumerate(range(0, len(pcm), STEP)):
+        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i : i + STEP]).decode())
+        if paced:
+            await asyncio.sleep(max(t0 + (k + 1) * 0.02 - time.perf_counter(), 0))
+
+
+async def _until(conn, stop, timeout: float = 240.0) -> list:
+    """Server events up to and including the first for which stop(event) is true."""
+    events = []
+
+    async def read() -> None:
+        async for event in conn:
+            events.append(event)
+            if event.type == "error" or stop(event):
+                return
+
+    await asyncio.wait_for(read(), timeout)
+    return events
+
+
+def _types(events: list) -> list[str]:
+    return [e.type for e in events]
+
+
+def test_transcription_session_one_sentence_with_pauses_is_one_turn(gateway: Service, jfk24: bytes) -> None:
+    async def run() -> list:
+        async with _client(gateway).realtime.connect(model="gpt-4o-transcribe",
+                                                     extra_query={"intent": "transcription"}) as conn:
+            created = await conn.recv()
+            assert created.type == "session.created" and created.session.type == "transcription"
+            sender = asyncio.ensure_future(_stream(conn, jfk24, paced=True, silence_s=3.0))
+            events = await _until(conn, lambda e: e.type == "conversation.item.input_audio_transcription.completed")
+            await sender
+            return events
+
+    events = asyncio.run(run())
+    kinds = _types(events)
+    assert "error" not in kinds, events[-1]
+    assert kinds.count("input_audio_buffer.committed") == 1, "JFK's pauses ended the turn early"
+    assert kinds.index("input_audio_buffer.speech_started") < kinds.index("input_audio_buffer.speech_stopped") \
+        < kinds.index("input_audio_buffer.committed") < kinds.index("conversation.item.input_audio_transcription.completed")
+    done = events[-1]
+    assert "ask not what your country can do for you" in normalize(done.transcript)
+    assert "ask what you can do for your country" in normalize(done.transcript)
+    deltas = [e for e in events if e.type == "conversation.item.input_audio_transcription.delta"]
+    assert deltas and all(e.item_id == done.item_id for e in deltas)
+    assert not any(k.startswith("response.") for k in kinds), "a transcription session makes no responses"
+    stopped = next(e for e in events if e.type == "input_audio_buffer.speech_stopped")
+    assert 10_000 <= stopped.audio_end_ms <= 11_500  # the end of "... your country", on the session's audio clock
+
+
+def test_conversation_turn_answers_in_24khz_audio(gateway: Service, jfk24: bytes) -> None:
+    async def run() -> tuple[list, float]:
+        async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:
+            assert (await conn.recv()).type == "session.created"
+            sender = asyncio.ensure_future(_stream(conn, jfk24, paced=True, silence_s=2.5))
+            events = await _until(conn, lambda e: e.type == "response.done")
+            await sender
+            return events, 0.0
+
+    events, _ = asyncio.run(run())
+    kinds = _types(events)
+    assert "error" not in kinds, events[-1]
+    assert kinds.count("input_audio_buffer.committed") == 1 and kinds.count("response.created") == 1
+    order = ["input_audio_buffer.speech_stopped", "conversation.item.input_audio_transcription.completed",
+             "response.created", "response.output_item.added", "response.content_part.added",
+             "response.output_audio_transcript.delta", "response.output_audio.delta", "response.output_audio.done",
+             "response.output_audio_transcript.done", "response.output_item.done", "response.done"]
+    assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order)
+    done = events[-1].response
+    assert done.status == "completed" and done.output[0].role == "assistant"
+    said = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
+    assert said.strip() and done.output[0].content[0].transcript == said
+    pcm = b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta")
+    seconds = len(pcm) / 2 / 24000
+    assert len(pcm) % 2 == 0 and 0.3 < seconds < 20 and np.abs(np.frombuffer(pcm, "<i2")).max() > 1000
+    user = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+    assert "your country" in normalize(user.transcript)
+
+
+def test_manual_commit_response_create_and_barge_in(gateway: Service, jfk24: bytes) -> None:
+    """turn_detection null: commit ends the turn, response.create answers it; then with server VAD back on,
+    speech during a response cancels it (turn_detected) and starts the next user turn."""
+
+    async def run() -> tuple[list, list]:
+        async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:
+            assert (await conn.recv()).type == "session.created"
+            await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+            updated = await _until(conn, lambda e: e.type == "session.updated")
+            assert updated[-1].session.audio.input.turn_detection is None
+            await _stream(conn, jfk24[: 24000 * 2 * 3], paced=False)  # "And so my fellow Americans"
+            await conn.input_audio_buffer.commit()
+            first = await _until(conn, lambda e: e.type == "conversation.item.input_audio_transcription.completed")
+            await conn.response.create()
+            first += await _until(conn, lambda e: e.type == "response.done")
+            # server VAD back on; a text turn asks for a response, and the user talks over it
+            await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
+                "type": "server_vad", "silence_duration_ms": 600}}}})
+            await _until(conn, lambda e: e.type == "session.updated")
+            await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                      "content": [{"type": "input_text", "text": "Tell me a story."}]})
+            await conn.response.create()
+            second = await _until(conn, lambda e: e.type == "response.created")
+            await _stream(conn, jfk24[: 24000 * 2 * 2], paced=False)
+            second += await _until(conn, lambda e: e.type == "response.done")
+            return first, second
+
+    first, second = asyncio.run(run())
+    kinds = _types(first)
+    assert "error" not in kinds, first[-1]
+    assert "input_audio_buffer.speech_started" not in kinds, "no VAD events without turn detection"
+    user = next(e for e in first if e.type == "conversation.item.input_audio_transcription.completed")
+    assert "americans" in normalize(user.transcript)
+    assert first[-1].response.status == "completed" and "response.output_audio.delta" in kinds
+    kinds = _types(second)
+    assert "error" not in kinds, second[-1]
+    assert "input_audio_buffer.speech_started" in kinds
+    cancelled = second[-1].response
+    assert cancelled.status == "cancelled" and cancelled.status_details.reason == "turn_detected"
+
+
+def test_bad_events_get_error_events_and_the_session_goes_on(gateway: Service) -> None:
+    async def run() -> list:
+        async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:
+            assert (await conn.recv()).type == "session.created"
+            errors = []
+            for send in (
+                lambda: conn.send({"type": "response.cancel"}),
+                lambda: conn.send({"type": "input_audio_buffer.commit"}),
+                lambda: conn.send({"type": "session.update", "session": {"type": "realtime", "audio": {
+                    "input": {"format": {"type": "audio/pcmu"}}}}}),
+                lambda: conn.send({"type": "input_audio_buffer.append", "audio": "%%%"}),
+                lambda: conn.send({"type": "output_audio_buffer.clear"}),
+            ):
+                await send()
+                errors += await _until(conn, lambda e: e.type == "error", timeout=30)
+            await conn.session.update(session={"type": "realtime", "instructions": "Be brief."})
+            errors += await _until(conn, lambda e: e.type == "session.updated", timeout=30)
+            return errors
+
+    events = asyncio.run(run())
+    codes = [e.error.code for e in events if e.type == "error"]
+    assert codes == ["response_cancel_not_active", "input_audio_buffer_commit_empty", "invalid_value",
+                     "invalid_value", "unsupported_event"]
+    assert all(e.error.message for e in events if e.type == "error")
+    assert events[-1].type == "session.updated" and events[-1].session.instructions == "Be brief."
+
+
+def test_a_wrong_key_gets_an_error_event_and_a_policy_close(gateway: Service) -> None:
+    from openai import OpenAIError
+    from websockets.exceptions import ConnectionClosed
+
+    async def run() -> tuple:
+        async with _client(gateway, key="wrong").realtime.connect(model="gpt-realtime") as conn:
+            event = await conn.recv()
+            try:
+                await conn.recv()
+            except (ConnectionClosed, OpenAIError) as exc:
+                return event, exc
+            return event, None
+
+    event, closed = asyncio.run(run())
+    assert event.type == "error" and event.error.code == "invalid_api_key"
+    assert closed is not None
