@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,11 +26,14 @@ from cascade.asr.decode import (
     uses_wide_beam,
     wide_continuations,
 )
+from cascade.asr import seeded
+from cascade.asr.hallucination import check, window_evidence
 from cascade.asr.segments import cut_points, per_segment, text_tokens
 from cascade.audio import AudioSource, load_audio
 from cascade.config import AsrOptions
 from cascade.types import (
     AsrInfo,
+    Hallucination,
     InvalidInput,
     NBest,
     Segment,
@@ -44,7 +48,13 @@ SAMPLE_RATE = 16000
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["collect", "load_model", "prepare", "transcribe", "transcribe_all", "versions"]
+__all__ = ["best_only", "collect", "load_model", "prepare", "transcribe", "transcribe_all", "versions"]
+
+
+def best_only(options: AsrOptions) -> AsrOptions:
+    """These options decoding the 1-best alone, at faster-whisper's cost (the same CTranslate2 calls): what a
+    caller asks for when nothing reads the alternatives (text output with no correction that reads them)."""
+    return options.model_copy(update={"n_best": 1, "nbest_beam_size": options.beam_size})
 
 
 def load_model(options: AsrOptions, home: Path):
@@ -128,6 +138,7 @@ def transcribe(
     if samples.size == 0:
         return iter(()), AsrInfo(language=options.language or "en", duration=0.0, **info)
     clone, recorder = recording_copy(whisper, options)
+    recorder.sampler = seeded.sampler(options, home)
     fw_segments, fw_info = clone.transcribe(samples, **faster_whisper_kwargs(options))
     asr_info = AsrInfo(
         language=fw_info.language,
@@ -136,11 +147,11 @@ def transcribe(
         duration_after_vad=fw_info.duration_after_vad if options.vad_filter else None,
         **info,
     )
-    return _segments(clone, recorder, fw_segments, fw_info.language, options, on_best), asr_info
+    return _segments(clone, recorder, fw_segments, fw_info.language, options, on_best, fw_info.duration), asr_info
 
 
 def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions,
-              on_best: Callable[[str], None] | None = None) -> Iterator[Segment]:
+              on_best: Callable[[str], None] | None = None, duration: float | None = None) -> Iterator[Segment]:
     """Our Segment for each of faster-whisper's, with the N-best of its window cut to it."""
     from faster_whisper.tokenizer import Tokenizer
 
@@ -153,10 +164,21 @@ def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions,
                 on_best(" ".join(tokenizer.decode(text_tokens(tokenizer, call.result.sequences_ids[0])).split()))
             looped = "looped" in _flags(seg, options)  # its alternatives would loop too: not worth a wide decode
             nbests = _window_nbests(clone, tokenizer, call, options, looped) if call is not None else {}
+            evidence = {} if options.hallucinations == "keep" else window_evidence(clone, tokenizer, call, recorder.calls)
             temperature = call.temperature if call is not None else seg.temperature
             lang = recorder.language if options.detect_language_per_segment and recorder.language else language
         hyps = nbests.get(tuple(seg.tokens)) or _only_best(seg)
-        yield _segment(index, seg, hyps, lang, temperature, options)
+        hyps, flag = check(seg, hyps, evidence.get(tuple(seg.tokens)), options, "looped" in _flags(seg, options))
+        yield _segment(index, within(seg, duration), hyps, lang, temperature, options, flag)
+
+
+def within(seg, duration: float | None):
+    """faster-whisper's segment with its times clamped to the audio: the last window's closing timestamp token
+    may lie past the end (the 9.9 s demo sample's last segment ended at 24.0 s)."""
+    if duration is None or seg.end <= duration and all(w.end <= duration for w in seg.words or ()):
+        return seg
+    words = [replace(w, start=min(w.start, duration), end=min(w.end, duration)) for w in seg.words] if seg.words else seg.words
+    return replace(seg, start=min(seg.start, duration), end=min(seg.end, duration), words=words)
 
 
 def _window_nbests(clone, tokenizer, call, options: AsrOptions, looped: bool) -> dict[tuple[int, ...], tuple]:
@@ -201,7 +223,8 @@ def _flags(seg, options: AsrOptions) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def _segment(index: int, seg, hyps: tuple, language: str, temperature: float, options: AsrOptions) -> Segment:
+def _segment(index: int, seg, hyps: tuple, language: str, temperature: float, options: AsrOptions,
+             hallucination: Hallucination | None = None) -> Segment:
     words = tuple(
         Word(start=round(w.start, 3), end=round(w.end, 3), word=w.word, probability=float(w.probability))
         for w in seg.words or ()
@@ -225,6 +248,7 @@ def _segment(index: int, seg, hyps: tuple, language: str, temperature: float, op
         temperature=temperature,
         compression_ratio=round(seg.compression_ratio, 4),
         flags=flags,
+        hallucination=hallucination,
     )
 
 

@@ -93,6 +93,8 @@ class RecordingModel:
     """The last language detected (per-window detection of mixed-language audio)."""
     hypotheses: int = 1
     """num_hypotheses for faster-whisper's beam-search calls (> 1 only when no wider beam fills the N-best)."""
+    sampler: Any = None
+    """cascade.asr.seeded.Sampler: the fallback's sampled calls, seeded per window (None: on the shared model, unseeded)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -110,7 +112,10 @@ class RecordingModel:
     def generate(self, encoder_output, prompts, **kwargs):
         if "sampling_temperature" not in kwargs and self.hypotheses > 1:
             kwargs["num_hypotheses"] = min(self.hypotheses, kwargs.get("beam_size", 1))
-        results = self.model.generate(encoder_output, prompts, **kwargs)
+        if "sampling_temperature" in kwargs and self.sampler is not None:
+            results = self.sampler.generate(self.window, encoder_output, prompts, **kwargs)
+        else:
+            results = self.model.generate(encoder_output, prompts, **kwargs)
         self.calls.append(Call(encoder_output, list(prompts[0]), dict(kwargs), results[0]))
         return results
 
@@ -171,7 +176,8 @@ CONTEXT_TOKENS = 8
 
 
 def uses_wide_beam(call: Call, options: AsrOptions) -> bool:
-    return call.temperature == 0 and options.nbest_beam_size > call.kwargs.get("beam_size", 1)
+    """A second, wider decode fills the N-best: only when more than the 1-best is kept (n_best > 1)."""
+    return options.n_best > 1 and call.temperature == 0 and options.nbest_beam_size > call.kwargs.get("beam_size", 1)
 
 
 def _per_token(score: float, length: int, length_penalty: float, generated: int | None = None) -> float:

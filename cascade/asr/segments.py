@@ -85,8 +85,10 @@ def per_segment(tokenizer, best: tuple[list[int], float], span: tuple[int, int],
 
 
 def _key(text: str) -> str:
-    """What 'distinct' means: the whisper-normalised words (case, punctuation, spelling folded)."""
-    return normalize(text) or text
+    """What 'distinct' means: the whisper-normalised words (case, punctuation, spelling folded). The normaliser
+    keeps a dot from "..." or "…" as a token of its own ("noise ." for "noise..."): punctuation-only tokens go."""
+    words = [w for w in normalize(text).split() if any(c.isalnum() for c in w)]
+    return " ".join(words) or text
 
 
 def text_tokens(tokenizer, tokens: Sequence[int]) -> list[int]:

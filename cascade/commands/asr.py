@@ -52,6 +52,12 @@ OutDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Writ
 HypoOpt = Annotated[Path | None, typer.Option("--hyporadise", help="Also write every segment's N-best as HyPoradise JSON records to this file.")]
 VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Drop silence with Silero VAD before decoding.",
                                              show_default=config_default("asr.vad_filter"))]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the temperature fallback's sampling (the same output on every run; "
+                                             "another seed may differ where the fallback samples).", min=0, max=2**32 - 2,
+                                             show_default=config_default("asr.seed"))]
+HallucinationsOpt = Annotated[Literal["flag", "drop", "keep"] | None, typer.Option(
+    "--hallucinations", help="Segments that read as invented: flag (marked in json), drop (also left out of txt/srt/vtt/tsv), keep.",
+    show_default=config_default("asr.hallucinations"))]
 ToOpt = Annotated[str, typer.Option("--to", help="Target language (ISO code); Whisper itself translates only into English.")]
 ViaOpt = Annotated[bool, typer.Option("--via-transcript", help="Transcribe in the source language, correct (--correct), then translate with the LLM.")]
 
@@ -70,6 +76,8 @@ class OutputOptions:
     """A translation job: cfg.translate picks fusion of Whisper's translations or --via-transcript."""
     subtitles: SubtitleOptions | None = None
     """How srt/vtt cues are cut (None: the defaults)."""
+    drop_invented: bool = False
+    """asr.hallucinations=drop: segments flagged as invented are left out of txt/srt/vtt/tsv (json keeps them)."""
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -78,14 +86,15 @@ class OutputOptions:
 
 def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size: int | None,
                  language: str | None, vad: bool | None = None, words: bool | None = None,
-                 run: dict[str, dict] | None = None, subtitles: dict[str, Any] | None = None) -> Settings:
+                 run: dict[str, dict] | None = None, subtitles: dict[str, Any] | None = None,
+                 seed: int | None = None, hallucinations: str | None = None) -> Settings:
     """Settings with the ASR flags laid on top; a larger --n-best widens the N-best's beam (not the 1-best's).
 
     `run`: the runtime flags' sections (options.runtime); `subtitles`: the cue flags.
     """
     wide = max(n_best, settings().asr.nbest_beam_size) if n_best is not None else None
     flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, nbest_beam_size=wide, language=language,
-                 vad_filter=vad, word_timestamps=words)
+                 vad_filter=vad, word_timestamps=words, seed=seed, hallucinations=hallucinations)
     run = run or runtime()
     try:
         return settings(asr={**flags, **run["asr"]}, llm=run["llm"], subtitles=subtitles)
@@ -93,6 +102,17 @@ def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidInput(f"invalid option {where}: {first['msg']}") from None
+
+
+def decoded_for(out: OutputOptions, cfg: Settings) -> Settings:
+    """Alternatives are decoded only when something reads them: json (every segment's N-best), --hyporadise, or a
+    correction that can pick other than the 1-best (cascade.correct.reads_alternatives); else the 1-best alone."""
+    from cascade.asr import best_only
+    from cascade.correct import reads_alternatives
+
+    if "json" in out.formats or out.hyporadise is not None or reads_alternatives(cfg, out.correct):
+        return cfg
+    return cfg.model_copy(update={"asr": best_only(cfg.asr)})
 
 
 def corrector(out: OutputOptions, cfg: Settings) -> Callable[[Transcript], Transcript]:
@@ -108,7 +128,7 @@ def _emit(transcript: Transcript, path: Path, out: OutputOptions, many: bool) ->
     from cascade.formats.transcript import render
 
     for fmt in out.formats:
-        body = render(transcript, fmt, out.subtitles)
+        body = render(transcript, fmt, out.subtitles, drop_invented=out.drop_invented)
         if out.output_dir is None:
             if many:
                 sys.stdout.write(f"==> {path} <==\n")
@@ -211,14 +231,16 @@ def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, be
                hyporadise: HypoOpt = None, vad: VadOpt = None, word_timestamps: WordsOpt = None,
                max_line_width: LineWidthOpt = None, max_line_count: LineCountOpt = None,
                max_cue_duration: CueDurationOpt = None, correct: CorrectOpt = "none", adapter: AdapterOpt = None,
+               seed: SeedOpt = None, hallucinations: HallucinationsOpt = None,
                device: DeviceOpt = None, compute_type: ComputeTypeOpt = None, threads: ThreadsOpt = None) -> None:
     """Transcribe audio files with Whisper and keep the N-best hypotheses of every segment."""
     cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad,
                        words=_words(word_timestamps, format), run=runtime(device, compute_type, threads),
-                       subtitles=_cue_flags(max_line_width, max_line_count, max_cue_duration))
+                       subtitles=_cue_flags(max_line_width, max_line_count, max_cue_duration),
+                       seed=seed, hallucinations=hallucinations)
     out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter,
-                        subtitles=cfg.subtitles)
-    run_files(files, cfg, out)
+                        subtitles=cfg.subtitles, drop_invented=cfg.asr.hallucinations == "drop")
+    run_files(files, decoded_for(out, cfg), out)
 
 
 @app.command(context_settings=old_names())
@@ -229,8 +251,8 @@ def translate(files: Files, model: Annotated[str, typer.Option("--model", "-m", 
               adapter: AdapterOpt = None, format: FormatOpt = "txt", output_dir: OutDirOpt = None,
               hyporadise: HypoOpt = None, vad: VadOpt = None, word_timestamps: WordsOpt = None,
               max_line_width: LineWidthOpt = None, max_line_count: LineCountOpt = None,
-              max_cue_duration: CueDurationOpt = None, device: DeviceOpt = None, compute_type: ComputeTypeOpt = None,
-              threads: ThreadsOpt = None) -> None:
+              max_cue_duration: CueDurationOpt = None, seed: SeedOpt = None, hallucinations: HallucinationsOpt = None,
+              device: DeviceOpt = None, compute_type: ComputeTypeOpt = None, threads: ThreadsOpt = None) -> None:
     """Translate speech into English with Whisper (multilingual model), optionally fused/rescored by the LLM.
 
     --via-transcript instead transcribes in the source language, corrects, and lets the LLM translate.
@@ -240,11 +262,12 @@ def translate(files: Files, model: Annotated[str, typer.Option("--model", "-m", 
     task = "transcribe" if via_transcript else "translate"
     cfg = asr_settings(task=task, model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad,
                        words=_words(word_timestamps, format), run=runtime(device, compute_type, threads),
-                       subtitles=_cue_flags(max_line_width, max_line_count, max_cue_duration))
+                       subtitles=_cue_flags(max_line_width, max_line_count, max_cue_duration),
+                       seed=seed, hallucinations=hallucinations)
     cfg = cfg.model_copy(update={"translate": cfg.translate.model_copy(update={"target": to, "via_transcript": via_transcript})})
     check_request(cfg)
     out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter,
-                        translate=True, subtitles=cfg.subtitles)
+                        translate=True, subtitles=cfg.subtitles, drop_invented=cfg.asr.hallucinations == "drop")
     run_files(files, cfg, out)
 
 

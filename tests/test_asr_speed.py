@@ -1,0 +1,130 @@
+"""Pay for what you use: CTranslate2 calls counted on the real tiny.en model; times inside the audio;
+alternatives that differ in words (issue 24)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cascade.asr import best_only, load_model, transcribe_all
+from cascade.asr.reference import faster_whisper_segments
+from cascade.asr.segments import _key
+from cascade.audio import load_audio
+from cascade.cli import app
+from cascade.config import AsrOptions
+
+TINY = AsrOptions(model="tiny.en")
+
+
+class Counting:
+    """The real CTranslate2 Whisper handle, counting its generate calls (everything runs as it would)."""
+
+    def __init__(self, model):
+        self.model, self.generates = model, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def generate(self, *args, **kwargs):
+        self.generates += 1
+        return self.model.generate(*args, **kwargs)
+
+
+@pytest.fixture()
+def counted(settings, monkeypatch) -> Counting:
+    """The cached tiny.en model (the one the library and the CLI load) with its generate calls counted."""
+    whisper = load_model(settings.asr, settings.home)
+    counting = Counting(whisper.model)
+    monkeypatch.setattr(whisper, "model", counting)
+    return counting
+
+
+@pytest.fixture(scope="module")
+def clip(shared_data: Path) -> Path:
+    """A dev clip of librispeech-test-other with two segments in its window (so a wide N-best costs extra calls)."""
+    rows = [json.loads(x) for x in (shared_data / "librispeech-test-other" / "manifest.jsonl").read_text().splitlines()]
+    return shared_data / "librispeech-test-other" / rows[0]["audio"]
+
+
+def faster_whisper_calls(counted: Counting, settings, audio) -> int:
+    before = counted.generates
+    faster_whisper_segments(load_model(settings.asr, settings.home), audio)
+    return counted.generates - before
+
+
+def calls(counted: Counting, fn) -> int:
+    before = counted.generates
+    fn()
+    return counted.generates - before
+
+
+def test_one_best_costs_what_faster_whisper_costs(counted: Counting, settings, clip: Path) -> None:
+    audio = load_audio(clip)
+    options = settings.asr.model_copy(update={"model": "tiny.en"})
+    peer = faster_whisper_calls(counted, settings, audio)
+    assert peer >= 1
+    for one in (best_only(options), options.model_copy(update={"n_best": 1})):  # -n 1 never runs the wide beam
+        t = None
+
+        def run(one=one):
+            nonlocal t
+            t = transcribe_all(audio, one, home=settings.home)
+
+        assert calls(counted, run) == peer
+        assert all(len(s.nbest.hypotheses) == 1 for s in t.segments)
+    assert calls(counted, lambda: transcribe_all(audio, options, home=settings.home)) > peer  # the N-best's decodes
+
+
+def test_cli_decodes_alternatives_only_when_read(counted: Counting, settings, clip: Path, tmp_path: Path) -> None:
+    peer = faster_whisper_calls(counted, settings, load_audio(clip))
+    runner = CliRunner()
+
+    def cli(*args) -> int:
+        before = counted.generates
+        result = runner.invoke(app, ["transcribe", str(clip), "--correct", "none", *args])
+        assert result.exit_code == 0, result.output
+        return counted.generates - before
+
+    assert cli("--format", "txt") == peer  # plain text: faster-whisper's calls, no more
+    assert cli("--format", "tsv") == peer
+    assert cli("--format", "json", "-n", "1") == peer
+    assert cli("--format", "json") > peer  # json carries every segment's N-best
+    assert cli("--format", "txt", "--hyporadise", tmp_path / "h.json") > peer
+
+
+def test_times_stay_inside_the_audio(shared_data: Path, settings) -> None:
+    """Dev clip 14 of librispeech-test-other (8.3 s): faster-whisper ends its last segment at 12.52 s."""
+    row = json.loads((shared_data / "librispeech-test-other" / "manifest.jsonl").read_text().splitlines()[14])
+    audio = load_audio(shared_data / "librispeech-test-other" / row["audio"])
+    duration = len(audio) / 16000
+    whisper = load_model(settings.asr, settings.home)
+    assert faster_whisper_segments(whisper, audio)[-1][1] > duration + 1  # the peer's last end: past the audio
+    t = transcribe_all(audio, TINY.model_copy(update={"n_best": 2, "word_timestamps": True}), home=settings.home)
+    assert len(t.segments) >= 2 and t.duration == pytest.approx(duration, abs=0.01)
+    for seg in t.segments:
+        assert 0 <= seg.start <= seg.end <= t.duration and seg.nbest.end == seg.end
+        assert all(0 <= w.start <= w.end <= t.duration for w in seg.words)
+    plain = transcribe_all(audio, TINY, home=settings.home)
+    assert plain.segments[-1].end == round(duration, 3)  # clamped, not dropped
+
+
+def test_punctuation_and_case_variants_fold() -> None:
+    same = ["and you couldn't hear yourself think for the noise.", "And you couldn't hear yourself think for the noise...",
+            "and you couldn't hear yourself think for the noise…", "and you could not hear yourself think, for the noise"]
+    assert len({_key(x) for x in same}) == 1
+    assert _key("It is 3.5 metres.") != _key("It is 35 metres.")
+    assert _key("for the noise") != _key("for the noises")
+
+
+def test_nbest_words_differ_on_real_speech(shared_data: Path, settings) -> None:
+    """Dev clips whose beam-10 decode holds "he said." beside "he said..." and "he said…": one of them is kept."""
+    rows = [json.loads(x) for x in (shared_data / "librispeech-test-other" / "manifest.jsonl").read_text().splitlines()]
+    for row in rows[6:9]:
+        t = transcribe_all(shared_data / "librispeech-test-other" / row["audio"], TINY, home=settings.home)
+        for seg in t.segments:
+            ends = [h.text.rstrip(".…?!, ").lower() for h in seg.nbest.hypotheses]
+            assert len(ends) == len(set(ends)), ends
