@@ -128,3 +128,19 @@ def test_nbest_words_differ_on_real_speech(shared_data: Path, settings) -> None:
         for seg in t.segments:
             ends = [h.text.rstrip(".…?!, ").lower() for h in seg.nbest.hypotheses]
             assert len(ends) == len(set(ends)), ends
+
+
+@pytest.mark.parametrize(("fields", "n_best"), [
+    ({"response_format": "text"}, 1), ({"response_format": "verbose_json"}, 1),
+    ({"response_format": "srt", "n_best": 3}, 1),
+    ({"response_format": "verbose_json", "n_best": 3}, 3), ({"response_format": "json", "n_best": 3}, 3),
+    ({"response_format": "text", "correct": "ger"}, 5),  # GER reads every hypothesis
+])
+def test_service_decodes_alternatives_only_when_read(settings, fields: dict, n_best: int) -> None:
+    """The ASR service's transcription options: the N-best only where the reply or the correction reads it."""
+    from services.asr.protocol import TranscriptionForm, decoded_for
+
+    form = TranscriptionForm(**fields)
+    options = decoded_for(form, settings, form.to_asr_options(settings.asr, "transcribe"))
+    assert options.n_best == n_best
+    assert (options.nbest_beam_size == options.beam_size) == (n_best == 1)

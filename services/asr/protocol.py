@@ -19,15 +19,29 @@ from openai.types.audio import (
 )
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cascade.config import AsrOptions, SubtitleOptions
-from cascade.types import Correction, CorrectionMode, Hypothesis, InvalidInput, Segment, Task, Transcript
+from cascade.config import AsrOptions, ModelAliases, Settings, SubtitleOptions
+from cascade.types import Correction, CorrectionMode, Hallucination, Hypothesis, InvalidInput, Segment, Task, Transcript
 
 logger = logging.getLogger(__name__)
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
-DEFAULT_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "default", "")
+DEFAULT_MODEL_NAMES = ModelAliases().transcription
 """Model names that mean "the service's configured model" (what stock OpenAI clients send: pipecat's
-OpenAISTTService defaults to gpt-4o-transcribe, Open WebUI to whisper-1)."""
+OpenAISTTService defaults to gpt-transcribe, Open WebUI to whisper-1); service.model_aliases.transcription."""
+
+
+def aliased_model(requested: str, base: AsrOptions, task: Task, aliases: ModelAliases | None = None) -> str | None:
+    """The model an alias stands for (None: `requested` is not an alias): the configured recogniser, or for a
+    translation on an English-only one the default multilingual model (OpenAI translates with whisper-1)."""
+    from cascade import models
+
+    aliases = aliases or ModelAliases()
+    if requested not in aliases.transcription:
+        return None
+    spec = models.REGISTRY.get(base.model)
+    if task == "translate" and spec is not None and not spec.multilingual:
+        return aliases.translation
+    return base.model
 
 
 class TranscriptionForm(BaseModel):
@@ -51,6 +65,11 @@ class TranscriptionForm(BaseModel):
     """Extension (extra_body): hypotheses kept per segment; returned in verbose_json and `transcript`."""
     correct: CorrectionMode = "none"
     """Extension (extra_body): LLM rescoring or generative error correction of each segment's N-best."""
+    seed: int | None = Field(None, ge=0, lt=2**32 - 1)
+    """Extension (extra_body): seed of the temperature fallback's sampling; None: the service's asr.seed."""
+    hallucinations: Literal["flag", "drop", "keep"] | None = None
+    """Extension (extra_body): invented segments flagged (verbose_json), dropped from text/srt/vtt, or kept unchecked;
+    None: the service's asr.hallucinations."""
 
     @model_validator(mode="after")
     def _check(self) -> TranscriptionForm:
@@ -67,16 +86,19 @@ class TranscriptionForm(BaseModel):
         """True when the caller asked for a cascade extension (so the reply carries the full record)."""
         return self.n_best is not None or self.correct != "none"
 
-    def to_asr_options(self, base: AsrOptions, task: Task) -> AsrOptions:
+    def to_asr_options(self, base: AsrOptions, task: Task, aliases: ModelAliases | None = None) -> AsrOptions:
         """The engine options: the service's configured ones with this request's fields laid on top."""
         update: dict = {"task": task, "temperature": self.temperature,
                         "word_timestamps": "word" in self.timestamp_granularities}
-        if self.model not in DEFAULT_MODEL_NAMES:
-            update["model"] = self.model
+        update["model"] = aliased_model(self.model, base, task, aliases) or self.model
         if self.language:
             update["language"] = self.language
         if self.prompt:
             update["initial_prompt"] = self.prompt
+        if self.seed is not None:
+            update["seed"] = self.seed
+        if self.hallucinations is not None:
+            update["hallucinations"] = self.hallucinations
         if self.n_best is not None:
             update["n_best"] = self.n_best
             update["nbest_beam_size"] = max(base.nbest_beam_size, self.n_best)
@@ -118,6 +140,7 @@ class VerboseSegment(TranscriptionSegment):
 
     nbest: list[Hypothesis] | None = None
     correction: Correction | None = None
+    hallucination: Hallucination | None = None
 
 
 def _compression_ratio(text: str) -> float:
@@ -133,7 +156,8 @@ def to_verbose(t: Transcript, temperature: float, words: bool) -> TranscriptionV
             temperature=temperature if s.temperature is None else s.temperature,  # the fallback's, when it ran
             avg_logprob=s.avg_logprob or 0.0,
             compression_ratio=_compression_ratio(s.text) if s.compression_ratio is None else s.compression_ratio,
-            no_speech_prob=s.no_speech_prob or 0.0, nbest=list(s.nbest.hypotheses), correction=s.correction)
+            no_speech_prob=s.no_speech_prob or 0.0, nbest=list(s.nbest.hypotheses), correction=s.correction,
+            hallucination=s.hallucination)
         for s in t.segments
     ]
     word_list = [TranscriptionWord(word=w.word, start=w.start, end=w.end) for s in t.segments for w in s.words or ()]
@@ -190,12 +214,16 @@ async def nbest_events(items: AsyncIterator[Segment | Transcript]) -> AsyncItera
             yield NBestEvent(type="transcript", transcript=item)
 
 
-def render_transcript(t: Transcript, form: TranscriptionForm, subtitles: SubtitleOptions | None = None) -> Response:
+def render_transcript(t: Transcript, form: TranscriptionForm, subtitles: SubtitleOptions | None = None, *,
+                      drop_invented: bool = False) -> Response:
     """The response in the requested format; extensions add the whole Transcript record to json; srt/vtt cues are
-    cut with `subtitles` (the service's configured settings.subtitles)."""
+    cut with `subtitles` (the service's configured settings.subtitles). `drop_invented` (hallucinations=drop) leaves
+    segments flagged as invented out of text/srt/vtt; json and verbose_json keep them, with their flag."""
     from cascade.formats import transcript as formats
 
     fmt = form.response_format
+    if drop_invented and fmt in ("text", "srt", "vtt"):
+        t = t.without_invented()
     if fmt == "text":
         return PlainTextResponse(t.text + "\n")
     if fmt in ("srt", "vtt"):
@@ -207,3 +235,13 @@ def render_transcript(t: Transcript, form: TranscriptionForm, subtitles: Subtitl
     if form.extended:
         body["transcript"] = t.model_dump(mode="json")
     return JSONResponse(body)
+
+
+def decoded_for(form: TranscriptionForm, settings: Settings, options: AsrOptions) -> AsrOptions:
+    """The options decoding the 1-best alone when nothing reads the alternatives: neither the reply (N-best asked
+    for in json/verbose_json or its stream) nor the correction (cascade.correct.reads_alternatives)."""
+    from cascade.asr import best_only
+    from cascade.correct import reads_alternatives
+
+    shown = form.n_best is not None and form.response_format in ("json", "verbose_json")
+    return options if shown or reads_alternatives(settings, form.correct) else best_only(options)

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from cascade.types import Transcript
 from services.asr.deps import DecodedAudio
 from services.asr.protocol import (
-    TranscriptionForm, nbest_events, parse_options, render_transcript, transcription_events,
+    TranscriptionForm, decoded_for, nbest_events, parse_options, render_transcript, transcription_events,
 )
 from services.asr.serving import AsrServing
 from services.common.deps import SettingsDep
@@ -32,21 +32,23 @@ FormDep = Annotated[TranscriptionForm, Form()]
 async def create_transcription(audio: DecodedAudio, form: FormDep, asr: AsrDep, settings: SettingsDep) -> Response:
     """OpenAI-compatible transcription; extra fields n_best and correct add N-best and LLM correction;
     stream=true answers transcript.text.delta events as windows are decoded, then transcript.text.done."""
-    options = form.to_asr_options(settings.asr, "transcribe")
+    options = decoded_for(form, settings, form.to_asr_options(settings.asr, "transcribe", settings.service.model_aliases))
     if form.stream:
         return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),
                             done=False)
-    return render_transcript(await asr.transcribe(audio, options, form.correct), form, settings.subtitles)
+    return render_transcript(await asr.transcribe(audio, options, form.correct), form, settings.subtitles,
+                             drop_invented=options.hallucinations == "drop")
 
 
 @router.post("/v1/audio/translations", responses=ERROR_RESPONSES)
 async def create_translation(audio: DecodedAudio, form: FormDep, asr: AsrDep, settings: SettingsDep) -> Response:
     """OpenAI-compatible translation to English (needs a multilingual model, e.g. model=base)."""
-    options = form.to_asr_options(settings.asr, "translate")
+    options = decoded_for(form, settings, form.to_asr_options(settings.asr, "translate", settings.service.model_aliases))
     if form.stream:
         return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),
                             done=False)
-    return render_transcript(await asr.transcribe(audio, options, form.correct), form, settings.subtitles)
+    return render_transcript(await asr.transcribe(audio, options, form.correct), form, settings.subtitles,
+                             drop_invented=options.hallucinations == "drop")
 
 
 @router.post("/v1/nbest", responses=ERROR_RESPONSES, response_model=Transcript)
