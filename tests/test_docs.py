@@ -199,6 +199,15 @@ def test_every_figure_has_a_command_that_exists():
     assert not problems, "\n".join(problems)
 
 
+def test_the_readme_figures_are_on_the_benchmarks_page():
+    """The README's table is the short form of docs/benchmarks.md: each of its commands is listed there too."""
+    bench = (DOCS / "benchmarks.md").read_text()
+    listed = {c for _, commands in _figure_commands(bench, -1) for c in commands}
+    missing = [c for _, commands in _figure_commands(README.read_text(), -1) for c in commands
+               if COMMAND_START.match(c) and c not in listed]
+    assert not missing, f"README figures whose command is not on docs/benchmarks.md: {missing}"
+
+
 def test_every_setting_the_docs_name_exists():
     names = set()
     for page in [README, *_docs_pages()]:

@@ -179,9 +179,10 @@ def http_page() -> str:
     ]
     from cascade.config import Settings
 
+    specs = {}
     for name, (module, what) in SERVICES.items():
         app = importlib.import_module(module).create_app(Settings())
-        spec = app.openapi()
+        spec = specs[name] = app.openapi()
         mkdocs_gen_files_write(f"reference/openapi/{name}.json", json.dumps(spec, indent=2, sort_keys=True))
         lines.append(f"## {name}\n")
         lines.append(f"{what}. Schema: [openapi/{name}.json](openapi/{name}.json).\n")
@@ -195,18 +196,42 @@ def http_page() -> str:
         for tag, ops in by_tag.items():
             lines.append(f"### {name}: {tag}\n")
             lines.extend(ops)
-    lines.append(_schemas_section())
+    lines.append(_schemas_section(specs))
     return "\n".join(lines)
 
 
-def _schemas_section() -> str:
-    """The request/response records named above: cascade.types, rendered by mkdocstrings."""
-    return (
-        "## Records\n\n"
-        "Request and response bodies on cascade's own routes are the library's records (`cascade.types`): "
-        "`NBest`, `Correction`, `Transcript` and the rest are documented, field by field, in the "
-        "[Python API reference](python-api.md#types).\n"
-    )
+def _schemas_section(specs: dict[str, dict]) -> str:
+    """The request/response records named above, field by field. cascade's own records (cascade.types) link to
+    the Python API page, which documents them from their docstrings."""
+    import cascade.types as types_module
+
+    out = ["## Records\n",
+           "The bodies named above. cascade's own records (`NBest`, `Correction`, `Transcript`, ...) are the library's "
+           "types, the same objects in-process and over HTTP: their fields are in the "
+           "[Python API reference](python-api.md#types). The OpenAI-shaped ones follow.\n"]
+    seen: dict[str, tuple[dict, dict]] = {}
+    for spec in specs.values():
+        for name, schema in spec.get("components", {}).get("schemas", {}).items():
+            if not name.startswith("Body_") and name not in seen:
+                seen[name] = (schema, spec)
+    own = sorted(n for n in seen if hasattr(types_module, n))
+    out.append("From `cascade.types`: " + ", ".join(f"[`{n}`](python-api.md#cascade.types.{n})" for n in own) + ".\n")
+    for name in sorted(n for n in seen if n not in own):
+        schema, spec = seen[name]
+        body = _resolve(schema, spec)
+        out.append(f"### `{name}`\n")
+        if body["description"]:
+            out.append(" ".join(body["description"].split()) + "\n")
+        if body["properties"]:
+            required = set(body["required"])
+            out.append("| field | type | required / default | description |\n|---|---|---|---|")
+            for field, info in body["properties"].items():
+                row = _field_row(field, info, "", field in required)
+                out.append("| " + " | ".join(_md_cell(c) for i, c in enumerate(row) if i != 1) + " |")
+            out.append("")
+        elif "enum" in schema:
+            out.append("One of " + _schema_name(schema) + ".\n")
+    return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------------ configuration
