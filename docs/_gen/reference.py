@@ -196,8 +196,57 @@ def http_page() -> str:
         for tag, ops in by_tag.items():
             lines.append(f"### {name}: {tag}\n")
             lines.extend(ops)
+    lines.append(_live_section())
     lines.append(_schemas_section(specs))
     return "\n".join(lines)
+
+
+def _message_table(model: type) -> str:
+    """A WebSocket message model's fields: name, type, default, the docstring under the field."""
+    import importlib
+
+    module = importlib.import_module(model.__module__)
+    docs = _field_docs(Path(module.__file__))
+    rows = ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        default = "" if field.is_required() else _value(_plain(field.get_default(call_default_factory=True)))
+        rows.append(f"| `{name}` | {_md_cell(_type_name(field.annotation))} | {'required' if field.is_required() else default} "
+                    f"| {_md_cell(docs.get((model.__name__, name), field.description or ''))} |")
+    return "\n".join(rows) + "\n"
+
+
+def _live_section() -> str:
+    """`/v1/live` is a WebSocket, which OpenAPI does not describe: its messages come from their pydantic models."""
+    import importlib
+
+    from pydantic import BaseModel
+
+    import cascade.types as types_module
+
+    out = ["## gateway: the `/v1/live` WebSocket\n",
+           "OpenAPI does not describe WebSockets; these tables are generated from the message models "
+           "(`services/gateway/live.py` for the session's own messages, `cascade.types.LiveEvent` for the turn's "
+           "events). Besides JSON messages the client sends binary 16 kHz mono PCM16 frames and "
+           "`{\"type\": \"end\"}`, and the server follows each `audio` header with one binary message of PCM16. "
+           "The protocol in prose, with closes and limits: [voice agent guide](../guides/voice-agent.md#the-live-protocol).\n"]
+    models: list[type] = []
+    try:
+        live = importlib.import_module("services.gateway.live")
+        models += [m for m in vars(live).values() if isinstance(m, type) and issubclass(m, BaseModel)
+                   and m.__module__ == live.__name__ and "type" in m.model_fields]
+    except ImportError:  # the gateway has no live route in this build
+        pass
+    models += list(typing.get_args(getattr(types_module, "LiveEvent", None)) or [])
+    for model in models:
+        kind = (typing.get_args(model.model_fields["type"].annotation) or [model.model_fields["type"].default])[0]
+        direction = "client -> server" if model.__name__.endswith("Start") else "server -> client"
+        out.append(f"### `{kind}` ({direction}): `{model.__name__}`\n")
+        if model.__doc__:
+            out.append(" ".join(model.__doc__.split()) + "\n")
+        out.append(_message_table(model))
+    return "\n".join(out)
 
 
 def _schemas_section(specs: dict[str, dict]) -> str:
@@ -266,7 +315,7 @@ def _type_name(annotation: object) -> str:
     name = getattr(annotation, "__name__", None) or str(annotation)
     name = re.sub(r"typing\.|pydantic\.types\.|pathlib\.", "", str(name))
     if args:
-        name = str(annotation).replace("typing.", "")
+        name = re.sub(r"\b(?:[a-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", str(annotation))
     return f"`{name}`"
 
 
