@@ -197,6 +197,7 @@ def http_page() -> str:
             lines.append(f"### {name}: {tag}\n")
             lines.extend(ops)
     lines.append(_live_section())
+    lines.append(_realtime_section())
     lines.append(_schemas_section(specs))
     return "\n".join(lines)
 
@@ -246,6 +247,42 @@ def _live_section() -> str:
         if model.__doc__:
             out.append(" ".join(model.__doc__.split()) + "\n")
         out.append(_message_table(model))
+    return "\n".join(out)
+
+
+def _realtime_section() -> str:
+    """OpenAI's Realtime API on the gateway: which client events it handles and which server events it sends,
+    read from the code (the session's on_<event> handlers; the openai server-event classes it builds)."""
+    import importlib
+
+    try:
+        realtime = importlib.import_module("services.gateway.realtime")
+    except ImportError:  # no Realtime endpoint in this build
+        return ""
+    client_events = getattr(realtime, "_CLIENT_EVENTS", {})
+    session = next((c for c in vars(realtime).values() if isinstance(c, type) and c.__module__ == realtime.__name__
+                    and hasattr(c, "handle")), None)
+    handled = sorted(k for k in client_events if session and hasattr(session, "on_" + k.replace(".", "_")))
+    refused = sorted(k for k in client_events if k not in handled)
+    sent = set()
+    tree = ast.parse(Path(realtime.__file__).read_text())
+    server_module = getattr(realtime, "rse", None)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "rse":
+            model = getattr(server_module, node.attr, None)
+            field = getattr(model, "model_fields", {}).get("type")
+            if field is not None:
+                sent.update(typing.get_args(field.annotation) or [field.default])
+    doc = (realtime.__doc__ or "").split("\n\n")[0]
+    out = ["## gateway: the `/v1/realtime` WebSocket (OpenAI Realtime API)\n", " ".join(doc.split()) + "\n",
+           "Generated from `services/gateway/realtime.py`: the client events it handles (one `on_<event>` handler "
+           "each) and the server events it sends; event names and payloads are the installed `openai` package's "
+           "own types. How to use it: [voice agent guide](../guides/voice-agent.md).\n",
+           "**Client events handled:** " + ", ".join(f"`{e}`" for e in handled) + ".\n",
+           "**Server events sent:** " + ", ".join(f"`{e}`" for e in sorted(sent)) + ".\n"]
+    if refused:
+        out.append("Other client events of the API are answered with an `error` event (`unsupported_event`): "
+                   + ", ".join(f"`{e}`" for e in refused) + ".\n")
     return "\n".join(out)
 
 
