@@ -247,10 +247,11 @@ def test_the_site_builds_strictly(tmp_path):
     cli = (site / "reference/cli/index.html").read_text()
     http = (site / "reference/http-api/index.html").read_text()
     config = (site / "reference/configuration/index.html").read_text()
-    api = (site / "reference/python-api/index.html").read_text()
+    api = (site / "reference/python/correction/index.html").read_text()
+    types = (site / "reference/python/types/index.html").read_text()
     assert "cascade transcribe" in cli and "--n-best" in cli
     assert "/v1/audio/transcriptions" in http and "/v1/chat/completions" in http
     assert "asr.n_best" in config and "llm.backend" in config
-    assert "build_corrector" in api and "NBest" in api
+    assert "build_corrector" in api and "NBest" in types and "AsrOptions" in types
     assert (site / "reference/openapi/gateway.json").exists()
     assert (site / "assets/figures/playground.png").exists()

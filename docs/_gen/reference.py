@@ -294,14 +294,14 @@ def _schemas_section(specs: dict[str, dict]) -> str:
     out = ["## Records\n",
            "The bodies named above. cascade's own records (`NBest`, `Correction`, `Transcript`, ...) are the library's "
            "types, the same objects in-process and over HTTP: their fields are in the "
-           "[Python API reference](python-api.md#types). The OpenAI-shaped ones follow.\n"]
+           "[Python API reference](python/types.md). The OpenAI-shaped ones follow.\n"]
     seen: dict[str, tuple[dict, dict]] = {}
     for spec in specs.values():
         for name, schema in spec.get("components", {}).get("schemas", {}).items():
             if not name.startswith("Body_") and name not in seen:
                 seen[name] = (schema, spec)
     own = sorted(n for n in seen if hasattr(types_module, n))
-    out.append("From `cascade.types`: " + ", ".join(f"[`{n}`](python-api.md#cascade.types.{n})" for n in own) + ".\n")
+    out.append("From `cascade.types`: " + ", ".join(f"[`{n}`](python/types.md#cascade.types.{n})" for n in own) + ".\n")
     for name in sorted(n for n in seen if n not in own):
         schema, spec = seen[name]
         body = _resolve(schema, spec)
