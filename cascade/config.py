@@ -83,6 +83,11 @@ class AsrOptions(Options):
     vad_min_silence_ms: int = Field(500, ge=0)
     chunk_length: int = Field(30, ge=1, le=30)
     """Maximum segment length in seconds (Whisper's window)."""
+    batched: bool = False
+    """Decode Silero-VAD chunks `batch_size` at a time (faster-whisper's BatchedInferencePipeline and its defaults:
+    one segment per chunk, no temperature fallback, no conditioning on the previous chunk); N-best per chunk."""
+    batch_size: int = Field(8, ge=1, le=64)
+    """Chunks per batched CTranslate2 call (batched mode)."""
     word_timestamps: bool = False
     without_timestamps: bool = False
     """False: segments are cut at Whisper's timestamp tokens, as faster-whisper's transcribe() does."""
@@ -455,6 +460,9 @@ class FusionOptions(Options):
     """Vote weight of each system by name (`--weights`; or estimated from the whole joined input by `correct-batch
     --join`, cascade.fusion.reliability): weights ROVER's votes, the agreement and reranker features, and names the
     fallback (the highest weight). None: equal votes (SCTK's majority vote) and ROVER's output as the fallback."""
+    fallback: Literal["best", "rover"] = "best"
+    """With weights: what fusion keeps when nothing beats it, the best system's text or the weighted ROVER output
+    (`correct-batch --join` chooses: ROVER where the reference-free estimate ranks it above the best system)."""
     estimate_weights: bool = True
     """`correct-batch --join` estimates each system's reliability from the joined input (no references) unless
     `weights` are given."""

@@ -151,6 +151,8 @@ class Utterance(Record):
     reference: str | None = None
     source: str | None = None
     """Where it came from (data set, file, generator), for provenance."""
+    speaker: str | None = None
+    """Who spoke it, when known: a trainer's out-of-fold splits keep one speaker's lists in one fold."""
 
 
 CorrectionMode = Literal["none", "rescore", "rerank", "ger", "rover", "fusion", "translate"]
@@ -215,6 +217,20 @@ class FusionRequest(Record):
 
 
 SegmentFlag = Literal["looped", "low_logprob"]
+HallucinationReason = Literal["phrase", "repetition", "no_speech", "disagreement"]
+
+
+class Hallucination(Record):
+    """Why a segment reads as invented rather than heard (cascade.asr.hallucination)."""
+
+    reasons: tuple[HallucinationReason, ...]
+    """phrase: a known invented phrase (cascade/data/hallucinations.txt); repetition: it loops; no_speech: Whisper
+    itself thinks there is no speech and is unsure of the words; disagreement: its samples share almost no words."""
+    phrase: str | None = None
+    """The known invented phrase it contains, normalised."""
+    replaced: str | None = None
+    """The sampled fallback's invented text, when a clean hypothesis of the same window (its beam result or another
+    sample) replaced it: the segment's text is then that hypothesis, and the segment is not flagged."""
 
 
 class Segment(Record):
@@ -237,6 +253,13 @@ class Segment(Record):
     flags: tuple[SegmentFlag, ...] = ()
     """What the fallback could not fix: 'looped' (still repetitive at the last temperature),
     'low_logprob' (average log-prob still below the threshold)."""
+    hallucination: Hallucination | None = None
+    """Set when the segment reads as invented (asr.hallucinations flag or drop)."""
+
+    @property
+    def invented(self) -> bool:
+        """Flagged as invented and not replaced: what asr.hallucinations=drop leaves out of text and subtitles."""
+        return self.hallucination is not None and self.hallucination.replaced is None
 
 
 class Cue(Record):
@@ -277,6 +300,13 @@ class Transcript(Record):
     duration: float
     source: str | None = None
     stages: tuple[StageInfo, ...] = ()
+
+    def without_invented(self) -> Transcript:
+        """This transcript less its segments flagged as invented (asr.hallucinations=drop, text-like outputs)."""
+        kept = tuple(s for s in self.segments if not s.invented)
+        if len(kept) == len(self.segments):
+            return self
+        return self.model_copy(update={"segments": kept, "text": " ".join(s.text for s in kept)})
 
     def with_corrections(self, corrections: Iterable[Correction]) -> Transcript:
         """This transcript with each segment's Correction kept and its corrected text shown."""
@@ -450,6 +480,8 @@ class LiveDone(Record):
     (waited for decodes after the end), asr_last (the last window's decode), early_reply (1: the 1-best's reply kept)."""
     time_to_first_audio: float | None
     degraded: dict[str, str] = Field(default_factory=dict)
+    interrupted: bool = False
+    """The user spoke over the reply (barge-in): its audio stopped there; `reply` is what was sent."""
 
 
 class LiveError(Record):

@@ -137,6 +137,8 @@ def transcribe(
             "versions": versions()}
     if samples.size == 0:
         return iter(()), AsrInfo(language=options.language or "en", duration=0.0, **info)
+    if options.batched:
+        return _batched(whisper, samples, options, info)
     clone, recorder = recording_copy(whisper, options)
     recorder.sampler = seeded.sampler(options, home)
     fw_segments, fw_info = clone.transcribe(samples, **faster_whisper_kwargs(options))
@@ -148,6 +150,14 @@ def transcribe(
         **info,
     )
     return _segments(clone, recorder, fw_segments, fw_info.language, options, on_best, fw_info.duration), asr_info
+
+
+def _batched(whisper, samples: np.ndarray, options: AsrOptions, info: dict) -> tuple[Iterator[Segment], AsrInfo]:
+    from cascade.asr.batched import transcribe_batched
+
+    segments, fw_info = transcribe_batched(whisper, samples, options)
+    return segments, AsrInfo(language=fw_info.language, language_probability=float(fw_info.language_probability),
+                             duration=fw_info.duration, duration_after_vad=fw_info.duration_after_vad, **info)
 
 
 def _segments(clone, recorder, fw_segments, language: str, options: AsrOptions,

@@ -58,6 +58,9 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the tempera
 HallucinationsOpt = Annotated[Literal["flag", "drop", "keep"] | None, typer.Option(
     "--hallucinations", help="Segments that read as invented: flag (marked in json), drop (also left out of txt/srt/vtt/tsv), keep.",
     show_default=config_default("asr.hallucinations"))]
+BatchedOpt = Annotated[bool | None, typer.Option("--batched/--sequential", help="Decode VAD chunks of speech "
+                       "asr.batch_size at a time (faster-whisper's batched pipeline: one segment per chunk, no fallback).",
+                       show_default=config_default("asr.batched"))]
 ToOpt = Annotated[str, typer.Option("--to", help="Target language (ISO code); Whisper itself translates only into English.")]
 ViaOpt = Annotated[bool, typer.Option("--via-transcript", help="Transcribe in the source language, correct (--correct), then translate with the LLM.")]
 
@@ -87,14 +90,14 @@ class OutputOptions:
 def asr_settings(*, task: str, model: str | None, n_best: int | None, beam_size: int | None,
                  language: str | None, vad: bool | None = None, words: bool | None = None,
                  run: dict[str, dict] | None = None, subtitles: dict[str, Any] | None = None,
-                 seed: int | None = None, hallucinations: str | None = None) -> Settings:
+                 seed: int | None = None, hallucinations: str | None = None, batched: bool | None = None) -> Settings:
     """Settings with the ASR flags laid on top; a larger --n-best widens the N-best's beam (not the 1-best's).
 
     `run`: the runtime flags' sections (options.runtime); `subtitles`: the cue flags.
     """
     wide = max(n_best, settings().asr.nbest_beam_size) if n_best is not None else None
     flags = dict(task=task, model=model, n_best=n_best, beam_size=beam_size, nbest_beam_size=wide, language=language,
-                 vad_filter=vad, word_timestamps=words, seed=seed, hallucinations=hallucinations)
+                 vad_filter=vad, word_timestamps=words, seed=seed, hallucinations=hallucinations, batched=batched)
     run = run or runtime()
     try:
         return settings(asr={**flags, **run["asr"]}, llm=run["llm"], subtitles=subtitles)
@@ -231,13 +234,13 @@ def transcribe(files: Files, model: ModelOpt = None, n_best: NBestOpt = None, be
                hyporadise: HypoOpt = None, vad: VadOpt = None, word_timestamps: WordsOpt = None,
                max_line_width: LineWidthOpt = None, max_line_count: LineCountOpt = None,
                max_cue_duration: CueDurationOpt = None, correct: CorrectOpt = "none", adapter: AdapterOpt = None,
-               seed: SeedOpt = None, hallucinations: HallucinationsOpt = None,
+               seed: SeedOpt = None, hallucinations: HallucinationsOpt = None, batched: BatchedOpt = None,
                device: DeviceOpt = None, compute_type: ComputeTypeOpt = None, threads: ThreadsOpt = None) -> None:
     """Transcribe audio files with Whisper and keep the N-best hypotheses of every segment."""
     cfg = asr_settings(task="transcribe", model=model, n_best=n_best, beam_size=beam_size, language=language, vad=vad,
                        words=_words(word_timestamps, format), run=runtime(device, compute_type, threads),
                        subtitles=_cue_flags(max_line_width, max_line_count, max_cue_duration),
-                       seed=seed, hallucinations=hallucinations)
+                       seed=seed, hallucinations=hallucinations, batched=batched)
     out = OutputOptions(format=format, output_dir=output_dir, hyporadise=hyporadise, correct=correct, adapter=adapter,
                         subtitles=cfg.subtitles, drop_invented=cfg.asr.hallucinations == "drop")
     run_files(files, decoded_for(out, cfg), out)

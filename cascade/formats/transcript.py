@@ -54,8 +54,12 @@ WRITERS: dict[str, Callable[[Transcript], str]] = {
 }
 
 
-def render(t: Transcript, fmt: str, subtitles: SubtitleOptions | None = None) -> str:
-    """The transcript in one format; `subtitles` sets how srt/vtt cues are cut (default: SubtitleOptions())."""
+def render(t: Transcript, fmt: str, subtitles: SubtitleOptions | None = None, *, drop_invented: bool = False) -> str:
+    """The transcript in one format; `subtitles` sets how srt/vtt cues are cut (default: SubtitleOptions()).
+    `drop_invented` (asr.hallucinations=drop) leaves segments flagged as invented out of every format but json,
+    which keeps them with their flag."""
+    if drop_invented and fmt != "json":
+        t = t.without_invented()
     if fmt == "srt":
         return to_srt(t, subtitles)
     if fmt == "vtt":
