@@ -44,7 +44,7 @@ def stack(tmp_path_factory) -> dict[str, Service]:
                                            "CASCADE_SERVICE__MAX_UPLOAD_MB": "2", "CASCADE_SERVICE__MAX_AUDIO_S": "20",
                                            "CASCADE_SERVICE__MAX_CONCURRENCY": "1", "CASCADE_SERVICE__MAX_QUEUE": "8",
                                            "CASCADE_SUBTITLES__MAX_LINE_COUNT": "1"})  # its srt/vtt follow its config
-    llm = launch("llm", log_dir=logs, env=common)
+    llm = launch("llm", log_dir=logs, env={**common, "CASCADE_SERVICE__STRICT_MODELS": "true"})  # unknown names: 404
     tts = launch("tts", log_dir=logs, env=common)
     gw = launch("gateway", log_dir=logs, env={  # its stages are remote: it needs no model to start
         **common, "CASCADE_SERVICE__API_KEY": KEY, "CASCADE_CHAT__MAX_REPLY_TOKENS": "10",
@@ -269,14 +269,15 @@ def test_llm_unknown_model_and_malformed_json(stack, llm_client):
 
 
 def test_prompts_above_the_token_cap_are_400(stack):
-    """A 3,000-token echo prompt once peaked at 2.5 GB; above service.max_prompt_tokens (2,048) it is refused."""
+    """A 3,000-token echo prompt once peaked at 2.5 GB: scored prompts stay within 2,048 tokens; a chat prompt may
+    use the model's context (8,192 less the reply's cap), not more."""
     long = " ".join(f"word{i % 97}" for i in range(1040))  # ~3,000 SmolLM2 tokens
     r = httpx.post(stack["llm"].url + "/v1/completions", timeout=60,
                    json={"model": "smollm2", "prompt": long, "max_tokens": 0, "echo": True, "logprobs": 0})
     assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
     assert "2048-token prompt limit" in r.json()["error"]["message"]
     r = httpx.post(stack["llm"].url + "/v1/chat/completions", timeout=60,
-                   json={"model": "smollm2", "messages": [{"role": "user", "content": long}]})
+                   json={"model": "smollm2", "messages": [{"role": "user", "content": long * 3}]})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
 
 

@@ -212,6 +212,8 @@ class CT2Backend:
         self.options = options
         self.home = Path(home)
         self._generators: dict[tuple[str, str], Any] = {}
+        self.context_length: int | None = None
+        """Tokens the model attends over (prompt plus reply), from the HF config it was converted from."""
         self._keys: dict[tuple[str, float, int], str] = {}
         self._lock = threading.Lock()
         _LIVE.add(self)
@@ -236,6 +238,11 @@ class CT2Backend:
         except (ValueError, KeyError, OSError) as exc:
             raise ModelNotFound(f"cannot load LLM {options.model}: {_one_line(exc)}", param="model") from exc
         backend = cls(tokenizer, name=options.model, options=options, home=home)
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            backend.context_length = config.get("max_position_embeddings")
+        except (OSError, ValueError):
+            backend.context_length = None
         backend._generator(None)  # convert/load the base now: a bad model fails at load time
         if options.reply_compute_type and options.reply_compute_type != options.compute_type:
             backend._generator(None, options.reply_compute_type)  # the first reply does not wait for it
@@ -462,6 +469,43 @@ class CT2Backend:
             close = getattr(steps, "close", None)
             if close:
                 close()
+
+    def guided(self, prompt: str, decoder, *, max_tokens: int, temperature: float = 0.0,
+               adapter: str | None = None) -> list[int]:
+        """Decode with `decoder` (cascade.llm.constrain.Decoder) choosing every token; the ids it chose, end
+        token excluded.
+
+        CTranslate2 has no logits processor: the Generator decodes on its own (greedy, or sampling at
+        `temperature`) and a step callback shows the decoder each step's logits and token. While the decoder
+        keeps the Generator's token, decoding runs on with its KV cache; where it replaces one, decoding stops
+        and restarts from the prompt plus the tokens decided so far (one prompt pass per departure: a model
+        that follows the grammar on its own costs nothing extra).
+        """
+        import numpy as np
+
+        gen = self._generator(adapter)
+        start = self._prompt_tokens(prompt)
+        failure: list[BaseException] = []
+
+        def step(result: Any) -> bool:
+            try:
+                new = decoder(np.asarray(result.logits).reshape(-1), result.token_id)
+            except BaseException as exc:  # raised again outside CTranslate2's thread
+                failure.append(exc)
+                return True
+            return decoder.ended or new != [result.token_id] or len(decoder.choices) >= max_tokens
+
+        while len(decoder.choices) < max_tokens and not decoder.ended:
+            before = len(decoder.choices)
+            head = self.tokenizer.convert_ids_to_tokens(decoder.tokens)
+            gen.generate_batch([start + head], max_length=max_tokens - before, include_prompt_in_result=False,
+                               end_token=self._ends, return_logits_vocab=True, callback=step,
+                               **self._sampling(temperature))
+            if failure:
+                raise failure[0]
+            if len(decoder.choices) == before:  # the Generator stopped without a step (length)
+                break
+        return [t for t in decoder.tokens if t not in decoder.ends]
 
     def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         return chat_prompt(self.tokenizer, messages, add_generation_prompt)

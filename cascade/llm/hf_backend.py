@@ -242,6 +242,31 @@ class TransformersBackend:
         texts = tok.batch_decode(new, skip_special_tokens=True)
         return [split_at_stop(t, stops) for t in texts]
 
+    def guided(self, prompt: str, decoder, *, max_tokens: int, temperature: float = 0.0,
+               adapter: str | None = None) -> list[int]:
+        """Decode with `decoder` (cascade.llm.constrain.Decoder) choosing every token from this model's logits
+        (KV cache kept between steps); the ids it chose, end token excluded. `temperature` is the decoder's."""
+        import torch
+
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InvalidInput("empty prompt: nothing to generate from", param="prompt")
+        with self._using(adapter) as model, torch.inference_mode():
+            feed, past = torch.tensor([ids]), None
+            while len(decoder.choices) < max_tokens and not decoder.ended:
+                out = model(input_ids=feed, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                new = decoder(out.logits[0, -1].float().numpy())
+                if not new or decoder.ended:
+                    break
+                feed = torch.tensor([new])
+        return [t for t in decoder.tokens if t not in decoder.ends]
+
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the model attends over (prompt plus reply), from its config."""
+        return getattr(self.base.config, "max_position_embeddings", None)
+
     def chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         return chat_prompt(self.tokenizer, messages, add_generation_prompt)
 

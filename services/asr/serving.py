@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from cascade.config import AsrOptions, Settings
 from cascade.types import BackendUnavailable, Cancelled, Correction, CorrectionMode, ModelNotFound, NBest, Segment, StageInfo, Transcript
 from services.asr.deps import PendingAudio
-from services.asr.protocol import DEFAULT_MODEL_NAMES
 from services.common.metrics import ServiceMetrics
 from services.common.middleware import client_gone
 from services.common.queue import Queues
@@ -102,6 +101,7 @@ class ServedModels:
         from cascade import models
 
         self.configured = settings.asr.model
+        self.aliases = settings.service.model_aliases.transcription
         self.allow_paths = settings.service.allow_model_paths
         self.local, self.home = local, settings.home
         bundled = [n for n, spec in models.REGISTRY.items() if spec.kind == "whisper" and not spec.broken]
@@ -111,7 +111,7 @@ class ServedModels:
     def canonical(self, requested: str) -> str:
         if requested in self.names:
             return requested
-        if requested in DEFAULT_MODEL_NAMES:  # whisper-1 & co. in /v1/nbest's options JSON too
+        if requested in self.aliases:  # whisper-1 & co. in /v1/nbest's options JSON too
             return self.configured
         if self.allow_paths and (os.sep in requested or requested.startswith((".", "~"))):
             return self._path_id(requested)

@@ -10,13 +10,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response, StreamingResponse
+from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
 from services.asr.deps import DecodedAudio
 from services.common.errors import ERROR_RESPONSES
 from services.gateway.protocol import VoiceTurnResponse, parse_history
 from services.gateway.serving import GatewayServing, OpenAIStages
-from services.llm.protocol import ChatCompletionRequest
+from services.llm.protocol import ChatCompletionRequest, CompletionRequest
 from services.tts.protocol import SpeechRequest
 
 router = APIRouter(tags=["voice"])
@@ -53,6 +54,12 @@ async def chat_completions(req: ChatCompletionRequest, stages: OpenAIDep) -> Res
     return await stages.chat(req)
 
 
+@router.post("/v1/completions", responses=ERROR_RESPONSES, response_model=Completion)
+async def completions(req: CompletionRequest, stages: OpenAIDep) -> Response:
+    """OpenAI (legacy) completions over the LLM stage: echo + logprobs scores a prompt as on the LLM service."""
+    return await stages.complete(req)
+
+
 @router.post("/v1/audio/speech", responses=ERROR_RESPONSES, response_class=StreamingResponse)
 async def speech(req: SpeechRequest, stages: OpenAIDep) -> Response:
     """OpenAI speech over the TTS stage: mp3 by default, opus/aac/flac/wav, pcm at 24 kHz."""
@@ -65,3 +72,12 @@ async def models(request: Request, stages: OpenAIDep) -> dict:
     asr = getattr(request.app.state, "asr", None)
     names = asr.served.names if asr is not None and hasattr(asr, "served") else [request.app.state.settings.asr.model]
     return {"object": "list", "data": await stages.models(names)}
+
+
+@router.get("/v1/models/{model_id:path}", responses=ERROR_RESPONSES)
+async def model(model_id: str, request: Request, stages: OpenAIDep) -> dict:
+    """One model callers may name: listed models and the aliases stock clients send (`parent` says what an alias
+    means); 404 for other names."""
+    asr = getattr(request.app.state, "asr", None)
+    names = asr.served.names if asr is not None and hasattr(asr, "served") else [request.app.state.settings.asr.model]
+    return await stages.model(model_id, names)

@@ -251,12 +251,19 @@ class OpenAIStages:
         from services.common.sse import sse_response
 
         if self.llm_remote is not None:
-            return await self.llm_remote.forward("POST", "/v1/chat/completions", req.model_dump(exclude_unset=True))
+            body = req.model_dump(exclude_unset=True, by_alias=True)
+            return await self.llm_remote.forward("POST", "/v1/chat/completions", body)
         llm = self.llm
         queue = self.queues[f"llm:{llm.name}"]
         if req.stream:
             return sse_response(await queue.open_stream(lambda: llm.chat_stream(req)), done=True)
         return await queue.run(llm.chat, req)
+
+    async def complete(self, req: Any) -> Any:
+        if self.llm_remote is not None:
+            return await self.llm_remote.forward("POST", "/v1/completions", req.model_dump(exclude_unset=True))
+        llm = self.llm
+        return await self.queues[f"llm:{llm.name}"].run(llm.complete, req)
 
     async def speech(self, req: Any) -> Any:
         from fastapi.responses import StreamingResponse
@@ -287,6 +294,25 @@ class OpenAIStages:
             out += [entry(m.id, "llm", **({"parent": m.parent} if getattr(m, "parent", None) else {}))
                     for m in self.llm.models()]
         return [m for m in out if not _looks_like_path(m["id"])]
+
+    async def model(self, model_id: str, asr_names: Sequence[str]) -> dict:
+        """One entry of models(), or an alias from service.model_aliases (chat, transcription) or tts' names."""
+        from cascade.types import ModelNotFound
+        from services.tts.protocol import OPENAI_MODELS
+
+        listed = await self.models(asr_names)
+        for m in listed:
+            if m["id"] == model_id:
+                return m
+        aliases = self.settings.service.model_aliases
+        llm = next((m["id"] for m in listed if m["kind"] == "llm" and "parent" not in m), None)
+        kind, parent = (("llm", llm) if model_id in aliases.chat else ("asr", self.settings.asr.model)
+                        if model_id in aliases.transcription and model_id else ("tts", self.settings.tts.engine)
+                        if model_id in OPENAI_MODELS else (None, None))
+        if kind is None:
+            raise ModelNotFound(f"model {model_id!r} is not served here", param="model")
+        return {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "cascade", "kind": kind,
+                "parent": parent}
 
 
 def _looks_like_path(name: str) -> bool:

@@ -32,6 +32,12 @@ async def list_models(llm: LlmDep) -> dict:
     return {"object": "list", "data": [m.model_dump() for m in llm.models()]}
 
 
+@router.get("/v1/models/{model_id:path}", responses=ERROR_RESPONSES)
+async def retrieve_model(model_id: str, llm: LlmDep) -> dict:
+    """One served model, adapter or alias (`parent`: the model an alias means); 404 for other names."""
+    return llm.model(model_id).model_dump()
+
+
 @router.post("/v1/completions", responses=ERROR_RESPONSES)
 async def create_completion(req: CompletionRequest, llm: LlmDep, queues: QueuesDep) -> Completion:
     """Completions; echo + logprobs (+ max_tokens=0) returns prompt token log-probs the way vLLM does."""

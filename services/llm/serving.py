@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,33 @@ from services.llm.protocol import ChatCompletionRequest, CompletionRequest
 
 SHIPPED_ADAPTERS = Path(__file__).resolve().parents[2] / "cascade" / "adapters"
 """Adapters the project ships (one peft directory each); served under their directory name."""
+
+
+DEFAULT_CONTEXT = 2048
+"""The prompt cap where a backend does not say its context length (the OpenAI-compatible HTTP backend)."""
+SCORED_TOKENS = 2048
+"""Prompt log-probs (echo/logprobs on /v1/completions) hold a vocabulary-wide row per token (a 3,000-token echo
+once peaked at 2.5 GB on transformers): scored prompts stay within this many tokens whatever the context."""
+
+
+@dataclass
+class _Answer:
+    """One chat answer before it is shaped into a completion or chunks."""
+
+    adapter: str | None = None
+    calls: list = field(default_factory=list)
+    text: str | None = None
+    logprobs: dict | None = None
+    finish: str = "stop"
+    n_prompt: int = 0
+    n_out: int = 0
+    stream_prompt: str | None = None
+    """Set when the answer is plain text to stream from this prompt (decoded as it is sent)."""
+
+
+def _pieces(text: str, size: int = 8) -> list[str]:
+    """A call's arguments in a few fragments, as OpenAI streams them."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 class LlmServing:
@@ -61,13 +89,24 @@ class LlmServing:
         return self.base_name
 
     def resolve(self, model: str | None) -> str | None:
-        """The adapter path a served name stands for (None: the base model); 404 for unknown names."""
+        """The adapter path a served name stands for (None: the base model).
+
+        A name in service.model_aliases.chat (`default`, gpt-4.1, ...) means the base model; with
+        service.strict_models off so does every other unserved name (frameworks send OpenAI's names), on: 404.
+        """
         if model in (None, "", self.base_name, self.settings.llm.model, "default-base"):
             return None
         if model in self.adapters:
             return self.adapters[model]
-        known = ", ".join([self.base_name, *self.adapters])
+        svc = self.settings.service
+        if model in svc.model_aliases.chat or not svc.strict_models:
+            return None
+        known = ", ".join([self.base_name, *self.adapters, *svc.model_aliases.chat])
         raise ModelNotFound(f"model {model!r} is not served here (served: {known})", param="model")
+
+    def served_name(self, model: str | None) -> str:
+        """The real model a request ran on (what responses report): an adapter's name or the base model's."""
+        return model if model in self.adapters else self.base_name  # type: ignore[return-value]
 
     def models(self) -> list[Model]:
         now = int(time.time())
@@ -75,17 +114,33 @@ class LlmServing:
         return [base, *(Model(id=n, created=now, object="model", owned_by="cascade", parent=self.base_name, root=n)
                          for n in self.adapters)]  # by name: a path on this machine means nothing to a client
 
+    def model(self, model_id: str) -> Model:
+        """GET /v1/models/{id}: a served name, or an alias (its `parent` is the model it means); else 404."""
+        for m in self.models():
+            if m.id == model_id:
+                return m
+        if model_id in self.settings.service.model_aliases.chat:
+            return Model(id=model_id, created=int(time.time()), object="model", owned_by="cascade",
+                         parent=self.base_name, root=self.base_name)
+        raise ModelNotFound(f"model {model_id!r} is not served here", param="model")
+
     # ------------------------------------------------------------------ OpenAI endpoints
 
     def _count(self, text: str) -> int:
         return self.backend.count_tokens(text)
 
-    def check_prompt(self, text: str, param: str = "prompt") -> None:
-        """400 for a prompt above ServiceSettings.max_prompt_tokens (a long echo prompt costs GBs).
-
-        A text too long for the cap at 16 characters a token is refused without tokenising it.
-        """
+    def prompt_cap(self, reply_tokens: int = 0) -> int:
+        """Prompt tokens allowed: service.max_prompt_tokens, or the model's context less the reply's cap."""
         cap = self.settings.service.max_prompt_tokens
+        if cap is None:
+            context = getattr(self.backend, "context_length", None) or DEFAULT_CONTEXT
+            cap = max(16, context - reply_tokens)
+        return cap
+
+    def check_prompt(self, text: str, param: str = "prompt", *, reply_tokens: int = 0, cap: int | None = None) -> None:
+        """400 for a prompt above the cap (prompt_cap, or `cap`: scoring keeps SCORED_TOKENS, since its memory
+        grows with tokens x vocabulary). A text too long at 16 characters a token is refused untokenised."""
+        cap = cap or self.prompt_cap(reply_tokens)
         if len(text) > 16 * cap:
             raise InvalidInput(f"{param}: {len(text)} characters is above the {cap}-token prompt limit", param=param)
         if (n := self._count(text)) > cap:
@@ -105,7 +160,9 @@ class LlmServing:
         adapter = self.resolve(req.model)
         prompts = req.prompts
         for prompt in prompts:
-            self.check_prompt(prompt)
+            scored = req.echo or req.logprobs is not None
+            self.check_prompt(prompt, reply_tokens=req.max_tokens,
+                              cap=min(SCORED_TOKENS, self.prompt_cap(req.max_tokens)) if scored else None)
         outs = [""] * len(prompts)
         if req.max_tokens > 0:
             outs = self.backend.generate(prompts, max_tokens=req.max_tokens, stop=req.stops,
@@ -119,55 +176,126 @@ class LlmServing:
             choices.append(CompletionChoice(index=i, text=(prompt if req.echo else "") + out, logprobs=logprobs,
                                             finish_reason=finish))
         return Completion(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()),
-                          model=req.model, choices=choices,
+                          model=self.served_name(req.model), choices=choices,
                           usage=CompletionUsage(prompt_tokens=n_prompt, completion_tokens=n_out,
                                                 total_tokens=n_prompt + n_out))
 
-    def chat(self, req: ChatCompletionRequest) -> ChatCompletion:
+    def _answer(self, req: ChatCompletionRequest, *, streaming: bool = False) -> _Answer:
+        """What the model answers: tool calls (tools given and the model calls), JSON (response_format), text
+        with log-probs, or (streaming) a plan to stream plain text. Every prompt is checked against the cap."""
+        from cascade.llm import chat as llm_chat
+
         adapter = self.resolve(req.model)
+        messages = req.openai_messages()
+        answer = _Answer(adapter=adapter)
+        if req.tools and req.choice != "none":
+            prompt = llm_chat.tools_prompt(self.backend, messages, req.functions)
+            self.check_prompt(prompt, "messages", reply_tokens=req.token_cap)
+            calls, decoded = llm_chat.choose_tools(self.backend, messages, req.functions, req.choice,
+                                                   parallel=req.parallel_tool_calls, max_tokens=req.token_cap,
+                                                   temperature=req.temperature, adapter=adapter)
+            answer.n_prompt, answer.n_out = self._count(prompt), len(decoded.choices) if decoded else 0
+            if calls or req.choice != "auto":  # required/named: cut by the token cap, no call came out
+                answer.calls = calls
+                answer.finish = "tool_calls" if calls else "length"
+                return answer
         prompt = self.backend.chat_template(req.as_dicts(), add_generation_prompt=True)
-        self.check_prompt(prompt, "messages")
-        text = self.backend.generate([prompt], max_tokens=req.token_cap, stop=req.stops,
-                                     temperature=req.temperature, adapter=adapter)[0].strip()
-        n_prompt, n_out = self._count(prompt), self._count(text)
+        self.check_prompt(prompt, "messages", reply_tokens=req.token_cap)
+        answer.n_prompt += self._count(prompt)
+        schema = req.json_schema
+        top = (req.top_logprobs or 0) if req.logprobs else None
+        if schema is not False:
+            decoded = llm_chat.json_reply(self.backend, prompt, schema, max_tokens=req.token_cap,
+                                          temperature=req.temperature, top_logprobs=top, adapter=adapter)
+        elif top is not None:
+            decoded = llm_chat.decode(self.backend, prompt, max_tokens=req.token_cap, temperature=req.temperature,
+                                      top_logprobs=top, stop=req.stops, adapter=adapter)
+        elif streaming:
+            answer.stream_prompt = prompt
+            return answer
+        else:
+            text = self.backend.generate([prompt], max_tokens=req.token_cap, stop=req.stops,
+                                         temperature=req.temperature, adapter=adapter)[0].strip()
+            n = self._count(text)
+            answer.text, answer.n_out = text, answer.n_out + n
+            answer.finish = "length" if n >= req.token_cap else "stop"
+            return answer
+        answer.text, answer.finish = decoded.text, decoded.finish
+        answer.n_out += len(decoded.choices)
+        if top is not None:
+            answer.logprobs = self._chat_logprobs(decoded.choices)
+        return answer
+
+    def _chat_logprobs(self, choices: list) -> dict:
+        """OpenAI's choice.logprobs: each token's text, bytes and log-prob, with its top alternatives."""
+        tok = self.backend.tokenizer
+
+        def entry(token: int, logprob: float) -> dict:
+            text = tok.decode([token])
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+        return {"content": [{**entry(c.token, c.logprob), "top_logprobs": [entry(t, lp) for t, lp in c.top]}
+                            for c in choices], "refusal": None}
+
+    def chat(self, req: ChatCompletionRequest) -> ChatCompletion:
+        a = self._answer(req)
+        message: dict = {"role": "assistant", "content": None if a.calls else a.text}
+        if a.calls:
+            message["tool_calls"] = [c.as_openai() for c in a.calls]
         return ChatCompletion.model_validate({
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "length" if n_out >= req.token_cap else "stop"}],
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}})
+            "model": self.served_name(req.model),
+            "choices": [{"index": 0, "message": message, "finish_reason": a.finish, "logprobs": a.logprobs}],
+            "usage": {"prompt_tokens": a.n_prompt, "completion_tokens": a.n_out, "total_tokens": a.n_prompt + a.n_out}})
 
     def chat_stream(self, req: ChatCompletionRequest) -> Iterator[ChatCompletionChunk]:
-        """`stream=true`: OpenAI's chunks (the role, content deltas, the finish reason, usage if asked).
-        The deltas concatenate to what chat() answers: same greedy tokens, same stops, same strip."""
-        adapter = self.resolve(req.model)
-        prompt = self.backend.chat_template(req.as_dicts(), add_generation_prompt=True)
-        self.check_prompt(prompt, "messages")
-        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        """`stream=true`: OpenAI's chunks (the role, content or tool-call deltas, the finish reason, usage if asked).
+        Plain text streams as it is decoded, and its deltas concatenate to what chat() answers (same greedy tokens,
+        same stops, same strip); tool calls, JSON and log-probs are decoded whole first (constrained decoding),
+        then sent in OpenAI's pieces: each call's id and name, then its arguments."""
+        cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), self.served_name(req.model)
 
-        def chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> ChatCompletionChunk:
-            choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-            body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
+        def chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None,
+                  logprobs: dict | None = None) -> ChatCompletionChunk:
+            choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]
+            body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": choices, **({"usage": usage} if usage else {})}
             return ChatCompletionChunk.model_validate(body)
 
-        yield chunk({"role": "assistant", "content": ""})
-        if adapter is None:
+        a = self._answer(req, streaming=True)
+        yield chunk({"role": "assistant", "content": None if a.calls else ""})
+        if a.calls:
+            for i, call in enumerate(a.calls):
+                yield chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                             "function": {"name": call.name, "arguments": ""}}]})
+                for piece in _pieces(call.arguments):
+                    yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+        elif a.stream_prompt is not None:
+            text = ""
+            for delta in self._stream_text(req, a):
+                text += delta
+                yield chunk({"content": delta})
+            a.n_out += self._count(text)
+            a.finish = "length" if self._count(text) >= req.token_cap else "stop"
+        elif a.logprobs is not None:
+            for entry in a.logprobs["content"]:  # one chunk per token, its log-probs beside it
+                yield chunk({"content": entry["token"]}, logprobs={"content": [entry], "refusal": None})
+        elif a.text:
+            yield chunk({"content": a.text})
+        yield chunk({}, a.finish)
+        if req.stream_options and req.stream_options.include_usage:
+            yield chunk(None, usage={"prompt_tokens": a.n_prompt, "completion_tokens": a.n_out,
+                                     "total_tokens": a.n_prompt + a.n_out})
+
+    def _stream_text(self, req: ChatCompletionRequest, a: _Answer) -> Iterator[str]:
+        if a.adapter is None:
             from cascade.respond import stream_text
 
-            pieces = stream_text(self.backend, prompt, max_tokens=req.token_cap, temperature=req.temperature)
+            pieces = stream_text(self.backend, a.stream_prompt, max_tokens=req.token_cap, temperature=req.temperature)
         else:  # adapters stream as one piece (the token streams run the base model)
-            pieces = iter(self.backend.generate([prompt], max_tokens=req.token_cap, stop=req.stops,
-                                                temperature=req.temperature, adapter=adapter))
-        text = ""
-        for delta in stripped_deltas(pieces, req.stops):
-            text += delta
-            yield chunk({"content": delta})
-        n_prompt, n_out = self._count(prompt), self._count(text)
-        yield chunk({}, "length" if n_out >= req.token_cap else "stop")
-        if req.stream_options and req.stream_options.include_usage:
-            yield chunk(None, usage={"prompt_tokens": n_prompt, "completion_tokens": n_out,
-                                     "total_tokens": n_prompt + n_out})
+            pieces = iter(self.backend.generate([a.stream_prompt], max_tokens=req.token_cap, stop=req.stops,
+                                                temperature=req.temperature, adapter=a.adapter))
+        yield from stripped_deltas(pieces, req.stops)
 
     # ------------------------------------------------------------------ cascade endpoints
 

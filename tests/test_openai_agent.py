@@ -1,0 +1,202 @@
+"""The gateway as a voice agent's backend (issue 26): the stock openai client with only base_url changed.
+
+One real gateway on loopback (Whisper tiny.en, SmolLM2 on ct2, piper in-process) and a relay gateway that
+reaches it over HTTP: framework default model names, tools (a round trip, every tool_choice, streamed
+tool-call deltas), JSON mode, log-probs, /v1/models/{id}, /v1/completions and the small errors. The LLM is
+135M parameters: tests check what constrained decoding guarantees (a call names a given function, its
+arguments validate, JSON parses) and the decisions greedy decoding makes on plain requests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import jsonschema
+import pytest
+from openai import BadRequestError, NotFoundError, OpenAI
+
+from services.common.testing import Service, launch, wait_ready
+
+JFK_WORDS = "ask not what your country can do for you"
+ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
+       "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "120"}
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city"], "additionalProperties": False}}}
+TIMER = {"type": "function", "function": {
+    "name": "set_timer", "description": "Set a countdown timer",
+    "parameters": {"type": "object", "properties": {"minutes": {"type": "integer", "minimum": 1}},
+                   "required": ["minutes"], "additionalProperties": False}}}
+TOOLS = [WEATHER, TIMER]
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+PARIS = [{"role": "user", "content": "What's the weather like in Paris?"}]
+
+
+def _words(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Service:
+    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-agent"), env=ENV), 300)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory, gateway) -> Service:
+    gw = launch("gateway", log_dir=tmp_path_factory.mktemp("gw-agent-relay"), env=ENV,
+                args=("--asr-url", gateway.url, "--llm-url", gateway.url, "--tts-url", gateway.url))
+    yield wait_ready(gw)
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def client(gateway) -> OpenAI:
+    return OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def _valid_calls(message) -> list[tuple[str, dict]]:
+    """Each call's name and parsed arguments, checked against its function's schema."""
+    out = []
+    for call in message.tool_calls or ():
+        assert call.type == "function" and call.id.startswith("call_")
+        args = json.loads(call.function.arguments)
+        jsonschema.validate(args, SCHEMAS[call.function.name])
+        out.append((call.function.name, args))
+    return out
+
+
+# --------------------------------------------------------------------------- model names as clients send them
+
+
+def test_framework_default_names_reach_the_served_models(client, jfk_path):
+    for name in ("gpt-4.1", "gpt-4o-mini", "default", "some-model-nobody-serves"):
+        out = client.chat.completions.create(model=name, messages=PARIS, max_tokens=4)
+        assert out.model == "smollm2" and out.choices[0].message.content, name  # the real model is reported
+    for name in ("gpt-transcribe", "gpt-4o-transcribe", "whisper-1"):
+        with jfk_path.open("rb") as fh:
+            assert JFK_WORDS in _words(client.audio.transcriptions.create(file=fh, model=name).text), name
+    with jfk_path.open("rb") as fh:  # the configured tiny.en cannot translate: whisper-1 means the multilingual base
+        assert "ask not" in _words(client.audio.translations.create(file=fh, model="whisper-1").text)
+
+
+def test_models_retrieve_and_completions(client):
+    assert client.models.retrieve("smollm2").id == "smollm2"
+    alias = client.models.retrieve("gpt-4.1")
+    assert alias.model_extra["kind"] == "llm" and alias.model_extra["parent"] == "smollm2"
+    assert client.models.retrieve("whisper-1").model_extra["kind"] == "asr"
+    with pytest.raises(NotFoundError):
+        client.models.retrieve("no-such-model")
+    out = client.completions.create(model="gpt-4.1", prompt="The capital of France is", max_tokens=3)
+    assert out.model == "smollm2" and out.choices[0].text.strip() and out.usage.completion_tokens <= 3
+
+
+def test_strict_models_restore_404(settings):
+    from cascade.types import ModelNotFound
+    from services.llm.serving import LlmServing
+
+    strict = settings.model_copy(update={"service": settings.service.model_copy(update={"strict_models": True})})
+    assert LlmServing(strict).resolve("gpt-4.1") is None  # the alias table still holds
+    with pytest.raises(ModelNotFound, match="not served here"):
+        LlmServing(strict).resolve("some-model-nobody-serves")
+    assert LlmServing(settings).resolve("some-model-nobody-serves") is None
+
+
+def test_long_prompts_fit_the_context_and_images_are_refused(gateway):
+    url = gateway.url + "/v1/chat/completions"
+    long = " ".join(f"word{i % 97}" for i in range(1040))  # ~3,000 tokens: above the old 2,048 cap
+    r = httpx.post(url, json={"model": "smollm2", "messages": [{"role": "user", "content": long}], "max_tokens": 1},
+                   timeout=300)
+    assert r.status_code == 200, r.text
+    r = httpx.post(url, json={"model": "smollm2", "messages": [{"role": "user", "content": long * 3}]}, timeout=120)
+    assert r.status_code == 400 and "prompt limit" in r.json()["error"]["message"]
+    image = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    r = httpx.post(url, json={"model": "smollm2", "messages": [{"role": "user", "content": image}]}, timeout=60)
+    assert r.status_code == 400 and "'image_url' content parts are not supported" in r.json()["error"]["message"]
+    assert r.json()["error"]["param"] == "messages.0.content"
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def test_tool_round_trip(client):
+    first = client.chat.completions.create(model="gpt-4.1", messages=PARIS, tools=TOOLS)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (name, args), = _valid_calls(choice.message)
+    assert name == "get_weather" and args["city"] == "Paris"
+    call = choice.message.tool_calls[0]
+    history = [*PARIS, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+               {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature_c": 22, "sky": "sunny"})}]
+    second = client.chat.completions.create(model="gpt-4.1", messages=history, tools=TOOLS, max_tokens=40)
+    assert second.choices[0].message.tool_calls is None and second.choices[0].message.content.strip()
+    assert "<tool" not in second.choices[0].message.content
+
+
+def test_tool_choice_auto_none_required_named(client):
+    timer = client.chat.completions.create(model="gpt-4o-mini", tools=TOOLS,
+                                           messages=[{"role": "user", "content": "Set a timer for 10 minutes."}])
+    assert _valid_calls(timer.choices[0].message) == [("set_timer", {"minutes": 10})]
+    chat = [{"role": "user", "content": "Tell me a joke."}]
+    joke = client.chat.completions.create(model="gpt-4o-mini", tools=TOOLS, messages=chat, max_tokens=30)
+    assert joke.choices[0].message.tool_calls is None and joke.choices[0].message.content  # the model decided
+    forced = client.chat.completions.create(model="gpt-4o-mini", tools=TOOLS, messages=chat, tool_choice="required")
+    assert forced.choices[0].finish_reason == "tool_calls" and len(_valid_calls(forced.choices[0].message)) >= 1
+    named = client.chat.completions.create(model="gpt-4o-mini", tools=TOOLS, messages=PARIS,
+                                           tool_choice={"type": "function", "function": {"name": "set_timer"}})
+    assert [n for n, _ in _valid_calls(named.choices[0].message)] == ["set_timer"]
+    none = client.chat.completions.create(model="gpt-4o-mini", tools=TOOLS, messages=PARIS, tool_choice="none",
+                                          max_tokens=8)
+    assert none.choices[0].message.tool_calls is None and none.choices[0].message.content
+    with pytest.raises(BadRequestError):
+        client.chat.completions.create(model="gpt-4o-mini", tools=TOOLS, messages=PARIS,
+                                       tool_choice={"type": "function", "function": {"name": "no_such_tool"}})
+
+
+@pytest.mark.parametrize("where", ["gateway", "relay"])
+def test_streamed_tool_calls_are_openai_deltas(request, where):
+    service = request.getfixturevalue(where)
+    client = OpenAI(base_url=service.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    chunks = list(client.chat.completions.create(model="gpt-4.1", messages=PARIS, tools=TOOLS, stream=True,
+                                                 stream_options={"include_usage": True}))
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert deltas[0].id and deltas[0].function.name == "get_weather" and deltas[0].type == "function"
+    assert all(d.index == 0 and d.id is None and d.function.name is None for d in deltas[1:])
+    arguments = "".join(d.function.arguments or "" for d in deltas)
+    assert json.loads(arguments)["city"] == "Paris"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    assert chunks[-1].usage.completion_tokens > 0 and chunks[-1].model == "smollm2"
+
+
+# --------------------------------------------------------------------------- JSON mode and log-probs
+
+
+def test_json_object_and_strict_schema(client):
+    ask = [{"role": "user", "content": "Give the capital of France."}]
+    loose = client.chat.completions.create(model="gpt-4.1", messages=ask, response_format={"type": "json_object"},
+                                           max_tokens=60)
+    assert isinstance(json.loads(loose.choices[0].message.content), dict)
+    schema = {"type": "object", "properties": {"capital": {"type": "string"}, "population_millions": {"type": "number"}},
+              "required": ["capital", "population_millions"], "additionalProperties": False}
+    strict = client.chat.completions.create(model="gpt-4.1", messages=ask, max_tokens=60, response_format={
+        "type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": schema}})
+    jsonschema.validate(json.loads(strict.choices[0].message.content), schema)
+    streamed = client.chat.completions.create(model="gpt-4.1", messages=ask, max_tokens=60, stream=True,
+                                              response_format={"type": "json_object"})
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == loose.choices[0].message.content
+
+
+def test_logprobs_are_the_models_scores(client):
+    out = client.chat.completions.create(model="gpt-4.1", messages=PARIS, max_tokens=6, logprobs=True, top_logprobs=3)
+    content = out.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == out.choices[0].message.content and len(content) == 6
+    for t in content:  # greedy: the chosen token is the most likely one
+        assert len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token
+        assert t.logprob == pytest.approx(t.top_logprobs[0].logprob) and t.logprob <= 0
+        assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True)
+    plain = client.chat.completions.create(model="gpt-4.1", messages=PARIS, max_tokens=6)
+    assert plain.choices[0].message.content == out.choices[0].message.content and plain.choices[0].logprobs is None
