@@ -144,3 +144,64 @@ def test_service_decodes_alternatives_only_when_read(settings, fields: dict, n_b
     options = decoded_for(form, settings, form.to_asr_options(settings.asr, "transcribe"))
     assert options.n_best == n_best
     assert (options.nbest_beam_size == options.beam_size) == (n_best == 1)
+
+
+@pytest.fixture(scope="module")
+def long_file(shared_data: Path, tmp_path_factory) -> Path:
+    """About 40 s: four dev clips of librispeech-test-other with 1 s of silence between them (two 30 s windows)."""
+    import soundfile as sf
+
+    rows = [json.loads(x) for x in (shared_data / "librispeech-test-other" / "manifest.jsonl").read_text().splitlines()]
+    gap = np.zeros(16000, np.float32)
+    audio = np.concatenate([p for r in rows[:4] for p in (load_audio(shared_data / "librispeech-test-other" / r["audio"]), gap)])
+    path = tmp_path_factory.mktemp("long") / "long.flac"
+    sf.write(path, audio, 16000)
+    return path
+
+
+def test_batched_mode_costs_what_the_batched_pipeline_costs(counted: Counting, settings, long_file: Path) -> None:
+    from faster_whisper import BatchedInferencePipeline
+
+    audio = load_audio(long_file)
+    whisper = load_model(settings.asr, settings.home)
+    before = counted.generates
+    peer = [s.text for s in BatchedInferencePipeline(whisper).transcribe(audio, beam_size=5, batch_size=8)[0]]
+    peer_calls = counted.generates - before
+    options = settings.asr.model_copy(update={"model": "tiny.en", "batched": True, "batch_size": 8})
+    before = counted.generates
+    one = transcribe_all(audio, best_only(options), home=settings.home)
+    assert counted.generates - before == peer_calls >= 1  # -n 1: the pipeline's calls, no more
+    assert [s.text for s in one.segments] == [" ".join(t.split()) for t in peer if t.strip()]
+    before = counted.generates
+    five = transcribe_all(audio, options, home=settings.home)
+    assert counted.generates - before == 2 * peer_calls  # one wide call per batch fills every chunk's N-best
+    assert five.text == one.text and max(len(s.nbest.hypotheses) for s in five.segments) >= 2
+
+
+@pytest.mark.parametrize("fmt", ["txt", "json", "srt", "vtt", "tsv"])
+def test_batched_output_has_the_sequential_format(long_file: Path, tmp_path: Path, fmt: str) -> None:
+    from cascade.types import Transcript
+
+    runner = CliRunner()
+    bodies = {}
+    for mode in ("--sequential", "--batched"):
+        result = runner.invoke(app, ["transcribe", str(long_file), "--format", fmt, "--correct", "none", mode])
+        assert result.exit_code == 0, result.output
+        bodies[mode] = result.stdout
+    seq, bat = bodies["--sequential"], bodies["--batched"]
+    if fmt == "json":
+        a, b = Transcript.model_validate_json(seq), Transcript.model_validate_json(bat)
+        assert b.duration == a.duration and b.segments and all(s.end <= b.duration for s in b.segments)
+        assert b.stages[0].options["batched"] and not a.stages[0].options["batched"]
+        assert set(a.segments[0].model_dump()) == set(b.segments[0].model_dump())
+        assert max(len(s.nbest.hypotheses) for s in b.segments) >= 2
+    elif fmt in ("srt", "vtt"):
+        import pysubs2
+
+        for body in (seq, bat):
+            subs = pysubs2.SSAFile.from_string(body)
+            assert subs and all(e.start < e.end <= 41_000 for e in subs)
+    elif fmt == "tsv":
+        assert seq.splitlines()[0] == bat.splitlines()[0] == "start\tend\ttext"
+    else:
+        assert len(bat.split()) > 0.9 * len(seq.split())
