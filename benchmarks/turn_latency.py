@@ -13,6 +13,14 @@ spoken turn needs before it knows the user is done. Also the TTS real-time facto
 (piper, espeak; coqui in its own venv when it exists, on an untrained VITS of the default
 architecture size, since no pretrained Coqui model can be downloaded here).
 
+The Realtime API's first audio (`ttfa_realtime_s`): the same utterances streamed at real time to a real
+gateway's /v1/realtime by the official openai client, from the last appended audio of the utterance to the
+first response.output_audio.delta. Turns cut early (`early_cut`): on real recordings with pauses inside
+(LibriSpeech test-other and speechocean762 clips of --cut-split; dev for choosing the thresholds, test for
+reporting), the share of clips in which an inner pause would end the turn: the live turn's rule (silence_ms
+after words that read as finished, max_silence_ms otherwise) beside the pause alone at the same silence_ms and
+at 1.2 s, all from one pass of LiveTurn over each clip (every pause's window decoded and read).
+
 Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/turn_latency.py [--n 5]
 """
 
@@ -29,7 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HARVARD = ROOT.parent / "shared" / "data" / "text" / "harvard-sentences.txt"
+DATA = ROOT.parent / "shared" / "data"
+HARVARD = DATA / "text" / "harvard-sentences.txt"
 COQUI_PY = Path("~/.cache/cascade/venv-coqui/bin/python").expanduser()
 RTF_TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. It's easy to tell the depth of a well."
 
@@ -114,16 +123,164 @@ def _median(rows: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in rows), 3)
 
 
-def live_turn(turn, samples, options) -> dict:
+def live_turn(turn, samples, options, detector=None) -> dict:
     """One paced live replay: its `done` timings (seconds from the end of speech)."""
     from cascade.live import replay
 
     done = None
-    for event in replay(turn, samples, options, pace=True):
+    for event in replay(turn, samples, options, pace=True, detector=detector):
         if event.type == "error":
             raise RuntimeError(event.message)
         done = event if event.type == "done" else done
     return {k: v for k, v in done.timings.items() if k != "asr_windows"}
+
+
+# --------------------------------------------------------------------------- turns cut early (real recordings)
+
+
+def cut_clips(split: str, n_ocean: int) -> list[tuple[str, str, Path]]:
+    """Real recordings with pauses inside: the LibriSpeech test-other clips of `split` and every k-th
+    speechocean762 clip of `split` (non-native read speech, many hesitations)."""
+    out = []
+    for line in (DATA / "librispeech-test-other" / "manifest.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["split"] == split:
+            out.append(("librispeech", r["id"], DATA / "librispeech-test-other" / r["audio"]))
+    rows = [r for r in map(json.loads, (DATA / "speechocean762" / "manifest.jsonl").read_text().splitlines())
+            if r["split"] == split]
+    step = max(len(rows) // max(n_ocean, 1), 1)
+    out += [("speechocean762", r["id"], DATA / "speechocean762" / r["audio"]) for r in rows[::step][:n_ocean]]
+    return out
+
+
+def pauses(turn, detector, options, samples) -> list[dict]:
+    """Every pause the live turn decodes a window at (LiveTurn itself, unpaced, each reading waited for): its
+    length up to the next speech frame (None: the clip's final silence) and the reading of the words before it."""
+    import numpy as np
+
+    from cascade.live import FRAME, LiveTurn
+
+    never = options.model_copy(update={"silence_ms": 10**9, "max_silence_ms": 10**9, "speculate": False})
+    live = LiveTurn(turn, never, detector=detector, reply=False)
+    seen = []
+    submit = live._submit
+    live._submit = lambda start, end: seen.append(submit(start, end)) or seen[-1]
+    try:
+        audio = np.concatenate([samples, np.zeros(16000, np.float32)])
+        for i in range(0, len(audio), 320):
+            live.feed(audio[i : i + 320])
+            live.wait_reading()
+        probs = np.asarray(live._probs)
+    finally:
+        live.close()
+    speech = np.nonzero(probs >= options.threshold)[0]
+    out = []
+    for w in seen:
+        if w.end_logprob is None:
+            continue
+        first_silent = w.end // FRAME - int(options.pause_ms * options.sample_rate / 1000 / FRAME)
+        later = speech[speech >= w.end // FRAME]
+        length = float((later[0] - first_silent) * FRAME * 1000 / options.sample_rate) if len(later) else None
+        out.append({"pause_ms": length, "logprob": w.end_logprob, "text": w.result[0].text if w.result else ""})
+    return out
+
+
+def cut_rates(records: list[dict], silence_ms: int, max_silence_ms: int, end_logprob: float | None) -> dict:
+    """Share of clips a rule cuts early (some inner pause ends the turn) and, with readings, the share of whole
+    utterances whose words read unfinished (they wait max_silence_ms). end_logprob None: the pause alone."""
+    cut = late = 0
+    for clip in records:
+        inner = [p for p in clip["pauses"] if p["pause_ms"] is not None]
+        final = [p for p in clip["pauses"] if p["pause_ms"] is None]
+        if end_logprob is None:
+            cut += any(p["pause_ms"] >= silence_ms for p in inner)
+            continue
+        cut += any(p["pause_ms"] >= max_silence_ms or (p["pause_ms"] >= silence_ms and p["logprob"] >= end_logprob)
+                   for p in inner)
+        late += bool(final) and final[-1]["logprob"] < end_logprob
+    n = max(len(records), 1)
+    return {"early_cut_rate": round(cut / n, 3), **({"unfinished_end_rate": round(late / n, 3)} if end_logprob is not None else {})}
+
+
+def early_cuts(split: str, n_ocean: int, records_out: Path | None = None) -> dict:
+    """How often a turn is cut early on real recordings with pauses: the live turn's rule (pause + reading)
+    vs the pause alone (the same silence_ms), from the same pauses and readings."""
+    from cascade.audio import load_audio
+    from cascade.config import load_settings
+    from cascade.live import build_detector
+    from cascade.pipeline import build_turn
+
+    settings = load_settings()
+    live = settings.live
+    turn, detector = build_turn(settings), build_detector(settings)
+    records = []
+    for corpus, cid, path in cut_clips(split, n_ocean):
+        records.append({"corpus": corpus, "id": cid, "pauses": pauses(turn, detector, live, load_audio(path))})
+    if records_out is not None:
+        records_out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    inner = [p for r in records for p in r["pauses"] if p["pause_ms"] is not None]
+    return {
+        "split": split, "clips": len(records), "inner_pauses_decoded": len(inner),
+        "rule": {"silence_ms": live.silence_ms, "max_silence_ms": live.max_silence_ms, "end_logprob": live.end_logprob},
+        "llm": cut_rates(records, live.silence_ms, live.max_silence_ms, live.end_logprob),
+        "pause_only": cut_rates(records, live.silence_ms, live.max_silence_ms, None),
+        "pause_only_1200ms": cut_rates(records, 1200, 1200, None),
+        **{f"{c}_clips": sum(r["corpus"] == c for r in records) for c in ("librispeech", "speechocean762")},
+    }
+
+
+# --------------------------------------------------------------------------- the Realtime API's first audio
+
+
+def realtime_ttfa(data: list, env: dict[str, str]) -> dict:
+    """Each utterance streamed at real time (24 kHz pcm16, 20 ms appends) to a real gateway's /v1/realtime with
+    the official openai client: seconds from the last appended audio of the utterance (its end of speech) to the
+    first response.output_audio.delta. The first utterance warms the gateway up and is not counted."""
+    import asyncio
+    import base64
+
+    import numpy as np
+    from openai import AsyncOpenAI
+
+    from cascade.audio import resample
+    from services.common.testing import launch, wait_ready
+
+    async def one(port: int, samples) -> float:
+        pcm = (np.clip(resample(samples, 16000, 24000), -1, 1) * 32767).astype("<i2").tobytes()
+        step = 960
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+        async with client.realtime.connect(model="gpt-realtime") as conn:
+            await conn.recv()
+            spoken: list[float] = []
+
+            async def send() -> None:
+                t0 = time.perf_counter()
+                chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)] + [b"\0" * step] * 150
+                for k, chunk in enumerate(chunks):
+                    await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+                    if k * step >= len(pcm) and not spoken:
+                        spoken.append(time.perf_counter())
+                    await asyncio.sleep(max(t0 + (k + 1) * 0.02 - time.perf_counter(), 0))
+
+            sender = asyncio.ensure_future(send())
+            try:
+                async for event in conn:
+                    if event.type == "error":
+                        raise RuntimeError(event.error.message)
+                    if event.type == "response.output_audio.delta":
+                        return time.perf_counter() - spoken[0]
+            finally:
+                sender.cancel()
+        raise RuntimeError("no audio")
+
+    log_dir = Path(tempfile.mkdtemp())
+    gw = wait_ready(launch("gateway", log_dir=log_dir, env=env), 600)
+    try:
+        asyncio.run(one(gw.port, data[0][1]))
+        times = [asyncio.run(one(gw.port, samples)) for _, samples in data]
+    finally:
+        gw.stop()
+    return {"ttfa_realtime_s": round(statistics.median(times), 3), "ttfa_realtime_all_s": [round(t, 3) for t in times]}
 
 
 def turns(n: int, live: bool = True) -> dict:
@@ -143,8 +300,11 @@ def turns(n: int, live: bool = True) -> dict:
                                "first_sentence": r.reply.first_sentence_s or 0.0,
                                "reply_words": len(r.reply.text.split()), "speech_s": r.speech.duration})
     if live:
-        live_turn(turn, data[0][1], settings.live)  # warm-up of the VAD and the live path
-        rows["live"] = [live_turn(turn, samples, settings.live) for _, samples in data]
+        from cascade.live import build_detector
+
+        detector = build_detector(settings)
+        live_turn(turn, data[0][1], settings.live, detector)  # warm-up of the VAD and the live path
+        rows["live"] = [live_turn(turn, samples, settings.live, detector) for _, samples in data]
     summary = {mode: {k: _median(v, k) for k in v[0]} for mode, v in rows.items()}
     return {
         "utterances": n,
@@ -154,7 +314,9 @@ def turns(n: int, live: bool = True) -> dict:
                    "max_reply_tokens": settings.chat.max_reply_tokens, "max_sentences": settings.chat.max_sentences,
                    "tts": settings.tts.engine, "live_silence_ms": settings.live.silence_ms,
                    "live_pause_ms": settings.live.pause_ms, "live_cut_ms": settings.live.cut_ms,
-                   "live_speculate": settings.live.speculate, "live_early_reply": settings.live.early_reply},
+                   "live_speculate": settings.live.speculate, "live_early_reply": settings.live.early_reply,
+                   "live_end_of_turn": settings.live.end_of_turn, "live_max_silence_ms": settings.live.max_silence_ms,
+                   "live_end_logprob": settings.live.end_logprob},
         **summary,
         **({"ttfa_live_s": summary["live"]["first_audio"],
             "ttfa_live_minus_silence_wait_s": round(summary["live"]["first_audio"] - settings.live.silence_ms / 1000, 3),
@@ -171,6 +333,12 @@ def main() -> None:
     parser.add_argument("--coqui-rtf", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-live", action="store_true", help="skip the live (WebSocket-path) turns")
     parser.add_argument("--no-rtf", action="store_true", help="skip the TTS real-time factors")
+    parser.add_argument("--no-realtime", action="store_true", help="skip the Realtime API's time to first audio")
+    parser.add_argument("--no-cuts", action="store_true", help="skip the early-cut rate on real recordings")
+    parser.add_argument("--cuts-only", action="store_true", help="only the early-cut rate")
+    parser.add_argument("--cut-split", default="test", choices=["dev", "test"], help="split of the recordings (dev: choices)")
+    parser.add_argument("--cut-n", type=int, default=60, help="speechocean762 clips (besides every LibriSpeech clip of the split)")
+    parser.add_argument("--cut-records", type=Path, help="write each clip's pauses and readings here (JSON lines)")
     args = parser.parse_args()
     if args.coqui_rtf:
         print(json.dumps({"coqui_rtf": coqui_rtf()}))
@@ -178,7 +346,15 @@ def main() -> None:
     from cascade.config import load_settings
 
     home = load_settings().home
+    if args.cuts_only:
+        result = {"early_cut": early_cuts(args.cut_split, args.cut_n, args.cut_records), "load_avg_1m": round(os.getloadavg()[0], 2)}
+        print(json.dumps(result))
+        return
     result = turns(args.n, live=not args.no_live)
+    if not args.no_realtime:
+        result.update(realtime_ttfa(utterances(args.n, home), {}))
+    if not args.no_cuts:
+        result["early_cut"] = early_cuts(args.cut_split, args.cut_n, args.cut_records)
     if not args.no_rtf:
         result["tts_rtf"] = {"piper": rtf("piper", home), "espeak": rtf("espeak", home),
                              "coqui_vits_untrained": run_coqui_rtf()}

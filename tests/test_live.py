@@ -159,6 +159,26 @@ def test_client_leaving_mid_turn_frees_its_slot(gateway: Service, jfk: np.ndarra
     assert events[-1]["type"] == "done" and "americans" in normalize(events[-1]["transcript"])
 
 
+def test_speech_during_the_reply_interrupts_it_and_starts_the_next_turn(gateway: Service, jfk: np.ndarray) -> None:
+    """Barge-in: frames sent while the reply is made feed the next turn; once it holds live.barge_in_ms of
+    speech the reply stops (`done` says interrupted) and the next turn goes on with what was said meanwhile."""
+    with _ws(gateway) as ws:
+        ws.send(json.dumps({"type": "start", "sample_rate": 16000, "speculate": False}))
+        assert json.loads(ws.recv(30))["type"] == "ready"
+        for frame in _frames(jfk[: 16000 * 3], silence_s=2.2):  # "And so my fellow Americans", the turn ends
+            ws.send(frame)
+        for frame in _frames(jfk[16000 * 3 :]):  # the user goes on while the reply is made
+            ws.send(frame)
+        first = _events(ws)
+        ws.send(json.dumps({"type": "end"}))
+        second = _events(ws)
+    done = first[-1]
+    assert done["type"] == "done" and done["interrupted"] is True, done
+    assert "americans" in normalize(done["transcript"])
+    assert second[-1]["type"] == "done" and "ask not" in normalize(second[-1]["transcript"])
+    assert second[-1]["interrupted"] is False
+
+
 @pytest.mark.parametrize("opening, then, code", [
     (b"\x00\x01" * 160, None, "invalid_start"),
     ("not json", None, "invalid_start"),
@@ -316,3 +336,51 @@ def test_without_correction_the_turn_skips_the_wide_nbest_decode(settings: Setti
     assert one.text == many.text
     assert all(len(s.nbest.hypotheses) == 1 for s in one.segments)
     assert any(len(s.nbest.hypotheses) > 1 for s in many.segments)
+
+
+# --------------------------------------------------------------------------- end of turn: the pause and the words
+
+
+@pytest.fixture(scope="module")
+def detector(settings: Settings):
+    from cascade.live import build_detector
+
+    return build_detector(settings)
+
+
+def test_the_llm_reads_a_finished_sentence_as_the_end_of_the_message(detector) -> None:
+    whole = detector.logprob("And so my fellow Americans, ask not what your country can do for you, "
+                             "ask what you can do for your country.")
+    start = detector.logprob("And so my fellow Americans")
+    assert whole > start + 3.0, (whole, start)  # e^3: twenty times likelier to end there
+    assert detector.logprob("ask not what your country can do for you,") == float("-inf")  # Whisper's comma: more follows
+    assert detector.logprob("  ") == 0.0
+
+
+def _turn_ends(live_turn, settings: Settings, samples: np.ndarray, detector, **update) -> tuple[float, str]:
+    """Feed a recording (then silence) unpaced, each pause's reading waited for; (seconds of audio fed when
+    the turn ended, its transcript)."""
+    from cascade.live import LiveTurn
+
+    options = settings.live.model_copy(update={"speculate": False, **update})
+    live = LiveTurn(live_turn, options, detector=detector, reply=False)
+    try:
+        audio = np.concatenate([samples, np.zeros(16000 * 3, np.float32)])
+        for i in range(0, len(audio), 320):
+            live.feed(audio[i : i + 320])
+            live.wait_reading()
+            if live.ended:
+                return (i + 320) / 16000, live.transcript().text
+        raise AssertionError("the turn never ended")
+    finally:
+        live.close()
+
+
+def test_one_sentence_with_pauses_is_one_turn_the_pause_alone_cuts_it(live_turn, settings: Settings,
+                                                                       jfk: np.ndarray, detector) -> None:
+    """JFK pauses for up to a second inside his sentence: with the words read, the default 0.6 s of silence
+    ends the turn only after "... your country."; the same silence alone ends it after "my fellow Americans"."""
+    at, text = _turn_ends(live_turn, settings, jfk, detector)
+    assert at > len(jfk) / 16000 and "ask what you can do for your country" in normalize(text)
+    at, text = _turn_ends(live_turn, settings, jfk, None, end_of_turn="pause")
+    assert at < 5.0 and "ask not" not in normalize(text), (at, text)

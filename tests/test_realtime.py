@@ -213,3 +213,106 @@ def test_a_wrong_key_gets_an_error_event_and_a_policy_close(gateway: Service) ->
     event, closed = asyncio.run(run())
     assert event.type == "error" and event.error.code == "invalid_api_key"
     assert closed is not None
+
+
+# --------------------------------------------------------------------------- LiveKit Agents' OpenAI plugin
+
+
+def _lk_frames(pcm: bytes):
+    from livekit import rtc
+
+    for i in range(0, len(pcm), STEP):
+        piece = pcm[i : i + STEP]
+        yield rtc.AudioFrame(data=piece, sample_rate=24000, num_channels=1, samples_per_channel=len(piece) // 2)
+
+
+def test_livekit_realtime_stt_transcribes_a_paced_sentence_as_one_final(gateway: Service, jfk24: bytes) -> None:
+    """LiveKit's `openai.STT(use_realtime=True)` with only base_url set: interim results, then one final."""
+    from livekit.agents import stt
+    from livekit.agents.utils import http_context
+    from livekit.plugins import openai as lk_openai
+
+    async def run() -> list:
+        http_context._new_session_ctx()
+        recogniser = lk_openai.STT(base_url=f"{gateway.url}/v1", api_key=KEY, use_realtime=True)
+        stream = recogniser.stream()
+
+        async def push() -> None:
+            t0 = time.perf_counter()
+            for k, frame in enumerate(_lk_frames(jfk24 + b"\0" * 24000 * 2 * 3)):
+                stream.push_frame(frame)
+                await asyncio.sleep(max(t0 + (k + 1) * 0.02 - time.perf_counter(), 0))
+            stream.end_input()
+
+        pusher = asyncio.ensure_future(push())
+        events = []
+        try:
+            async for event in stream:
+                events.append(event)
+                if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    break
+        finally:
+            pusher.cancel()
+            await stream.aclose()
+            await recogniser.aclose()
+            await http_context._close_http_ctx()
+        return events
+
+    events = asyncio.run(asyncio.wait_for(run(), 300))
+    kinds = [e.type for e in events]
+    from livekit.agents import stt
+
+    assert kinds[0] == stt.SpeechEventType.START_OF_SPEECH and kinds[-1] == stt.SpeechEventType.FINAL_TRANSCRIPT
+    assert "ask what you can do for your country" in normalize(events[-1].alternatives[0].text)
+
+
+def test_livekit_realtime_model_answers_a_spoken_turn_and_generate_reply(gateway: Service, jfk24: bytes) -> None:
+    """LiveKit's `openai.realtime.RealtimeModel` (what AgentSession(llm=...) drives): a spoken turn becomes a
+    generation with text and 24 kHz audio; generate_reply() gets its own (matched by the response metadata)."""
+    from livekit.agents.utils import http_context
+    from livekit.plugins import openai as lk_openai
+
+    async def collect(generation) -> tuple[str, int]:
+        text, samples = [], 0
+        async for message in generation.message_stream:
+            async def audio() -> None:
+                nonlocal samples
+                async for frame in message.audio_stream:
+                    samples += frame.samples_per_channel
+
+            async def words() -> None:
+                async for piece in message.text_stream:
+                    text.append(piece)
+
+            await asyncio.gather(audio(), words())
+        return "".join(text), samples
+
+    async def run() -> tuple:
+        http_context._new_session_ctx()
+        model = lk_openai.realtime.RealtimeModel(base_url=f"{gateway.url}/v1", api_key=KEY)
+        session = model.session()
+        generations, transcripts, errors = [], [], []
+        session.on("generation_created", generations.append)
+        session.on("input_audio_transcription_completed", lambda ev: transcripts.append(ev.transcript))
+        session.on("error", errors.append)
+        try:
+            t0 = time.perf_counter()
+            for k, frame in enumerate(_lk_frames(jfk24 + b"\0" * 24000 * 2 * 3)):
+                session.push_audio(frame)
+                await asyncio.sleep(max(t0 + (k + 1) * 0.02 - time.perf_counter(), 0))
+            while not generations and not errors:
+                await asyncio.sleep(0.1)
+            spoken = await collect(generations[0])
+            asked = await asyncio.wait_for(session.generate_reply(), 120)
+            replied = await collect(asked)
+            return transcripts, spoken, asked.user_initiated, replied, errors
+        finally:
+            await session.aclose()
+            await model.aclose()
+            await http_context._close_http_ctx()
+
+    transcripts, spoken, user_initiated, replied, errors = asyncio.run(asyncio.wait_for(run(), 300))
+    assert not errors, errors
+    assert transcripts and "ask not what your country" in normalize(transcripts[0])
+    assert spoken[0].strip() and spoken[1] > 24000 * 0.3  # words and at least 0.3 s of 24 kHz audio
+    assert user_initiated and replied[0].strip() and replied[1] > 0

@@ -198,9 +198,10 @@ class LiveTurn:
         return self._size * 1000 / self._rate
 
     def wait_reading(self, timeout: float = 60.0) -> None:
-        """Block until the open window is decoded and read (unpaced replays: as on a machine fast enough)."""
+        """Block until the open window is decoded and read (unpaced replays: as on a machine fast enough);
+        without a detector nothing waits on the reading, so neither does this."""
         with self._lock:
-            window = self._tentative
+            window = self._tentative if self.detector is not None else None
         if window is not None:
             window.read.wait(timeout)
 

@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    app.state.metrics)
         app.state.gateway = GatewayServing(settings, app.state.queues, app.state.metrics)
         app.state.openai = OpenAIStages(settings, app.state.queues)  # chat, speech, models on this base URL
+        live.preload_detector(app)  # the live turns' end-of-turn reader loads in the background
         if app.state.openai.tts is not None:
             await run_in_threadpool(app.state.openai.tts.load, settings.tts)
             app.state.loaded.add(f"tts:{settings.tts.engine}:{settings.tts.voice}")

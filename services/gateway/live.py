@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from cascade.config import LiveOptions, Settings
-from cascade.types import CascadeError, ChatMessage, LiveAudio, LiveDone, LiveError, LiveFinal
+from cascade.types import CascadeError, ChatMessage, LiveAudio, LiveDone, LiveError, LiveFinal, LiveReplyDelta
 from services.common.errors import Overloaded
 from services.common.queue import ModelQueue
 
@@ -68,6 +68,25 @@ class _Refused(Exception):
     def __init__(self, error: LiveError, close_code: int):
         super().__init__(error.message)
         self.error, self.close_code = error, close_code
+
+
+def preload_detector(app: Any) -> None:
+    """Start loading the end-of-turn reader (the reply's LLM) in the background at startup: the first
+    session need not wait for it, and readiness is not delayed."""
+    from cascade.live import build_detector
+
+    app.state.live_detector = asyncio.ensure_future(run_in_threadpool(build_detector, app.state.settings))
+
+
+async def detector(app: Any) -> Any:
+    """The end-of-turn reader (None: the pause alone decides; also when it failed to load, which is logged)."""
+    if getattr(app.state, "live_detector", None) is None:
+        preload_detector(app)
+    try:
+        return await asyncio.shield(app.state.live_detector)
+    except Exception as exc:  # noqa: BLE001 - turn-taking falls back to the pause alone
+        logger.warning("end-of-turn reader unavailable (%s): the pause alone ends turns", exc)
+        return None
 
 
 def _sessions(ws: WebSocket) -> ModelQueue:
@@ -192,32 +211,38 @@ class _Session:
         from cascade.live import LiveTurn  # noqa: F401 - fail here, not mid-turn, if the library is broken
 
         self.ws, self.options, self.history = ws, options, list(history)
+        self.detector: Any = None
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.gone = asyncio.Event()
+        self._said: list[str] = []  # reply sentences sent (what an interrupted reply said)
+        self._held: list[Any] = []  # partials of the next turn, sent after the reply's done
+        self._early: list[Any] = []  # control messages (or bad frames) that came during the reply
 
     async def run(self) -> None:
-        from cascade.live import build_detector
-
-        state = self.ws.app.state
-        if getattr(state, "live_detector", None) is None and self.options.end_of_turn == "llm":
-            state.live_detector = await run_in_threadpool(build_detector, state.settings)
+        self.detector = await detector(self.ws.app) if self.options.end_of_turn == "llm" else None
         receiver = asyncio.ensure_future(self._receive())
+        turn = self._new_turn()
         try:
             while not self.gone.is_set():
-                turn = self._new_turn()
+                following = None
                 try:
-                    if not await self._listen(turn) or not await self._speak(turn):
+                    if not await self._listen(turn):
+                        return
+                    following = self._new_turn()  # frames that arrive during the reply go here (barge-in)
+                    if not await self._speak(turn, following):
                         return
                 finally:
                     await run_in_threadpool(turn.close)
+                turn, following = following, None
         finally:
             receiver.cancel()
+            if following is not None:
+                await run_in_threadpool(following.close)
 
     def _new_turn(self) -> Any:
         from cascade.live import LiveTurn
 
-        return LiveTurn(self.ws.app.state.gateway.turn, self.options, self.history,
-                        detector=getattr(self.ws.app.state, "live_detector", None))
+        return LiveTurn(self.ws.app.state.gateway.turn, self.options, self.history, detector=self.detector)
 
     async def _receive(self) -> None:
         """Every client message into the inbox, binary frames with their arrival time."""
@@ -238,7 +263,9 @@ class _Session:
     async def _listen(self, turn: Any) -> bool:
         """Feed frames until the end of speech; False when the client left."""
         while not turn.ended:
-            item = await self.inbox.get()
+            item = self._early.pop(0) if self._early else await self.inbox.get()
+            if isinstance(item, CascadeError):
+                raise _Refused(LiveError(message=item.message, code="invalid_frame", param=item.param), CLOSE_DATA)
             if item is _GONE:
                 return False
             try:
@@ -252,32 +279,68 @@ class _Session:
                 await _send(self.ws, event)
         return True
 
-    async def _speak(self, turn: Any) -> bool:
-        """Stream the final, the reply and its audio; stop at once (and say so) if the client leaves."""
+    async def _speak(self, turn: Any, following: Any) -> bool:
+        """Stream the final, the reply and its audio; stop at once (and say so) if the client leaves. Frames
+        arriving meanwhile feed the next turn; once it holds live.barge_in_ms of speech the reply stops there
+        (barge-in: `done` says interrupted) and its partials follow the `done`."""
         cancel = threading.Event()
         events = turn.respond(cancel)
         gone = asyncio.ensure_future(self.gone.wait())
+        barge = asyncio.ensure_future(self._overhear(following))
         final: LiveFinal | None = None
         try:
             while True:
                 step = asyncio.ensure_future(run_in_threadpool(next, events, _END))
-                await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
+                await asyncio.wait({step, gone, *(() if barge.done() else (barge,))}, return_when=asyncio.FIRST_COMPLETED)
+                if barge.done():
+                    cancel.set()  # the reply stops at its next event (within 50 ms) and says done
+                if gone.done():
                     cancel.set()
                     await step
                     return False
-                event = step.result()
+                event = await step
                 if event is _END:
                     break
                 final = event if isinstance(event, LiveFinal) else final
+                if isinstance(event, LiveDone) and barge.done():
+                    event = event.model_copy(update={"interrupted": True, "reply": " ".join(self._said)})
+                if isinstance(event, (LiveAudio, LiveReplyDelta)) and cancel.is_set():
+                    continue  # barged in: nothing more of this reply
+                if isinstance(event, LiveReplyDelta):
+                    self._said.append(event.text)
                 await _send(self.ws, event)
                 if isinstance(event, LiveDone) and final is not None and event.reply:
                     self.history += [ChatMessage(role="user", content=final.text),
                                      ChatMessage(role="assistant", content=event.reply)]
         finally:
             gone.cancel()
+            barge.cancel()
+            self._said = []
             await run_in_threadpool(events.close)
+        following.history = tuple(self.history)
+        for event in self._held:
+            await _send(self.ws, event)
+        self._held = []
         return not self.gone.is_set()
+
+    async def _overhear(self, turn: Any) -> None:
+        """Feed the frames that arrive during a reply to the next turn; return once it heard enough speech to
+        interrupt (never, with barge_in_ms 0: it then only feeds)."""
+        while True:
+            item = await self.inbox.get()
+            if item is _GONE:
+                await self.inbox.put(_GONE)  # the reply loop sees `gone`; the next listen sees this
+                await asyncio.Event().wait()
+            if not isinstance(item, tuple):
+                self._early.append(item)  # a control message: handled by the next turn's listen
+                continue
+            try:
+                self._held += await run_in_threadpool(turn.feed, item[0], item[1])
+            except CascadeError as exc:
+                self._early.append(exc)
+                continue
+            if self.options.barge_in_ms and turn.speech_ms >= self.options.barge_in_ms:
+                return
 
 
 def _control(text: str) -> str | None:

@@ -161,14 +161,11 @@ class RealtimeSession:
 
     async def run(self) -> None:
         from cascade.audio import StreamResampler
-        from cascade.live import build_detector
+        from services.gateway.live import detector
 
-        state = self.ws.app.state
-        if getattr(state, "live_detector", None) is None and self.settings.live.end_of_turn == "llm":
-            state.live_detector = await run_in_threadpool(build_detector, self.settings)
-        self.detector = getattr(state, "live_detector", None)
         self._resampler = StreamResampler(RATE, self.settings.live.sample_rate)
         await self.send(rse.SessionCreatedEvent(event_id=_id("event"), type="session.created", session=self.describe()))
+        self.detector = await detector(self.ws.app)  # loading since startup; events wait in the socket meanwhile
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -458,7 +455,8 @@ class RealtimeSession:
             raise _Error("a transcription session makes no responses", "invalid_session_type")
         if self.response is not None:
             raise _Error("the conversation already has an active response", "conversation_already_has_active_response")
-        self.response = _Response(self, threading.Event())  # reserved now: a second response.create is refused
+        params = raw.get("response") or {}
+        self.response = _Response(self, threading.Event(), params.get("metadata"))  # reserved: a 2nd create is refused
         self._spawn(self._create_response(self.response, self._chain))
 
     async def _create_response(self, response: _Response, before: asyncio.Future | None) -> None:
@@ -507,8 +505,8 @@ class RealtimeSession:
 class _Response:
     """One assistant response: its item's audio and transcript deltas, then the done events (completed or cancelled)."""
 
-    def __init__(self, session: RealtimeSession, cancel: threading.Event):
-        self.session, self.cancel_event = session, cancel
+    def __init__(self, session: RealtimeSession, cancel: threading.Event, metadata: dict | None = None):
+        self.session, self.cancel_event, self.metadata = session, cancel, metadata
         self.id, self.item_id = _id("resp"), _id("item")
         self.audio = "audio" in session.modalities
         self.sentences: list[str] = []
@@ -533,6 +531,8 @@ class _Response:
                                 "audio": {"output": {"format": FORMAT, "voice": self.session.voice}}}
         if self.status == "cancelled":
             body["status_details"] = {"type": "cancelled", "reason": self.reason}
+        if self.metadata:
+            body["metadata"] = self.metadata  # clients match a response to their response.create by it (LiveKit)
         return body
 
     def _ids(self) -> dict:
