@@ -205,3 +205,26 @@ def test_batched_output_has_the_sequential_format(long_file: Path, tmp_path: Pat
         assert seq.splitlines()[0] == bat.splitlines()[0] == "start\tend\ttext"
     else:
         assert len(bat.split()) > 0.9 * len(seq.split())
+
+
+def test_short_files_are_batched_across_files(counted: Counting, settings, shared_data: Path, long_file: Path,
+                                              tmp_path: Path) -> None:
+    """Four speechocean762 dev clips share one CTranslate2 call; a missing file and a long one keep their own path."""
+    from cascade.asr import transcribe_files
+
+    rows = [json.loads(x) for x in (shared_data / "speechocean762" / "manifest.jsonl").read_text().splitlines()]
+    clips = [shared_data / "speechocean762" / r["audio"] for r in rows if r["split"] == "dev"][:4]
+    paths = [*clips[:2], tmp_path / "missing.wav", *clips[2:], long_file]
+    options = best_only(settings.asr.model_copy(update={"model": "tiny.en", "batched": True, "batch_size": 8}))
+    before = counted.generates
+    got = list(transcribe_files(paths, options, home=settings.home))
+    calls_all = counted.generates - before
+    assert [p for p, _ in got] == paths
+    assert isinstance(got[2][1], Exception) and "missing.wav" in str(got[2][1])
+    before = counted.generates
+    alone = transcribe_all(long_file, options, home=settings.home)
+    assert calls_all == counted.generates - before + 1  # the four short files: one call
+    assert got[-1][1].text == alone.text
+    for path, t in got[:2] + got[3:5]:
+        assert t.source == str(path) and t.duration == pytest.approx(len(load_audio(path)) / 16000, abs=0.01)
+        assert t.segments and all(0 <= s.start <= s.end <= t.duration for s in t.segments)

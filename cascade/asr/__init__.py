@@ -48,7 +48,7 @@ SAMPLE_RATE = 16000
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["best_only", "collect", "load_model", "prepare", "transcribe", "transcribe_all", "versions"]
+__all__ = ["best_only", "collect", "load_model", "prepare", "transcribe", "transcribe_all", "transcribe_files", "versions"]
 
 
 def best_only(options: AsrOptions) -> AsrOptions:
@@ -283,6 +283,48 @@ def collect(segments: Iterator[Segment], info: AsrInfo, *, source: str | None, s
         source=source,
         stages=(stage,),
     )
+
+
+def transcribe_files(paths: list[Path], options: AsrOptions, *, home: Path) -> Iterator[tuple[Path, Transcript | Exception]]:
+    """Each file's Transcript (or the error that stopped it), in order. With `batched`, the files of at most
+    chunk_length s go batch_size at a time through one batched decode (transcribe_clips); others one by one."""
+    from cascade.asr.batched import transcribe_clips
+
+    if not options.batched:
+        for path in paths:
+            yield path, _attempt(lambda path=path: transcribe_all(path, options, home=home))
+        return
+    whisper = prepare(options, home)
+    for i in range(0, len(paths), options.batch_size):
+        group, started = paths[i : i + options.batch_size], time.perf_counter()
+        audio = {p: _attempt(lambda p=p: _samples(p, options)) for p in group}
+        short = [p for p in group if isinstance(audio[p], np.ndarray) and 0 < len(audio[p]) <= options.chunk_length * SAMPLE_RATE]
+        done: dict[Path, Transcript | Exception] = {}
+        if short:
+            decoded = _attempt(lambda: transcribe_clips(whisper, [audio[p] for p in short], options))
+            for n, path in enumerate(short):
+                done[path] = decoded if isinstance(decoded, Exception) else _clip_transcript(
+                    decoded, n, len(audio[path]) / SAMPLE_RATE, options, str(path), started)
+        for path in group:
+            got = done.get(path, audio[path])
+            yield path, got if not isinstance(got, np.ndarray) else _attempt(
+                lambda got=got, path=path: transcribe_all(got, options, home=home, source=str(path)))
+
+
+def _clip_transcript(decoded, n: int, duration: float, options: AsrOptions, source: str, started: float) -> Transcript:
+    clips, fw_info = decoded
+    info = AsrInfo(language=fw_info.language, language_probability=float(fw_info.language_probability),
+                   duration=duration, task=options.task, model=options.model, options=options.model_dump(mode="json"),
+                   versions=versions())
+    return collect(iter(clips[n]), info, source=source, started=started)
+
+
+def _attempt(fn):
+    """fn's result, or the exception it raised (one bad file among many is reported, not fatal)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001
+        return exc
 
 
 def transcribe_all(

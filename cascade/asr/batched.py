@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -62,14 +62,22 @@ def transcribe_batched(whisper, samples: np.ndarray, options: AsrOptions):
 
 
 def _segments(clone, recorder: BatchRecorder, fw_segments, fw_info, options: AsrOptions) -> Iterator[Segment]:
+    from cascade.asr import _segment, within
+
+    for index, (seg, hyps, flag) in enumerate(_decoded(clone, recorder, fw_segments, fw_info, options)):
+        yield _segment(index, within(seg, fw_info.duration), hyps, fw_info.language, seg.temperature, options, flag)
+
+
+def _decoded(clone, recorder: BatchRecorder, fw_segments, fw_info, options: AsrOptions) -> Iterator[tuple]:
+    """(faster-whisper's segment, its hypotheses, its hallucination flag) for each segment with text."""
     from faster_whisper.tokenizer import Tokenizer
 
-    from cascade.asr import _flags, _only_best, _segment, within
+    from cascade.asr import _flags, _only_best
     from cascade.asr.hallucination import check
 
     tokenizer = Tokenizer(clone.hf_tokenizer, recorder.model.is_multilingual, task=options.task,
                           language=fw_info.language)
-    seen, nbests, index = None, {}, 0
+    seen, nbests = None, {}
     for seg in fw_segments:
         if recorder.last is not seen:  # a new batch was decoded: its chunks' N-best in one more call
             seen = recorder.last
@@ -78,8 +86,37 @@ def _segments(clone, recorder: BatchRecorder, fw_segments, fw_info, options: Asr
             continue
         hyps = nbests.get(tuple(seg.tokens)) or _only_best(seg)
         hyps, flag = check(seg, hyps, None, options, "looped" in _flags(seg, options))
-        yield _segment(index, within(seg, fw_info.duration), hyps, fw_info.language, seg.temperature, options, flag)
-        index += 1
+        yield seg, hyps, flag
+
+
+def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions) -> tuple[list[list[Segment]], Any]:
+    """Several short recordings (each at most chunk_length s) decoded together: each is one chunk of the
+    batched pipeline (its clip_timestamps over their concatenation, no VAD), so batch_size files share a
+    CTranslate2 call. Each recording's segments, with its own times; and the pipeline's info."""
+    from faster_whisper import BatchedInferencePipeline
+
+    from cascade.asr import _segment, within
+
+    starts = np.cumsum([0] + [len(c) for c in clips[:-1]]) / SAMPLE_RATE
+    stamps = [{"start": float(a), "end": float(a + len(c) / SAMPLE_RATE)} for a, c in zip(starts, clips)]
+    clone = copy.copy(whisper)
+    recorder = clone.model = BatchRecorder(whisper.model)
+    kwargs = {**pipeline_kwargs(options), "vad_filter": False, "clip_timestamps": stamps}
+    fw_segments, fw_info = BatchedInferencePipeline(clone).transcribe(np.concatenate(clips), **kwargs)
+    out: list[list[Segment]] = [[] for _ in clips]
+    for seg, hyps, flag in _decoded(clone, recorder, fw_segments, fw_info, options):
+        i = int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1
+        local = within(_shifted(seg, float(starts[i])), len(clips[i]) / SAMPLE_RATE)
+        out[i].append(_segment(len(out[i]), local, hyps, fw_info.language, seg.temperature, options, flag))
+    return out, fw_info
+
+
+SAMPLE_RATE = 16000
+
+
+def _shifted(seg, offset: float):
+    words = [replace(w, start=w.start - offset, end=w.end - offset) for w in seg.words] if seg.words else seg.words
+    return replace(seg, start=max(seg.start - offset, 0.0), end=max(seg.end - offset, 0.0), words=words)
 
 
 def batch_nbests(clone, model, tokenizer, batch: tuple, options: AsrOptions) -> dict[tuple[int, ...], tuple]:

@@ -180,6 +180,24 @@ def transcribe_file(path: Path, cfg: Settings) -> Transcript:
     return transcript
 
 
+def _decoder(files: list[Path], cfg: Settings) -> Callable[[Path], Transcript]:
+    """transcribe_file for each file in turn; with asr.batched and several files, cascade.asr.transcribe_files
+    (short files batch_size at a time in one batched decode). Called once per file, in order."""
+    if not (cfg.asr.batched and len(files) > 1):
+        return lambda path: transcribe_file(path, cfg)
+    from cascade.asr import transcribe_files
+
+    results = transcribe_files(files, cfg.asr, home=cfg.home)
+
+    def next_file(path: Path) -> Transcript:
+        _, got = next(results)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    return next_file
+
+
 def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Transcript]:
     """Transcribe (and correct) each file; a bad file is reported in one line and skipped.
 
@@ -194,9 +212,10 @@ def run_files(files: list[Path], cfg: Settings, out: OutputOptions) -> list[Tran
     done: list[Transcript] = []
     records: list[dict[str, Any]] = []
     failed = 0
+    decoded = _decoder(files, cfg)
     for path in files:
         try:
-            transcript = correct(transcribe_file(path, cfg))
+            transcript = correct(decoded(path))
             _emit(transcript, path, out, many=len(files) > 1)
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
             if os.environ.get("CASCADE_DEBUG"):
