@@ -200,3 +200,41 @@ def test_logprobs_are_the_models_scores(client):
         assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True)
     plain = client.chat.completions.create(model="gpt-4.1", messages=PARIS, max_tokens=6)
     assert plain.choices[0].message.content == out.choices[0].message.content and plain.choices[0].logprobs is None
+
+
+# --------------------------------------------------------------------------- both CPU backends
+
+
+@pytest.mark.parametrize("backend", ["transformers", "ct2"])
+def test_constrained_decoding_on_both_backends(settings, backend):
+    """The same grammar machinery drives transformers (a logits loop) and CTranslate2 (its own decoding,
+    restarted where the grammar refuses its token): both give schema-valid calls and JSON."""
+    from cascade.llm import chat as llm_chat
+    from cascade.llm import load_backend
+
+    llm = load_backend(settings.llm.model_copy(update={"backend": backend, "threads": 1}), settings.home)
+    functions = [t["function"] for t in TOOLS]
+    calls, decoded = llm_chat.choose_tools(llm, [{"role": "user", "content": "Set a timer for 10 minutes."}],
+                                           functions, "required", max_tokens=48)
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("set_timer", {"minutes": 10})], decoded.text
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 20}},
+              "required": ["answer"], "additionalProperties": False}
+    prompt = llm.chat_template([{"role": "user", "content": "What is the capital of Italy?"}])
+    out = llm_chat.json_reply(llm, prompt, schema, max_tokens=32)
+    jsonschema.validate(json.loads(out.text), schema)
+
+
+def test_history_with_tool_results_reads_as_text():
+    from cascade.llm.chat import as_prompt_messages, parse_calls
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}
+    history = [{"role": "developer", "content": "Be brief."}, *PARIS,
+               {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    shown = as_prompt_messages(history)
+    assert [m["role"] for m in shown] == ["system", "user", "assistant", "user"]
+    assert shown[2]["content"] == '<tool_call>[{"name": "get_weather", "arguments": {"city": "Rome"}}]</tool_call>'
+    plain = as_prompt_messages(history, calls_as_text=False)
+    assert [m["role"] for m in plain] == ["system", "user"] and "(get_weather returned: sunny)" in plain[1]["content"]
+    assert [c.name for c in parse_calls(shown[2]["content"])] == ["get_weather"]
+    assert parse_calls("<tool_call>[]</tool_call>") == [] and parse_calls('<tool_call>[{"name": "x", "argu') == []

@@ -251,11 +251,14 @@ class TransformersBackend:
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if not ids:
             raise InvalidInput("empty prompt: nothing to generate from", param="prompt")
+        import inspect
+
+        name = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
         with self._using(adapter) as model, torch.inference_mode():
             feed, past = torch.tensor([ids]), None
             while len(decoder.choices) < max_tokens and not decoder.ended:
-                out = model(input_ids=feed, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = model(input_ids=feed, use_cache=True, logits_to_keep=1, **{name: past})
+                past = getattr(out, name)  # transformers 5.x renamed past_key_values to cache
                 new = decoder(out.logits[0, -1].float().numpy())
                 if not new or decoder.ended:
                     break

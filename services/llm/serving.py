@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,6 +46,27 @@ class _Answer:
     n_out: int = 0
     stream_prompt: str | None = None
     """Set when the answer is plain text to stream from this prompt (decoded as it is sent)."""
+    prompt: str = ""
+    tools_prompt: str | None = None
+
+
+KEEPALIVE_S = 2.0
+
+
+def _keepalive(work: Callable[[], _Answer]) -> Iterator[_Answer | None]:
+    """Run `work` in a thread: None every KEEPALIVE_S while it runs, then its result (or its exception)."""
+    from concurrent.futures import ThreadPoolExecutor, TimeoutError as Pending
+
+    with ThreadPoolExecutor(1, thread_name_prefix="chat-decode") as pool:
+        future = pool.submit(work)
+        while True:
+            try:
+                result = future.result(timeout=KEEPALIVE_S)
+            except Pending:
+                yield None
+                continue
+            yield result
+            return
 
 
 def _pieces(text: str, size: int = 8) -> list[str]:
@@ -180,27 +201,35 @@ class LlmServing:
                           usage=CompletionUsage(prompt_tokens=n_prompt, completion_tokens=n_out,
                                                 total_tokens=n_prompt + n_out))
 
-    def _answer(self, req: ChatCompletionRequest, *, streaming: bool = False) -> _Answer:
-        """What the model answers: tool calls (tools given and the model calls), JSON (response_format), text
-        with log-probs, or (streaming) a plan to stream plain text. Every prompt is checked against the cap."""
+    def _plan(self, req: ChatCompletionRequest) -> _Answer:
+        """The model and the prompts, each checked against the cap: the cheap part, done before a stream's first
+        chunk so that a bad request is an HTTP error, not an error inside a 200 stream."""
         from cascade.llm import chat as llm_chat
 
-        adapter = self.resolve(req.model)
-        messages = req.openai_messages()
-        answer = _Answer(adapter=adapter)
+        answer = _Answer(adapter=self.resolve(req.model))
         if req.tools and req.choice != "none":
-            prompt = llm_chat.tools_prompt(self.backend, messages, req.functions)
-            self.check_prompt(prompt, "messages", reply_tokens=req.token_cap)
-            calls, decoded = llm_chat.choose_tools(self.backend, messages, req.functions, req.choice,
+            answer.tools_prompt = llm_chat.tools_prompt(self.backend, req.openai_messages(), req.functions)
+            self.check_prompt(answer.tools_prompt, "messages", reply_tokens=req.token_cap)
+        answer.prompt = self.backend.chat_template(req.as_dicts(), add_generation_prompt=True)
+        self.check_prompt(answer.prompt, "messages", reply_tokens=req.token_cap)
+        return answer
+
+    def _answer(self, req: ChatCompletionRequest, *, streaming: bool = False, plan: _Answer | None = None) -> _Answer:
+        """What the model answers: tool calls (tools given and the model calls), JSON (response_format), text
+        with log-probs, or (streaming) a plan to stream plain text."""
+        from cascade.llm import chat as llm_chat
+
+        answer = plan or self._plan(req)
+        adapter, prompt = answer.adapter, answer.prompt
+        if answer.tools_prompt is not None:
+            calls, decoded = llm_chat.choose_tools(self.backend, req.openai_messages(), req.functions, req.choice,
                                                    parallel=req.parallel_tool_calls, max_tokens=req.token_cap,
                                                    temperature=req.temperature, adapter=adapter)
-            answer.n_prompt, answer.n_out = self._count(prompt), len(decoded.choices) if decoded else 0
+            answer.n_prompt, answer.n_out = self._count(answer.tools_prompt), len(decoded.choices) if decoded else 0
             if calls or req.choice != "auto":  # required/named: cut by the token cap, no call came out
                 answer.calls = calls
                 answer.finish = "tool_calls" if calls else "length"
                 return answer
-        prompt = self.backend.chat_template(req.as_dicts(), add_generation_prompt=True)
-        self.check_prompt(prompt, "messages", reply_tokens=req.token_cap)
         answer.n_prompt += self._count(prompt)
         schema = req.json_schema
         top = (req.top_logprobs or 0) if req.logprobs else None
@@ -262,8 +291,14 @@ class LlmServing:
                     "choices": choices, **({"usage": usage} if usage else {})}
             return ChatCompletionChunk.model_validate(body)
 
-        a = self._answer(req, streaming=True)
-        yield chunk({"role": "assistant", "content": None if a.calls else ""})
+        plan = self._plan(req)
+        yield chunk({"role": "assistant"} if plan.tools_prompt is not None else {"role": "assistant", "content": ""})
+        a = plan
+        for ready in _keepalive(lambda: self._answer(req, streaming=True, plan=plan)):
+            if ready is None:  # decoding a call or JSON: an empty delta keeps the stream's read timeout
+                yield chunk({})  # from firing (LiveKit's is 10 s without a byte)
+            else:
+                a = ready
         if a.calls:
             for i, call in enumerate(a.calls):
                 yield chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
