@@ -165,6 +165,9 @@ def _figure_commands(text: str, column: int) -> list[tuple[str, list[str]]]:
 def test_readme_is_short_and_starts_with_the_two_commands():
     lines = README.read_text().splitlines()
     assert len(lines) <= 160, f"README has {len(lines)} lines; the rest belongs in docs/"
+    text = "\n".join(lines).lower()
+    stale = [w for w in ("earlier build", "first build", "helper's build", "previous build") if w in text]
+    assert not stale, f"older builds' figures belong in docs/changelog.md, not the README: {stale}"
     body = "\n".join(lines[:12])
     assert re.search(r"^make demo\s+#", body, flags=re.M) and re.search(r"^make test\s+#", body, flags=re.M)
 
