@@ -165,7 +165,7 @@ def _figure_commands(text: str, column: int) -> list[tuple[str, list[str]]]:
 def test_readme_is_short_and_starts_with_the_two_commands():
     lines = README.read_text().splitlines()
     assert len(lines) <= 160, f"README has {len(lines)} lines; the rest belongs in docs/"
-    text = "\n".join(lines).lower()
+    text = "\n".join(line for line in lines if line.startswith("|")).lower()  # the figures table
     stale = [w for w in ("earlier build", "first build", "helper's build", "previous build") if w in text]
     assert not stale, f"older builds' figures belong in docs/changelog.md, not the README: {stale}"
     body = "\n".join(lines[:12])
