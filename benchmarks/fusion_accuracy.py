@@ -76,6 +76,12 @@ def rover_columns(joined: Joined) -> dict[str, object]:
             fused = [_agreement_pick(i) for i in joined.inputs]
         out[key] = {**_wers(refs, fused), "s_per_utt": round((time.perf_counter() - t) / len(refs), 5)}
     out["oracle"] = _wers(refs, [_oracle(i) for i in joined.inputs])
+    rel = estimate(joined, joined.systems)  # reference-free, from the whole split
+    out["estimated_wer"] = {s.system: round(100 * s.wer, 2) for s in rel.systems}
+    out["estimated_best"] = rel.best
+    out["fallback"] = rel.fallback
+    weighted = [c.text for c in fusion.fuse_many(joined.inputs, "rover", options=FusionOptions(weights=rel.weights))]
+    out["weighted_rover"] = _wers(refs, weighted)
     return out
 
 
@@ -137,7 +143,7 @@ def tune_and_report(dev, test, refs_dev, refs_test, generate: bool) -> dict[str,
 # --------------------------------------------------------------------------- rerank fusion
 
 
-def subsets(systems: tuple[str, ...], k_min: int = 3) -> list[tuple[str, ...]]:
+def subsets(systems: tuple[str, ...], k_min: int = 2) -> list[tuple[str, ...]]:
     """Every subset of at least k_min systems: the dev groups the fusion reranker trains on."""
     return [c for k in range(k_min, len(systems) + 1) for c in itertools.combinations(systems, k)]
 
@@ -146,25 +152,49 @@ def label(systems: tuple[str, ...]) -> str:
     return "+".join(systems)
 
 
-def restrict(joined: Joined, systems: tuple[str, ...], every: int = 1) -> list:
-    """Prepared utterances (ROVER + candidates) seeing only `systems`; every k-th utterance (spans all speakers)."""
+def only(joined: Joined, systems: tuple[str, ...]) -> list:
+    """The joined inputs as if only `systems` had been joined."""
     out = []
-    for inp in joined.inputs[::every]:
+    for inp in joined.inputs:
         outs = tuple(o for o in inp.outputs if o.system in systems)
         if outs:
-            out.append(fusion._prepare(inp.model_copy(update={"outputs": outs}), FusionOptions()))
+            out.append(inp.model_copy(update={"outputs": outs}))
     return out
 
 
+def estimate(joined: Joined, systems: tuple[str, ...]):  # noqa: ANN201
+    """Each system's reliability estimated from the whole split as `systems` alone would see it (no references)."""
+    from cascade.fusion.reliability import choose_fallback, estimate as est
+
+    inputs = only(joined, systems)
+    return choose_fallback(inputs, est(inputs, systems))
+
+
+def restrict(joined: Joined, systems: tuple[str, ...], every: int = 1, rel=None) -> list:  # noqa: ANN001
+    """Prepared utterances (weighted ROVER + candidates) seeing only `systems`; every k-th utterance (spans all
+    speakers). `rel`: the systems' reliability (default: estimated from the whole split, reference-free)."""
+    rel = rel or estimate(joined, systems)
+    opts = FusionOptions(weights=rel.weights, fallback=rel.fallback)
+    return [fusion._prepare(inp, opts) for inp in only(joined, systems)[::every]]
+
+
 def _columns(prepared: list, systems: tuple[str, ...], picks: list[str]) -> dict[str, object]:
-    """Best single system (chosen on these utterances: an optimistic baseline), ROVER, rerank, oracle."""
+    """Best single system (chosen on these utterances with the references: a hindsight baseline), the estimated best
+    (the fallback, chosen without references), plain and weighted ROVER, rerank fusion, oracle."""
     refs = [p.inp.reference or "" for p in prepared]
     single = {n: _wers(refs, [_system_text(p.inp, n) for p in prepared])["wer"] for n in systems}
     best = min(single, key=single.get)
-    row = {"n": len(refs), "best_single": best, "best_single_wer": single[best],
-           "rover": _wers(refs, [" ".join(p.rover_words) for p in prepared])["wer"],
+    full = next((p for p in prepared if len(p.inp.outputs) == len(systems) and p.best_system is not None), None)
+    est = full.inp.outputs[full.best_system].system if full else best
+    plain = [rover([fusion._words(o.text, FusionOptions()) for o in p.inp.outputs]).text for p in prepared]
+    row = {"n": len(refs), "singles": single, "best_single": best, "best_single_wer": single[best],
+           "estimated_best": est, "estimated_best_wer": single[est],
+           "rover": _wers(refs, plain)["wer"], "weighted_rover": _wers(refs, [" ".join(p.rover_words) for p in prepared])["wer"],
            "rerank": _wers(refs, picks)["wer"], "oracle": _wers(refs, [_oracle(p.inp) for p in prepared])["wer"],
-           "changed_from_rover": sum(t != " ".join(p.rover_words) for t, p in zip(picks, prepared))}
+           "fallback": "rover" if prepared and prepared[0].base == 0 else "best_system",
+           "fallback_wer": _wers(refs, [" ".join(p.candidates[p.base]) for p in prepared])["wer"],
+           "changed_from_fallback": sum(t != " ".join(p.candidates[p.base]) for t, p in zip(picks, prepared))}
+    row["not_worse_than_best_single"] = row["rerank"] <= row["best_single_wer"]
     row["below_both"] = row["rerank"] < min(row["rover"], row["best_single_wer"])
     return row
 
@@ -174,12 +204,12 @@ def _oof_picks(data: list, prepared: list, l2: float, margin: float) -> list[str
     from cascade.ger import rerank as nbest_rerank
 
     scores = rerank.oof_scores(data, [str(p.inp.id) for p in prepared], l2)
-    return [" ".join(p.candidates[nbest_rerank.decide(nbest_rerank._masked(s, d), margin)[0]])
+    return [" ".join(p.candidates[rerank.order(p)[nbest_rerank.decide(nbest_rerank._masked(s, d), margin)[0]]])
             for s, d, p in zip(scores, data, prepared)]
 
 
 def held_out_subsets(groups: dict[str, list], lm: dict) -> dict[str, object]:
-    """Transfer check on dev: for each 3-system subset, train on the OTHER subsets' lists of one half of the
+    """Transfer check on dev: for each subset of 3 systems, train on the OTHER subsets' lists of one half of the
     utterances (split by speaker) and fuse this subset on the other half, both ways round. Where the best
     vendor is left out, one remaining system is far better than the rest, as on the corpus in issue 15."""
     from cascade.fusion import rerank
@@ -203,38 +233,87 @@ def _half(p) -> int:  # noqa: ANN001
     return int(p.inp.id.split("-")[0]) % 2
 
 
+def _summary(rows: dict[str, dict]) -> dict[str, object]:
+    """How many subsets fusion left no worse than their best single system, and the worst excess."""
+    excess = {g: round(r["rerank"] - r["best_single_wer"], 2) for g, r in rows.items()}
+    return {"subsets": len(rows), "not_worse_than_best_single": sum(v <= 0 for v in excess.values()),
+            "worst_excess": max(excess.values()), "estimated_best_right": sum(r["estimated_best"] == r["best_single"]
+                                                                            for r in rows.values())}
+
+
 def rerank_columns(joined: dict[str, Joined], backend, settings, every: int, save: str | None) -> dict[str, object]:  # noqa: ANN001
-    """Train the fusion reranker on every >=3-system subset of dev; report dev (out of fold) and test."""
+    """Train the fusion reranker on every subset (pairs, triples, all four) of dev, each weighted by its own
+    reference-free reliability estimate; report dev (out of fold) and test (every subset). Without a backend
+    the LM features are left out (the model then needs no LLM)."""
     from cascade.fusion import rerank
 
     t0 = time.perf_counter()
     dev = {label(c): restrict(joined["dev"], c) for c in subsets(SYSTEMS)}
-    lm = rerank.lm_scores([p for ps in dev.values() for p in ps], backend, settings.home)
+    lm = rerank.lm_scores([p for ps in dev.values() for p in ps], backend, settings.home) if backend else {}
+    llm = settings.llm.model if backend else None
     sources = [f"../shared/data/asr-outputs/librispeech-test-clean/dev/{n}.csv" for n in SYSTEMS]
-    trained = rerank.train(dev, lm, llm=settings.llm.model, sources=sources)
+    trained = rerank.train(dev, lm, llm=llm or "none", sources=sources)
     model = trained.model
-    out: dict[str, object] = {"llm": settings.llm.model, "l2": model.l2[rerank.STYLE], "margin": model.margins[rerank.STYLE],
+    out: dict[str, object] = {"llm": llm, "l2": model.l2[rerank.STYLE],
+                              "margin": model.margins[rerank.STYLE],
                               "weights": dict(zip(model.features, [round(w, 4) for w in model.weights[rerank.STYLE]])),
                               "train_seconds": round(time.perf_counter() - t0, 1)}
     data = [rerank.list_data(g, p, lm) for g, ps in dev.items() for p in ps]
     flat = [p for ps in dev.values() for p in ps]
     picks = iter(_oof_picks(data, flat, model.l2[rerank.STYLE], model.margins[rerank.STYLE]))
     out["dev_out_of_fold"] = {g: _columns(ps, tuple(g.split("+")), [next(picks) for _ in ps]) for g, ps in dev.items()}
+    out["dev_out_of_fold_summary"] = _summary(out["dev_out_of_fold"])
     out["dev_held_out_subset"] = held_out_subsets(dev, lm)
-    best_dev = min(SYSTEMS, key=lambda n: _wers([i.reference or "" for i in joined["dev"].inputs],
-                                                 [_system_text(i, n) for i in joined["dev"].inputs])["wer"])
-    test_sets = [SYSTEMS, tuple(n for n in SYSTEMS if n != best_dev)]  # all four; without dev's best vendor
     out["test"] = {"every": every}
-    for c in test_sets:
+    for c in subsets(SYSTEMS):
         prepared = restrict(joined["test"], c, every)
-        lm_test = rerank.lm_scores(prepared, backend, settings.home)
+        lm_test = rerank.lm_scores(prepared, backend, settings.home) if backend else {}
         fused = [rerank.pick(p, rerank.candidate_features(p, lm_test), model, None).text for p in prepared]
         out["test"][label(c)] = _columns(prepared, c, fused)
-    sample = restrict(joined["test"], SYSTEMS, every)[:16]
+    out["test_summary"] = _summary({k: v for k, v in out["test"].items() if k != "every"})
+    sample = restrict(joined["test"], SYSTEMS, every)[:64]
     t = time.perf_counter()
-    rerank.rerank(sample, backend, model=_saved(model, save))  # uncached LLM scoring: the real cost
-    out["s_per_utt"] = round((time.perf_counter() - t) / len(sample), 3)
+    rerank.rerank(sample, backend, model=_saved(model, save))  # uncached LLM scoring (if any): the real cost
+    out["s_per_utt"] = round((time.perf_counter() - t) / len(sample), 4)
     return out
+
+
+def synthetic(joined: dict[str, Joined], model: str, rate: float = 0.35, seed: int = 0) -> dict[str, object]:
+    """Make one system far better or far worse on purpose: degrade systems of Google + Azure + Watson (drop and
+    replace `rate` of their words, seeded). Reports each estimate, the fallback and fusion against the best single."""
+    import random
+
+    from cascade.fusion import rerank
+
+    base = ("google", "azure", "watson")
+    out: dict[str, object] = {"rate": rate, "systems": list(base)}
+    for split, j in joined.items():
+        vocab = sorted({w for i in j.inputs for o in i.outputs for w in normalize(o.text).split()})
+        cases = {f"{d}_degraded": (d,) for d in base} | {f"only_{k}_intact": tuple(n for n in base if n != k) for k in base}
+        rows = {}
+        for case, spoil in cases.items():
+            rng = random.Random(seed)
+            inputs = [i.model_copy(update={"outputs": tuple(
+                o.model_copy(update={"text": _degrade(normalize(o.text).split(), rng, rate, vocab)}) if o.system in spoil else o
+                for o in i.outputs if o.system in base)}) for i in j.inputs]
+            fake = Joined(systems=base, inputs=inputs)
+            rel = estimate(fake, base)
+            prepared = restrict(fake, base, rel=rel)
+            fused = [c.text for c in rerank.rerank(prepared, None, model=model)]
+            rows[case] = {**_columns(prepared, base, fused), "estimated_wer": {s.system: round(100 * s.wer, 2) for s in rel.systems},
+                          "lowest_weight": min(rel.systems, key=lambda s: s.weight).system}
+        out[split] = rows
+    return out
+
+
+def _degrade(words: list[str], rng, rate: float, vocab: list[str]) -> str:  # noqa: ANN001
+    out = []
+    for w in words:
+        x = rng.random()
+        if x < rate / 2:
+            continue  # deleted
+        out.append(rng.choice(vocab) if x < rate else w)  # substituted, or kept
+    return " ".join(out)
 
 
 def _saved(model, save: str | None) -> str:  # noqa: ANN001
@@ -270,10 +349,14 @@ def main() -> None:
     ap.add_argument("--llm-n", type=int, default=20, help="utterances per split for LLM fusion (generation)")
     ap.add_argument("--adapter", default=None, help="LoRA adapter trained on dev fusion data (train-ger)")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--rerank", action="store_true", help="train the fusion reranker on dev (every subset of >= 3 "
-                    "systems), report it out of fold on dev, on held-out subsets, and on test")
-    ap.add_argument("--rerank-every", type=int, default=5, help="test: every k-th utterance for the reranker "
-                    "(LLM scoring on CPU; spans all speakers)")
+    ap.add_argument("--rerank", action="store_true", help="train the fusion reranker on dev (every subset of >= 2 "
+                    "systems), report it out of fold on dev, on held-out subsets, and on every subset of test")
+    ap.add_argument("--rerank-lm", action="store_true", help="give the reranker the LLM's scores as features too "
+                    "(off: the shipped model needs no LLM)")
+    ap.add_argument("--rerank-every", type=int, default=1, help="test: every k-th utterance for the reranker "
+                    "(with --rerank-lm, LLM scoring on CPU; spans all speakers)")
+    ap.add_argument("--synthetic", action="store_true", help="degrade systems of Google + Azure + Watson on purpose "
+                    "(one far worse, or one far better than the rest) and fuse with the shipped (or --save'd) reranker")
     ap.add_argument("--save", default=None, help="write the trained fusion reranker (model.json + card) here")
     ap.add_argument("--report", default=None, help="also write an HTML report (rover and oracle against the best "
                     "single system on dev, per utterance)")
@@ -304,9 +387,11 @@ def main() -> None:
     if args.rerank:
         from cascade.llm import load_backend
 
-        settings = load_settings()
-        result["rerank_fusion"] = rerank_columns(joined, load_backend(settings.llm, settings.home), settings,
-                                                 args.rerank_every, args.save)
+        settings = load_settings() if args.rerank_lm else None
+        backend = load_backend(settings.llm, settings.home) if settings else None
+        result["rerank_fusion"] = rerank_columns(joined, backend, settings, args.rerank_every, args.save)
+    if args.synthetic:
+        result["synthetic"] = synthetic(joined, args.save or FusionOptions().reranker)
     if args.report:
         from cascade import report
 

@@ -384,7 +384,8 @@ class ModelAliases(Options):
                              "gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "gpt-5", "gpt-5-mini", "gpt-5-nano")
     """The configured LLM under any service.strict_models (LiveKit's default is gpt-4.1, pipecat's gpt-4.1/4o)."""
     transcription: tuple[str, ...] = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-transcribe",
-                                      "gpt-4o-transcribe-diarize", "default", "")
+                                      "gpt-4o-transcribe-diarize", "whisper-large-v3", "whisper-large-v3-turbo",
+                                      "default", "")
     """The configured recogniser (asr.model). Other unknown names stay 404: they may be paths."""
     translation: str = "base"
     """What an alias means on /v1/audio/translations when asr.model is English-only (OpenAI translates with
@@ -487,6 +488,12 @@ class TranslateOptions(Options):
     """λ for rescoring translation N-best lists; None uses rescore.lam."""
     max_edit_distance: float | None = Field(None, ge=0.0)
     """Fusion guard (word edit distance to the nearest candidate); None uses ger.max_edit_distance."""
+    fusion_lam: float = Field(0.0, ge=0.0, le=1.0)
+    """Fusion gate: weight of the LLM's log-prob per token against Whisper's (AM) in the gate score."""
+    fusion_margin: float | None = None
+    """Fusion gate: the LLM's fused translation replaces Whisper's own 1-best only when its gate score beats the
+    1-best's by more than this; None keeps Whisper's translation. Chosen on FLEURS dev so that dev BLEU never drops
+    (`benchmarks/translate_accuracy.py --choose-gate`): with the bundled 135M LLM no gate paid on dev, hence None."""
     max_new_tokens_factor: float = Field(2.0, gt=0)
     """via_transcript: token cap relative to the source text's tokens."""
     min_new_tokens: int = Field(16, ge=1)

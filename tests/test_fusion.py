@@ -75,13 +75,16 @@ def _run_join(paths: list[Path], out: Path, *extra: str) -> list[dict]:
 
 
 def test_correct_batch_join_rover_records(frag: Path, tmp_path: Path) -> None:
+    from cascade.batch.join import reliability
+
     recs = _run_join(_paths(frag), tmp_path / "fused.jsonl", "--mode", "rover")
     joined = join(_paths(frag))
+    weighted = FusionOptions(weights=reliability(joined, FusionOptions()).weights)  # estimated from the whole input
     assert [r["id"] for r in recs] == [i.id for i in joined.inputs]
     for rec, inp in zip(recs, joined.inputs):
         assert rec["method"] == "rover" and rec["fallback_reason"] is None
         assert rec["systems"] == {o.system: o.text for o in inp.outputs}
-        assert rec["corrected"] == fuse(inp, "rover").text
+        assert rec["corrected"] == fuse(inp, "rover", options=weighted).text
         assert rec["reference"] == inp.reference
     empty = next(r for r in recs if r["id"] == "8230-279154-0019")
     assert empty["systems"]["azure"] == "" and empty["corrected"]  # the empty system is outvoted, not an error
@@ -158,25 +161,28 @@ def smollm2(settings):  # noqa: ANN001, ANN201
     return load_backend(settings.llm.model_copy(update={"model": "smollm2"}), settings.home)
 
 
-def test_rerank_fusion_trusts_the_system_rover_outvotes(smollm2, dev_joined) -> None:  # noqa: ANN001
+def test_rerank_fusion_trusts_the_system_rover_outvotes(dev_joined) -> None:  # noqa: ANN001
     """Real dev utterances without DeepSpeech: Azure and Watson err alike ("filling") or both stop early and
-    outvote Google word by word; the shipped reranker returns Google's text, which is the reference."""
-    from cascade.fusion.rerank import load_model
+    outvote Google word by word; with the reliability estimated from the 200 dev utterances (no references), the
+    shipped reranker keeps Google's text, which is the reference. It reads no LLM score, so it needs no LLM."""
+    from cascade.fusion import reliability
+    from cascade.fusion.rerank import load_model, uses_lm
 
-    assert load_model().llm == "smollm2" and "system" in load_model().features
-    by_id = {i.id: _without(i, "deepspeech") for i in dev_joined.inputs}
+    assert not uses_lm(load_model()) and "est_wer" in load_model().features
+    inputs = [_without(i, "deepspeech") for i in dev_joined.inputs]
+    rel = reliability.choose_fallback(inputs, reliability.estimate(inputs, SYSTEMS[1:]))
+    options = FusionOptions(method="rerank", weights=rel.weights, fallback=rel.fallback)
+    by_id = {i.id: i for i in inputs}
     for utt in ("8230-279154-0012", "121-121726-0011"):
         inp = by_id[utt]
         rov = fuse(inp, "rover")
         assert rov.text != normalize(inp.reference)  # ROVER's vote is wrong here
-        out = fuse(inp, "rerank", backend=smollm2)
+        assert fuse(inp, "rover", options=options).text == rov.text  # weighting alone does not save it
+        out = fuse(inp, "rerank", options=options)
         assert out.method == "fusion" and out.text == normalize(inp.reference) and out.guards["picked"] == "google"
-        assert out.chosen == 0 and out.scores[0].source == "rover" and out.scores[0].combined == 0.0
-        # a margin nobody can beat abstains to ROVER's output and says so
-        stay = fuse(inp, "rerank", backend=smollm2, options=FusionOptions(method="rerank", rerank_margin=1e6))
-        assert stay.text == rov.text and stay.fallback_reason == "abstained"
+        assert out.guards["base"] == "google" and out.chosen == 0
     with pytest.raises(InvalidInput, match="needs an LLM backend"):
-        fuse(inp, "rerank")
+        fuse(inp, "ger")
 
 
 def test_rerank_fusion_features_name_no_system(dev_joined) -> None:  # noqa: ANN001
@@ -216,8 +222,8 @@ def test_train_rerank_fusion_on_dev_subsets(dev_joined) -> None:  # noqa: ANN001
 def test_correct_batch_join_rerank(frag: Path, tmp_path: Path) -> None:
     recs = _run_join(_paths(frag), tmp_path / "fused.jsonl", "--correct", "rerank")
     assert len(recs) == 7 and all(r["method"] == "fusion" and r["corrected"] for r in recs)
-    assert all(r["corrected"] in {normalize(t) for t in r["systems"].values()} | {fuse(join(_paths(frag)).inputs[k], "rover").text}
-               for k, r in enumerate(recs))
+    assert all(r["corrected"] in {s["text"] for s in r["scores"]} for r in recs)  # a vetted candidate
+    assert all(r["corrected"] in {normalize(t) for t in r["systems"].values()} | {r["scores"][0]["text"]} for r in recs)
 
 
 def test_an_nbest_reranker_is_not_a_fusion_reranker() -> None:
@@ -257,3 +263,109 @@ def test_service_fuse_matches_library_and_runs_llm(llm_service, smollm2, frag: P
     assert bad.status_code == 400 and "no system outputs" in bad.json()["error"]["message"]
     unknown = httpx.post(f"{llm_service.url}/v1/fuse", json={**body, "method": "vote"}, timeout=60)
     assert unknown.status_code in (400, 422) and "error" in unknown.json()
+
+
+# --------------------------------------------------------------------------- reliability (reference-free)
+
+
+def _degraded(inputs, name: str, rate: float = 0.4, seed: int = 0) -> list:  # noqa: ANN001
+    """`name`'s outputs with words dropped and replaced at `rate` (seeded): a system made worse on purpose."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = sorted({w for i in inputs for o in i.outputs for w in normalize(o.text).split()})
+
+    def spoil(text: str) -> str:
+        out = []
+        for w in normalize(text).split():
+            x = rng.random()
+            if x >= rate / 2:
+                out.append(rng.choice(vocab) if x < rate else w)
+        return " ".join(out)
+
+    return [i.model_copy(update={"outputs": tuple(o.model_copy(update={"text": spoil(o.text)}) if o.system == name else o
+                                                  for o in i.outputs)}) for i in inputs]
+
+
+def test_reliability_ranks_real_systems_without_references(dev_joined) -> None:  # noqa: ANN001
+    """Estimated from the 200 dev utterances alone (the references are never read): DeepSpeech and Google, the two
+    best by their real WER (7.8 / 10.9 %), rank above Azure and Watson (19.7 / 20.5 %), whose shared early stops
+    would make them look best under a plain pairwise (independence) estimate."""
+    from cascade.fusion import reliability
+
+    no_refs = [i.model_copy(update={"reference": None}) for i in dev_joined.inputs]
+    rel = reliability.estimate(no_refs, SYSTEMS)
+    wer = {s.system: s.wer for s in rel.systems}
+    assert rel.method == "pairwise" and rel.best == "deepspeech" and rel.utterances == 200
+    assert max(wer["deepspeech"], wer["google"]) < min(wer["azure"], wer["watson"])
+    assert all(s.weight == pytest.approx(reliability.weight_of(s.wer), abs=1e-3) for s in rel.systems)
+    # with every system, the weighted vote ranks above the best system; without DeepSpeech, Google (far better) stays
+    assert reliability.choose_fallback(no_refs, rel).fallback == "rover"
+    gaw = [_without(i, "deepspeech") for i in no_refs]
+    three = reliability.choose_fallback(gaw, reliability.estimate(gaw, SYSTEMS[1:]))
+    assert three.best == "google" and three.fallback == "best"
+
+
+@pytest.mark.parametrize("spoilt", ["google", "azure", "watson"])
+def test_a_system_made_worse_on_purpose_gets_a_lower_weight(dev_joined, spoilt: str) -> None:  # noqa: ANN001
+    from cascade.fusion import reliability
+
+    names = SYSTEMS[1:]
+    inputs = [_without(i, "deepspeech") for i in dev_joined.inputs[:120]]
+    before = reliability.estimate(inputs, names).weights
+    after = reliability.estimate(_degraded(inputs, spoilt), names).weights
+    assert after[spoilt] < before[spoilt] - 0.3
+    assert min(after, key=after.get) == spoilt
+
+
+def test_weighted_rover_votes() -> None:
+    from cascade.fusion.rover import rover
+
+    systems = ["the cat sat on the mat", "a cat sat on a mat", "a cat sat on a hat"]
+    assert rover(systems, [1.0, 1.0, 1.0]).text == rover(systems).text == "a cat sat on a mat"
+    assert rover(systems, [3.0, 1.0, 1.0]).text == "the cat sat on the mat"  # one trusted voter outweighs two
+    assert rover(systems, [1.5, 1.0, 1.0]).text == "a cat sat on a mat"
+    # a word only the last system inserted: its weight counts for that word, not for the others' nulls
+    assert rover(["go home", "go home", "go back home"], [1.0, 1.0, 3.0]).text == "go back home"
+    assert rover(["go home", "go home", "go back home"], [1.0, 1.0, 1.5]).text == "go home"
+    with pytest.raises(InvalidInput, match="weights"):
+        rover(systems, [1.0, 2.0])
+
+
+def test_fusion_falls_back_to_the_estimated_best_system() -> None:
+    """With weights, what fusion keeps when nothing beats it is the best system's text, not ROVER's vote."""
+    inp = FusionInput(id="u", outputs=(SystemText(system="good", text="she sells sea shells by the sea shore"),
+                                       SystemText(system="weak1", text="she sells sea shells"),
+                                       SystemText(system="weak2", text="she sells see shells")))
+    weights = {"good": 2.0, "weak1": 1.2, "weak2": 1.1}
+    assert fuse(inp, "rover").text == "she sells sea shells"  # the two weak systems outvote the good one
+    closed = FusionOptions(weights=weights, rerank_margin=1e9)
+    out = fuse(inp, "rerank", options=closed)  # the shipped reranker reads no LLM score: no backend needed
+    assert out.text == "she sells sea shells by the sea shore" and out.guards["base"] == "good"
+    picky = fuse(inp, "rescore", options=FusionOptions(weights=weights, min_agreement_gain=1e9))
+    assert picky.text == out.text and picky.fallback_reason == "abstained"
+    to_rover = fuse(inp, "rerank", options=closed.model_copy(update={"fallback": "rover"}))
+    assert to_rover.text == "she sells sea shells"  # where the estimate ranks the vote first, it is the fallback
+
+
+def test_correct_batch_join_prints_and_takes_weights(frag: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["correct-batch", "--join", *map(str, _paths(frag)), "--out", str(tmp_path / "a.jsonl"),
+                                 "--correct", "rover"])
+    assert result.exit_code == 0, result.output
+    assert "system reliability" in result.output and "estimated from 7 utterances without references" in result.output
+    heavy = "deepspeech=0.5,google=0.5,azure=0.5,watson=9"
+    given = runner.invoke(app, ["correct-batch", "--join", *map(str, _paths(frag)), "--out", str(tmp_path / "b.jsonl"),
+                                "--correct", "rover", "--weights", heavy])
+    assert given.exit_code == 0, given.output
+    assert "given by --weights" in given.output and "watson (best)" in given.output
+    recs = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    for rec in recs:  # watson outweighs the other three together: its words win wherever it has the utterance
+        if "watson" in rec["systems"]:
+            assert rec["corrected"] == normalize(rec["systems"]["watson"]), rec
+    for bad, needle in (("google=2", "no weight for"), ("google=x", "NAME=NUMBER"), ("nobody=1," + heavy, "no system named"),
+                        (heavy.replace("9", "-1"), "positive")):
+        fail = runner.invoke(app, ["correct-batch", "--join", *map(str, _paths(frag)), "--out",
+                                   str(tmp_path / "c.jsonl"), "--weights", bad])
+        assert fail.exit_code == 1 and needle in fail.output and "Traceback" not in fail.output, (bad, fail.output)
+    alone = runner.invoke(app, ["correct-batch", str(_paths(frag)[0]), "--out", str(tmp_path / "d.jsonl"), "--weights", heavy])
+    assert alone.exit_code == 1 and "add --join" in alone.output

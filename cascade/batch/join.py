@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from cascade.batch.engine import run_batch
-from cascade.config import Settings
+from cascade.config import FusionOptions, Settings
 from cascade.formats.records import Item, detect_format, read_items
 from cascade.formats.tabular import read_table
+from cascade.fusion.reliability import Reliability
 from cascade.types import FusionInput, InvalidInput, NBest, SystemText, Utterance
 
 
@@ -28,6 +29,8 @@ class Joined:
     """One line per file: the columns chosen and what was skipped."""
     missing: dict[str, int] = field(default_factory=dict)
     """Utterances each system has no output for."""
+    reliability: Reliability | None = None
+    """Each system's estimated (or given) reliability, set by correct_joined."""
 
 
 def system_names(paths: Sequence[Path]) -> list[str]:
@@ -128,5 +131,31 @@ def correct_joined(paths: Sequence[Path], out: Path, settings: Settings, *, colu
     if ofmt in ("srt", "vtt"):
         raise InvalidInput(f"{ofmt} output needs cue timings, which joined inputs do not have; write .jsonl", param="out")
     joined = join(paths, columns=columns, in_format=in_format)
-    summary = run_batch(joined_items(joined), out, ofmt, settings, dedupe=False, progress=progress)
+    joined.reliability = reliability(joined, settings.fusion)
+    summary = run_batch(joined_items(joined), out, ofmt, with_systems(settings, joined), dedupe=False, progress=progress)
     return summary, joined
+
+
+def reliability(joined: Joined, options: FusionOptions) -> Reliability:
+    """Each system's reliability: options.weights as given, else estimated from the whole joined input
+    (cascade.fusion.reliability; no references read), else equal."""
+    from cascade.fusion import reliability as rel
+
+    if options.weights:
+        found = rel.given(options.weights, joined.systems)
+    elif not options.estimate_weights:
+        return rel.equal(joined.systems, len(joined.inputs))
+    else:
+        found = rel.estimate(joined.inputs, joined.systems, normalize=options.normalize)
+    return rel.choose_fallback(joined.inputs, found, normalize=options.normalize)
+
+
+def with_systems(settings: Settings, joined: Joined) -> Settings:
+    """The settings the fusion of `joined` runs with: the systems' names, who lacks which utterance, their weights."""
+    absent = {inp.id or "": tuple(n for n in joined.systems if n not in {o.system for o in inp.outputs})
+              for inp in joined.inputs if len(inp.outputs) < len(joined.systems)}
+    weights = joined.reliability.weights if joined.reliability and joined.reliability.method != "equal" else None
+    fallback = joined.reliability.fallback if weights else "best"
+    fusion = settings.fusion.model_copy(update={"systems": joined.systems, "absent": absent, "weights": weights,
+                                                "fallback": fallback})
+    return settings.model_copy(update={"fusion": fusion})

@@ -45,6 +45,9 @@ def correct_batch(
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report "
                                                 "(summary, WER when references exist, largest changes); needs a .jsonl --out.")] = None,
     threads: LlmThreadsOpt = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="With --join: each system's vote weight, "
+                                                "NAME=W,NAME=W (names are the file stems), instead of the reliability "
+                                                "estimated from the joined input; the highest is the fallback.")] = None,
 ) -> None:
     """Correct a file of ASR transcripts (1-best or N-best), keeping its format; resumable after a crash."""
     from cascade.batch import correct_file
@@ -52,6 +55,12 @@ def correct_batch(
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit then fails a write cleanly (EFBIG)
     columns = {"id_column": id_column, "text_column": text_column, "ref_column": ref_column}
     method, fusion = _fusion_mode(mode, join, len(input_paths))
+    if weights is not None:
+        if not join:
+            raise InvalidInput("--weights weighs the systems of --join; add --join", param="weights")
+        from cascade.fusion.reliability import parse_weights
+
+        fusion = {**(fusion or {}), "weights": parse_weights(weights)}
     if report is not None and (out_format or out.suffix.lstrip(".")) != "jsonl":
         raise InvalidInput("--report reads the originals and corrections from a .jsonl --out; write .jsonl, then "
                            "convert it with `cascade correct-batch OUT.jsonl --out FILE.srt`", param="report")
@@ -86,7 +95,7 @@ def _write_report(path: Path, out: Path, summary: Any) -> None:
     console.print(f"report -> {path}", highlight=False)
 
 
-def _fusion_mode(mode: str | None, join: bool, n_inputs: int) -> tuple[str | None, dict[str, str] | None]:
+def _fusion_mode(mode: str | None, join: bool, n_inputs: int) -> tuple[str | None, dict[str, Any] | None]:
     """(batch method, fusion settings) for the flags: --join maps rover to the vote, rescore/rerank/ger to fusion."""
     if not join:
         if n_inputs != 1:
@@ -117,6 +126,8 @@ def _correct_joined(paths: list[Path], out: Path, s: Any, columns: dict[str, str
                                      progress=tick)
     for line in joined.reports:
         err_console.print(line, highlight=False, soft_wrap=True)
+    if joined.reliability is not None:
+        err_console.print(joined.reliability.describe(), highlight=False, soft_wrap=True)
     lacking = ", ".join(f"{k} {v}" for k, v in joined.missing.items() if v)
     err_console.print(f"joined {len(joined.inputs)} utterances from {len(paths)} systems"
                       + (f"; missing ids: {lacking}" if lacking else ""), highlight=False, soft_wrap=True)

@@ -71,7 +71,7 @@ class FusionCorrector(_Built):
         method = "rover" if self.mode == "rover" else s.fusion.method
 
         def run(batch: list[NBest]) -> Iterator[Correction]:
-            return fuse_many([nbest_input(nb) for nb in batch], method, options=s.fusion, backend=self.backend,  # type: ignore[arg-type]
+            return fuse_many([nbest_input(nb, options=s.fusion) for nb in batch], method, options=s.fusion, backend=self.backend,  # type: ignore[arg-type]
                              ger=s.ger, adapter=s.correct.adapter, batch_size=len(batch))
 
         return in_batches(nbests, s.correct.batch_size, run, self.mode)
@@ -123,7 +123,7 @@ class TranslationCorrector:
         s = self.settings
         g, r = stage_options(s)
         return correct_translations(nbests, self.backend, method="ger", ger=g, rescore=r,
-                                    batch_size=s.correct.batch_size, adapter=s.correct.adapter)
+                                    batch_size=s.correct.batch_size, adapter=s.correct.adapter, gate=s.translate)
 
 
 @register("translate", needs_llm=True)

@@ -59,15 +59,20 @@ def _words(text: str, options: FusionOptions) -> list[str]:
     return tokens(text)
 
 
-def agreement(candidate: Sequence[str], systems: Sequence[Sequence[str]]) -> float:
-    """-(word edits to every system) / (their words): 0 when all systems wrote exactly the candidate."""
-    total = sum(len(s) for s in systems) or 1
-    return -sum(word_edits(candidate, s) for s in systems) / total
+def agreement(candidate: Sequence[str], systems: Sequence[Sequence[str]], weights: Sequence[float] | None = None) -> float:
+    """-(word edits to every system) / (their words), each system counted by its weight: 0 when all systems
+    wrote exactly the candidate."""
+    w = list(weights) if weights is not None else [1.0] * len(systems)
+    total = sum(wk * len(s) for wk, s in zip(w, systems)) or 1
+    return -sum(wk * word_edits(candidate, s) for wk, s in zip(w, systems)) / total
 
 
 @dataclass
 class _Prepared:
-    """One utterance's systems as words, ROVER's output and the distinct candidates (ROVER first)."""
+    """One utterance's systems as words, ROVER's output and the distinct candidates (ROVER first).
+
+    `weights` are the systems' vote weights (None: not known, equal votes); `base` is the candidate that
+    fusion falls back to: the estimated best system's text when weights are known, else ROVER's output."""
 
     inp: FusionInput
     systems: list[list[str]]
@@ -75,20 +80,41 @@ class _Prepared:
     candidates: list[list[str]]
     sources: list[str]
     agreements: list[float]
+    weights: list[float] | None = None
+    base: int = 0
+    best_system: int | None = None
+    """Index (in `systems`) of the system estimated best; None without weights."""
+
+
+def system_weights(inp: FusionInput, options: FusionOptions) -> list[float] | None:
+    """Each output's vote weight from options.weights (a system it does not name gets their median)."""
+    if not options.weights:
+        return None
+    known = sorted(options.weights.values())
+    median = known[len(known) // 2]
+    return [float(options.weights.get(o.system, median)) for o in inp.outputs]
 
 
 def _prepare(inp: FusionInput, options: FusionOptions) -> _Prepared:
     if not inp.outputs:
         raise InvalidInput(f"utterance {inp.id or ''} has no system outputs to fuse", param="input")
     systems = [_words(o.text, options) for o in inp.outputs]
-    voted = list(rover(systems).words)
+    weights = system_weights(inp, options)
+    voted = list(rover(systems, weights).words)
     candidates, sources = [voted], ["rover"]
     for out, words in zip(inp.outputs, systems):
         if words and words not in candidates:
             candidates.append(words)
             sources.append(out.system)
-    nonempty = [s for s in systems if s] or systems
-    return _Prepared(inp, systems, voted, candidates, sources, [agreement(c, nonempty) for c in candidates])
+    nonempty = [k for k, s in enumerate(systems) if s] or list(range(len(systems)))
+    w = None if weights is None else [weights[k] for k in nonempty]
+    agree = [agreement(c, [systems[k] for k in nonempty], w) for c in candidates]
+    p = _Prepared(inp, systems, voted, candidates, sources, agree, weights)
+    if weights is not None:
+        best = max(nonempty, key=lambda k: (weights[k], -k))
+        p.best_system = best
+        p.base = 0 if options.fallback == "rover" or not systems[best] else candidates.index(systems[best])
+    return p
 
 
 def _score(cands: list[list[str]], source: list[str], agree: list[float], lm: list[float] | None,
@@ -121,7 +147,7 @@ def fuse_many(inputs: Iterable[FusionInput], method: FusionMethod = "rover", *, 
     ger = ger or GerOptions()
     if method not in METHODS:
         raise InvalidInput(f"unknown fusion method {method!r}; expected one of {', '.join(METHODS)}", param="method")
-    if method != "rover" and backend is None:
+    if method != "rover" and backend is None and not _runs_without_llm(method, options):
         raise InvalidInput(f"fusion method {method!r} needs an LLM backend", param="method")
     batch: list[FusionInput] = []
     for inp in inputs:
@@ -131,6 +157,17 @@ def fuse_many(inputs: Iterable[FusionInput], method: FusionMethod = "rover", *, 
             batch = []
     if batch:
         yield from _fuse_batch(batch, method, options, backend, ger, adapter)
+
+
+def _runs_without_llm(method: str, options: FusionOptions) -> bool:
+    """rescore at lm_weight 0, and rerank with a model that weighs no LM feature, read no LLM score."""
+    if method == "rescore":
+        return options.lm_weight == 0
+    if method == "rerank":
+        from cascade.fusion.rerank import load_model, uses_lm
+
+        return not uses_lm(load_model(options.reranker))
+    return False
 
 
 def _fuse_batch(batch: list[FusionInput], method: str, options: FusionOptions, backend: Any, ger: GerOptions,
@@ -166,10 +203,15 @@ def _rescore(p: _Prepared, backend: Any, options: FusionOptions, adapter: str | 
     texts = [" ".join(c) for c in p.candidates]
     lm = _lm_per_word(backend, texts, adapter) if options.lm_weight > 0 and len(texts) > 1 else None
     best, scores = _score(p.candidates, p.sources, p.agreements, lm, options.lm_weight)
+    reason = None
+    if p.weights is not None and best != p.base and scores[best].combined < scores[p.base].combined + options.min_agreement_gain:
+        best, reason = p.base, "abstained"  # the estimated best system's text unless a candidate beats it by the gain
     first = " ".join(p.systems[0]) if p.systems else ""
     chosen = next((i for i, s in enumerate(p.systems) if s == p.candidates[best]), None)
     return Correction(text=texts[best], method="fusion", chosen=chosen, changed=texts[best] != first, scores=scores,
-                      guards={"picked": p.sources[best], "agreement": [round(a, 4) for a in p.agreements]})
+                      fallback_reason=reason,
+                      guards={"picked": p.sources[best], "base": p.sources[p.base],
+                              "agreement": [round(a, 4) for a in p.agreements]})
 
 
 # --------------------------------------------------------------------------- LLM fusion
@@ -218,7 +260,9 @@ def llm_candidates(prepared: list[_Prepared], backend: Any, options: FusionOptio
         if rejected is None and " ".join(words) not in texts:
             texts.append(" ".join(words))
             sources.append("llm")
-            agree.append(agreement(words, [s for s in p.systems if s] or p.systems))
+            keep = [k for k, s in enumerate(p.systems) if s] or list(range(len(p.systems)))
+            agree.append(agreement(words, [p.systems[k] for k in keep],
+                                   None if p.weights is None else [p.weights[k] for k in keep]))
         rows.append((texts, sources, agree, raw, rejected))
     flat = [t for texts, *_ in rows for t in texts]
     lm_all = iter(_lm_per_word(backend, flat, adapter))  # one scoring pass for the whole batch
@@ -252,6 +296,8 @@ def pick(c: FusionCandidates, p: _Prepared, options: FusionOptions) -> Correctio
     combined = [a + options.lm_weight * lm for a, lm in zip(c.agreement, c.lm)]
     others = [i for i, s in enumerate(c.sources) if s != "llm"]
     best = max(others, key=lambda i: (combined[i], -i))
+    if p.weights is not None and combined[best] < combined[p.base] + options.min_agreement_gain:
+        best = p.base  # the estimated best system's text unless another candidate beats it by the gain
     llm = next((i for i, s in enumerate(c.sources) if s == "llm"), None)
     reason = c.rejected
     if llm is not None:
@@ -277,8 +323,14 @@ def pick(c: FusionCandidates, p: _Prepared, options: FusionOptions) -> Correctio
 # --------------------------------------------------------------------------- N-best lists as fusion inputs
 
 
-def nbest_input(nbest: NBest, systems: Sequence[str] | None = None) -> FusionInput:
-    """A batch-engine N-best list (one hypothesis per system) as a FusionInput."""
+def nbest_input(nbest: NBest, systems: Sequence[str] | None = None, options: FusionOptions | None = None) -> FusionInput:
+    """A batch-engine N-best list (one hypothesis per system) as a FusionInput; the systems are named by
+    `systems`, else by options.systems less those options.absent lists for this id (set by --join)."""
+    if systems is None and options is not None and options.systems:
+        gone = set(options.absent.get(nbest.id or "", ()))
+        systems = [n for n in options.systems if n not in gone]
+        if len(systems) != len(nbest.hypotheses):
+            systems = None
     names = list(systems or [f"system{i + 1}" for i in range(len(nbest.hypotheses))])
     return FusionInput(id=nbest.id, outputs=tuple(SystemText(system=n, text=h.text)
                                                   for n, h in zip(names, nbest.hypotheses)))

@@ -36,12 +36,16 @@ _Prepared = Any
 imported, since fuse imports this module."""
 
 FEATURES = (
-    "system",      # 1 for a system's text, 0 for ROVER's output (a bias: how far to trust ROVER at all)
-    "support",     # fraction of the systems that wrote exactly this candidate
-    "similarity",  # mean word similarity (1 - edits / longer length) to the systems that wrote something else
+    "rover",       # 1 for ROVER's output (when no system wrote exactly it)
+    "support",     # weighted share of the systems that wrote exactly this candidate
+    "similarity",  # weighted mean word similarity (1 - edits / longer length) to the systems that wrote something else
     "len_ratio",   # log((words + 1) / (median words of the systems + 1))
-    "weak_vote",   # system x fraction of ROVER's slots won without a strict majority (a contested vote)
-    "lm_tok",      # LLM log-prob per token
+    "weak_vote",   # rover x fraction of ROVER's slots won without a strict majority (a contested vote)
+    "est_wer",     # estimated WER (x10) of the most reliable system that wrote it (ROVER's output: the best system's)
+    "rover_gap",   # rover x (the best system's estimated WER / the others' mean): small where one system is far better
+    "rover_second",  # rover x (the best system's estimated WER / the second best's): near 1 where two strong systems vote
+    "n_systems",   # rover x log(number of systems): more voters, a better vote
+    "lm_tok",      # LLM log-prob per token (0 without an LLM: no LM scores given)
     "lm_sum",      # LLM total log-prob / 10
 )
 DEFAULT_MODEL = "fusion-mwer"
@@ -54,37 +58,62 @@ def _similarity(a: Sequence[str], b: Sequence[str]) -> float:
     return 1.0 - word_edits(a, b) / max(len(a), len(b), 1)
 
 
-def contested(systems: Sequence[Sequence[str]]) -> float:
-    """Fraction of ROVER's slots whose winner (a word or a null) has no strict majority of the systems."""
+def contested(systems: Sequence[Sequence[str]], weights: Sequence[float] | None = None) -> float:
+    """Fraction of ROVER's slots whose winner (a word or a null) has no strict majority of the (weighted) votes."""
     from cascade.fusion.rover import rover
 
-    slots = rover(systems).slots
-    n = len(systems)
-    weak = sum(1 for slot in slots if max(slot.count(w) for w in set(slot)) * 2 <= n)
-    return weak / max(len(slots), 1)
+    return rover(systems, weights).weak
+
+
+def order(p: _Prepared) -> list[int]:
+    """Candidate indices with the fallback (p.base: the estimated best system's text, or ROVER's) first."""
+    return [p.base] + [k for k in range(len(p.candidates)) if k != p.base]
 
 
 def candidate_features(p: _Prepared, lm: dict[str, TextScore]) -> np.ndarray:
-    """[candidates, FEATURES] for one utterance, each row minus ROVER's (row 0), so ROVER's row is 0."""
-    systems = [s for s in p.systems if s] or p.systems
+    """[candidates in `order(p)`, FEATURES] for one utterance, each row minus the fallback's (row 0), so it scores 0."""
+    from cascade.fusion.reliability import wer_of
+
+    keep = [k for k, s in enumerate(p.systems) if s] or list(range(len(p.systems)))
+    systems = [p.systems[k] for k in keep]
+    weights = [1.0] * len(keep) if p.weights is None else [p.weights[k] for k in keep]
+    wers = [wer_of(w) for w in weights]
+    total = sum(weights) or 1.0
     median = statistics.median(len(s) for s in systems)
-    weak = contested(systems)
+    weak = contested(systems, None if p.weights is None else weights)
+    best = min(range(len(keep)), key=lambda k: (wers[k], k))
+    others = [e for k, e in enumerate(wers) if k != best]
+    gap = wers[best] / (sum(others) / len(others)) if others and sum(others) > 0 else 1.0
+    second = wers[best] / min(others) if others and min(others) > 0 else 1.0
     rows = []
-    for k, cand in enumerate(p.candidates):
-        is_system = 0.0 if k == 0 else 1.0
-        others = [s for s in systems if s != cand]
+    for k in order(p):
+        cand = p.candidates[k]
+        authors = [i for i, s in enumerate(systems) if s == cand]
+        is_rover = 1.0 if not authors else 0.0
+        rest = [i for i in range(len(systems)) if i not in authors]
+        rest_w = sum(weights[i] for i in rest)
         score = lm.get(" ".join(cand))
         rows.append((
-            is_system,
-            sum(s == cand for s in systems) / len(systems),
-            sum(_similarity(cand, s) for s in others) / len(others) if others else 1.0,
+            is_rover,
+            sum(weights[i] for i in authors) / total,
+            sum(weights[i] * _similarity(cand, systems[i]) for i in rest) / rest_w if rest and rest_w > 0 else 1.0,
             math.log((len(cand) + 1) / (median + 1)),
-            is_system * weak,
+            is_rover * weak,
+            10 * (min(wers[i] for i in authors) if authors else wers[best]),
+            is_rover * gap,
+            is_rover * second,
+            is_rover * math.log(len(systems)),
             score.logprob / max(score.n_tokens, 1) if score else -20.0,
             (score.logprob if score else -200.0) / 10,
         ))
     x = np.array(rows, dtype=float)
     return x - x[0]
+
+
+def uses_lm(model: nbest_rerank.RerankModel) -> bool:
+    """Whether the model weighs the LLM features at all (a model trained without LM scores needs no LLM)."""
+    w = model.weights.get(STYLE, ())
+    return any(abs(w[FEATURES.index(f)]) > 0 for f in ("lm_tok", "lm_sum")) if w else False
 
 
 def lm_scores(prepared: Sequence[_Prepared], backend: Any, home: Path | None = None) -> dict[str, TextScore]:
@@ -115,27 +144,32 @@ def load_model(name: str = DEFAULT_MODEL) -> nbest_rerank.RerankModel:
 
 
 def pick(p: _Prepared, feats: np.ndarray, model: nbest_rerank.RerankModel, margin: float | None) -> Correction:
-    """ROVER's text unless a system's text scores more than the margin above it."""
+    """The fallback's text (the estimated best system's, or ROVER's without weights) unless another candidate
+    scores more than the margin above it."""
     scores = feats @ np.array(model.weights[STYLE])
     scores[0] = 0.0
     m = model.margins.get(STYLE, float("inf")) if margin is None else margin
-    chosen, top = nbest_rerank.decide(scores, m)
+    chosen_row, top_row = nbest_rerank.decide(scores, m)
+    rows = order(p)
+    chosen, top = rows[chosen_row], rows[top_row]
+    by_candidate = dict(zip(rows, scores))
     texts = [" ".join(c) for c in p.candidates]
     first = " ".join(p.systems[0]) if p.systems else ""
     system = next((i for i, s in enumerate(p.systems) if s == p.candidates[chosen]), None)
-    cands = tuple(CandidateScore(text=t, combined=round(float(s), 4), source="rover" if k == 0 else "hypothesis")
-                  for k, (t, s) in enumerate(zip(texts, scores)))
+    cands = tuple(CandidateScore(text=t, combined=round(float(by_candidate[k]), 4), source="rover" if k == 0 else "hypothesis")
+                  for k, t in enumerate(texts))
     return Correction(text=texts[chosen], method="fusion", chosen=system, changed=texts[chosen] != first, scores=cands,
-                      fallback_reason="abstained" if top != 0 and chosen == 0 else None,
-                      guards={"picked": p.sources[chosen], "top": p.sources[top], "top_gain": round(float(scores[top]), 4),
-                              "margin": m, "reranker": model.name})
+                      fallback_reason="abstained" if top != chosen else None,
+                      guards={"picked": p.sources[chosen], "base": p.sources[p.base], "top": p.sources[top],
+                              "top_gain": round(float(scores[top_row]), 4), "margin": m, "reranker": model.name})
 
 
 def rerank(prepared: Sequence[_Prepared], backend: Any, *, model: str = DEFAULT_MODEL,
            margin: float | None = None) -> list[Correction]:
-    """Fuse a batch of prepared utterances with the trained reranker (one LLM scoring call for all)."""
+    """Fuse a batch of prepared utterances with the trained reranker (one LLM scoring call for all, if the
+    model uses LM features)."""
     trained = load_model(model)
-    lm = lm_scores(prepared, backend)
+    lm = lm_scores(prepared, backend) if uses_lm(trained) and backend is not None else {}
     return [pick(p, candidate_features(p, lm), trained, margin) for p in prepared]
 
 
@@ -149,7 +183,7 @@ def list_data(group: str, p: _Prepared, lm: dict[str, TextScore]) -> nbest_reran
     ref = normalize(p.inp.reference).split()
     feats = candidate_features(p, lm)
     return nbest_rerank.ListData(group=group, style=STYLE, feats=tuple(map(tuple, feats.tolist())),
-                                 errors=tuple(float(word_edits(ref, c)) for c in p.candidates),
+                                 errors=tuple(float(word_edits(ref, p.candidates[k])) for k in order(p)),
                                  ref_words=max(len(ref), 1))
 
 
@@ -219,30 +253,34 @@ def model_card(model: nbest_rerank.RerankModel) -> str:
     data = "\n".join(f"- `{s}`" for s in model.data) or "- (not recorded)"
     return f"""# Fusion reranker `{model.name}`
 
-Picks ROVER's output or one system's text per utterance (cascade.fusion.rerank, `--join --correct rerank`):
-a linear model over features relative to ROVER's candidate, MWER-trained (cascade.ger.rerank). No feature
-names a system, so which vendor is best may change from corpus to corpus. A system's text replaces ROVER's
-only when it scores more than the margin **{model.margins[STYLE]:g}** above it (chosen out of fold on dev so that
-no subset of systems got worse than ROVER); L2 {model.l2[STYLE]:g}; LLM features from `{model.llm}` (another LLM's
-scores do not transfer: retrain with it).
+Picks the fallback (the system estimated best, or the weighted ROVER output where the reference-free estimate ranks
+it above that system: cascade.fusion.reliability) or another candidate (ROVER's output, a system's text) per
+utterance (cascade.fusion.rerank, `--join --correct rerank`): a linear model over features relative to the
+fallback's candidate, MWER-trained (cascade.ger.rerank). No feature names a system; the systems' reliability is
+estimated on each corpus from how they disagree, without references, so which vendor is best may change from
+corpus to corpus. A candidate replaces the fallback only when it scores more than the margin
+**{model.margins[STYLE]:g}** above it (chosen out of fold on dev so that no subset of systems got worse than its
+fallback); L2 {model.l2[STYLE]:g}; LLM features from `{model.llm}` (`none`: the model reads no LLM score and
+fusion loads no LLM for it).
 
 ## Data (dev only, never test)
 
-Every subset of at least three of the four systems, one group each:
+Every subset of at least two of the four systems, one group each, each weighted by its own estimate:
 
 {data}
 
 ## Dev figures (5-fold out of fold, folds by utterance, WER %, normalised)
 
-| systems | utterances | ROVER | rerank |
+| systems | utterances | fallback | rerank |
 |---|---|---|---|
 {rows}
 
-## Features and weights (score = w · f, f relative to ROVER's candidate)
+## Features and weights (score = w · f, f relative to the fallback's candidate)
 
 | feature | weight |
 |---|---|
 {feats}
 
-Retrain: `python benchmarks/fusion_accuracy.py --lm-n 0 --llm-n 0 --rerank --save cascade/rerankers/{model.name}`.
+Retrain: `python benchmarks/fusion_accuracy.py --lm-n 0 --llm-n 0 --rerank --save cascade/rerankers/{model.name}`
+(add `--rerank-lm` for LLM features).
 """

@@ -46,6 +46,8 @@ class RoverResult(Record):
     slots: tuple[tuple[str, ...], ...]
     votes: tuple[int, ...]
     """How many systems agreed with each output word."""
+    weak: float = 0.0
+    """Share of the slots (output words and dropped ones) won without a strict majority of the (weighted) votes."""
 
 
 def tokens(text: str) -> list[str]:
@@ -54,33 +56,48 @@ def tokens(text: str) -> list[str]:
     return [t.strip("'") for t in text.split() if t.strip("'")]
 
 
-def rover(hypotheses: Sequence[Sequence[str] | str]) -> RoverResult:
+def rover(hypotheses: Sequence[Sequence[str] | str], weights: Sequence[float] | None = None) -> RoverResult:
     """Majority-vote ROVER over the systems' word lists (strings are split with `tokens`).
 
-    A system with no words takes part as a single null word, as it must in rover's CTM input."""
+    A system with no words takes part as a single null word, as it must in rover's CTM input.
+    `weights` (one per system, cascade.fusion.reliability) make each vote count that much; None or
+    equal weights give SCTK's majority vote exactly. The alignment never depends on them."""
     systems = [(tokens(h) if isinstance(h, str) else list(h)) or [NULL] for h in hypotheses]
     if not systems:
         raise InvalidInput("rover needs at least one hypothesis", param="hypotheses")
+    if weights is not None and len(weights) != len(systems):
+        raise InvalidInput(f"rover got {len(weights)} weights for {len(systems)} systems", param="weights")
     network: list[list[str | None]] = [[_HEAD]] + [[w] for w in systems[0]]
+    born: dict[int, int] = {}
     for n, words in enumerate(systems[1:], start=1):
-        _merge(network, words, n)
+        _merge(network, words, n, born)
     slots = [tuple(w for w in slot) for slot in network[1:]]
-    out, votes = [], []
-    for slot in slots:
-        word, count = _vote(slot)  # type: ignore[arg-type]
+    out, votes, weak = [], [], 0
+    total = float(len(systems)) if weights is None else float(sum(weights))
+    for slot, arcs in zip(slots, network[1:]):
+        # a slot inserted by system n lists n's word first, then the n systems before it (as rover does)
+        n = born.get(id(arcs), 0)
+        order = [n, *range(n), *range(n + 1, len(systems))] if n else range(len(systems))
+        word, count, mass = _vote(slot, None if weights is None else [weights[k] for k in order])  # type: ignore[arg-type]
+        weak += mass * 2 <= total + 1e-9
         if word != NULL:
             out.append(word)
             votes.append(count)
-    return RoverResult(text=" ".join(out), words=tuple(out), slots=tuple(slots), votes=tuple(votes))  # type: ignore[arg-type]
+    return RoverResult(text=" ".join(out), words=tuple(out), slots=tuple(slots), votes=tuple(votes),  # type: ignore[arg-type]
+                       weak=weak / max(len(slots), 1))
 
 
-def _vote(slot: Sequence[str]) -> tuple[str, int]:
-    """meth1 with alpha=1: the word with the most occurrences; the first such in slot order on ties."""
+def _vote(slot: Sequence[str], weights: Sequence[float] | None = None) -> tuple[str, int, float]:
+    """meth1 with alpha=1: the word with the most occurrences (summed weights); the first such in slot
+    order on ties. Returns the word, how many systems wrote it and their summed weight."""
     counts: dict[str, int] = {}
-    for word in slot:
+    mass: dict[str, float] = {}
+    for k, word in enumerate(slot):
         counts[word] = counts.get(word, 0) + 1
-    best = max(counts.values())
-    return next(w for w in counts if counts[w] == best), best
+        mass[word] = mass.get(word, 0.0) + (1.0 if weights is None else weights[k])
+    best = max(mass.values())
+    word = next(w for w in mass if mass[w] >= best - 1e-9)
+    return word, counts[word], mass[word]
 
 
 def _f32(x: float) -> float:
@@ -103,7 +120,7 @@ def _wwd(a: str | None, b: str | None) -> float:
     return SUB
 
 
-def _merge(network: list[list[str | None]], words: Sequence[str], iteration: int) -> None:
+def _merge(network: list[list[str | None]], words: Sequence[str], iteration: int, born: dict[int, int]) -> None:
     """Align `words` against the network (rover's Network_dpalign_n_networks step) and add them to it."""
     cells = _fill(network, words)
     last = len(network) - 1
@@ -125,6 +142,7 @@ def _merge(network: list[list[str | None]], words: Sequence[str], iteration: int
         else:
             at = next(i for i, x in enumerate(network) if x is slot) + 1
             network.insert(at, [words[j - 1]] + [NULL] * iteration)
+            born[id(network[at])] = iteration
 
 
 Cell = tuple[float, int, int, int]

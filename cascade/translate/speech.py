@@ -91,13 +91,154 @@ def stage_options(cfg: Settings) -> tuple[GerOptions, RescoreOptions]:
 
 def correct_translations(
     nbests: Iterable[NBest], backend: LlmBackend | None, *, method: Method, ger: GerOptions,
-    rescore: RescoreOptions, batch_size: int = 8, adapter: str | None = None,
+    rescore: RescoreOptions, batch_size: int = 8, adapter: str | None = None, gate: TranslateOptions | None = None,
 ) -> Iterator[Correction]:
-    """Rescore or fuse translation N-best lists (cascade.ger.correct_many; `ger` labelled "fusion")."""
+    """Rescore or fuse translation N-best lists (cascade.ger.correct_many; `ger` labelled "fusion").
+
+    Fusion pays or keeps Whisper's translation: GER's text guards apply, then the translation gate (`gate`:
+    fusion_lam, fusion_margin, chosen on dev) must prefer the LLM's text over Whisper's own 1-best; anything
+    else returns that 1-best (never a rescored alternative), saying why."""
     from cascade.ger import correct_many
 
-    for c in correct_many(nbests, backend, method=method, ger=ger, rescore=rescore, batch_size=batch_size, adapter=adapter):
-        yield c.model_copy(update={"method": "fusion"}) if method == "ger" else c
+    if method != "ger":
+        yield from correct_many(nbests, backend, method=method, ger=ger, rescore=rescore, batch_size=batch_size,
+                                adapter=adapter)
+        return
+    gate = gate or TranslateOptions()
+    open_ger = ger.model_copy(update={"score_gate": False})  # the translation gate below replaces GER's
+    plain = rescore.model_copy(update={"profile": "none", "lam": 0.0})  # GER's base: Whisper's own ranking
+    batch: list[NBest] = []
+    for nb in nbests:
+        batch.append(nb)
+        if len(batch) >= batch_size:
+            yield from _gated(batch, backend, open_ger, plain, adapter, gate)
+            batch = []
+    if batch:
+        yield from _gated(batch, backend, open_ger, plain, adapter, gate)
+
+
+def _gated(batch: list[NBest], backend: LlmBackend | None, ger: GerOptions, rescore: RescoreOptions,
+           adapter: str | None, gate: TranslateOptions) -> list[Correction]:
+    from cascade.ger import correct_many
+
+    fused = list(correct_many(batch, backend, method="ger", ger=ger, rescore=rescore, batch_size=len(batch), adapter=adapter))
+    feats = gate_features(batch, fused, backend, gate.fusion_lam)
+    out = []
+    for nb, c, f in zip(batch, fused, feats):
+        c = c.model_copy(update={"method": "fusion"})
+        whisper = nb.texts[0] if nb.hypotheses else c.text
+        if c.status == "error" or c.text == whisper:
+            out.append(c.model_copy(update={"text": whisper, "chosen": 0 if nb.hypotheses else None, "changed": False}))
+            continue
+        reason = c.fallback_reason
+        if c.status == "ok":
+            gain = gate_gain(f, gate.fusion_lam)
+            c = c.model_copy(update={"guards": {**c.guards, "gate_gain": None if gain is None else round(gain, 4),
+                                                "gate_margin": gate.fusion_margin, "gate_lam": gate.fusion_lam}})
+            if gate.fusion_margin is not None and gain is not None and gain > gate.fusion_margin:
+                out.append(c)
+                continue
+            reason = "gate_closed" if gate.fusion_margin is None else "below_gate"
+        out.append(c.model_copy(update={"text": whisper, "chosen": 0, "changed": False, "status": "fallback",
+                                        "fallback_reason": reason or "kept_whisper"}))
+    return out
+
+
+def gate_features(batch: Sequence[NBest], fused: Sequence[Correction], backend: LlmBackend | None,
+                  lam: float) -> list[tuple[float, float, float | None, float | None] | None]:
+    """(AM of the LLM's text, AM of Whisper's 1-best, their LLM log-probs per token when lam > 0) per list;
+    None where the LLM's text did not pass GER's text guards. AM of the LLM's text is GER's estimate (the nearest
+    hypothesis' AM less a penalty per differing word)."""
+    from cascade.ger.rescore import score_texts
+
+    rows: list[tuple[float, float, float | None, float | None] | None] = []
+    texts = []
+    for nb, c in zip(batch, fused):
+        llm = c.scores[-1] if c.status == "ok" and c.scores and c.scores[-1].source == "llm" else None
+        first = c.scores[0] if c.scores else None
+        if llm is None or first is None or llm.am is None or first.am is None:
+            rows.append(None)
+            continue
+        rows.append((llm.am, first.am, None, None))
+        texts += [llm.text, nb.texts[0]]
+    if lam > 0 and texts and backend is not None:
+        lm = score_texts(texts, backend)
+        for k, (row, c, nb) in enumerate(zip(rows, fused, batch)):
+            if row is not None:
+                a, b = lm.get(c.scores[-1].text), lm.get(nb.texts[0])
+                rows[k] = (row[0], row[1], a.logprob / max(a.n_tokens, 1) if a else None,
+                           b.logprob / max(b.n_tokens, 1) if b else None)
+    return rows
+
+
+def gate_gain(row: tuple[float, float, float | None, float | None] | None, lam: float) -> float | None:
+    """Gate score of the LLM's text minus Whisper's 1-best's: (1-λ)·ΔAM + λ·ΔLM (None: no LLM text to gate)."""
+    if row is None:
+        return None
+    am_out, am_first, lm_out, lm_first = row
+    if lam > 0 and (lm_out is None or lm_first is None):
+        return None
+    return (1 - lam) * (am_out - am_first) + (lam * (lm_out - lm_first) if lam > 0 else 0.0)  # type: ignore[operator]
+
+
+def gate_rows(outs: Sequence[Transcript], backend: LlmBackend | None) -> tuple[list, list, list]:
+    """From fused transcripts (gate closed or not): per utterance, per segment, the gate features (with LM terms),
+    Whisper's 1-best and the LLM's guarded text (the 1-best where GER's text guards rejected it), for choose_gate."""
+    from cascade.ger.rescore import score_texts
+
+    rows, base, fused, texts = [], [], [], []
+    for t in outs:
+        r_u, b_u, f_u = [], [], []
+        for seg in t.segments:
+            c, first = seg.correction, seg.nbest.texts[0] if seg.nbest.hypotheses else seg.text
+            llm = c.scores[-1] if c is not None and c.scores and c.scores[-1].source == "llm" else None
+            ok = llm is not None and llm.am is not None and c.scores[0].am is not None  # type: ignore[union-attr]
+            r_u.append((llm.am, c.scores[0].am, llm.text, first) if ok else None)  # type: ignore[union-attr]
+            b_u.append(first)
+            f_u.append(llm.text if ok else first)  # type: ignore[union-attr]
+            texts += [llm.text, first] if ok else []  # type: ignore[union-attr]
+        rows.append(r_u), base.append(b_u), fused.append(f_u)
+    lm = score_texts(texts, backend) if texts and backend is not None else {}
+
+    def per_token(text: str) -> float | None:
+        sc = lm.get(text)
+        return sc.logprob / max(sc.n_tokens, 1) if sc else None
+
+    rows = [[None if r is None else (r[0], r[1], per_token(r[2]), per_token(r[3])) for r in r_u] for r_u in rows]
+    return rows, base, fused
+
+
+def apply_gate(rows: Sequence[Sequence[Any]], base: Sequence[Sequence[str]], fused: Sequence[Sequence[str]],
+               lam: float, margin: float | None) -> list[str]:
+    """Each utterance's translation under the gate (λ, margin): the LLM's text per segment where it passes."""
+    out = []
+    for r_u, b_u, f_u in zip(rows, base, fused):
+        segs = [f if margin is not None and (g := gate_gain(r, lam)) is not None and g > margin else b
+                for r, b, f in zip(r_u, b_u, f_u)]
+        out.append(" ".join(x for x in segs if x))
+    return out
+
+
+def choose_gate(rows: Sequence[Sequence[tuple[float, float, float | None, float | None] | None]],
+                base: Sequence[Sequence[str]], fused: Sequence[Sequence[str]], refs: Sequence[str],
+                lams: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+                margins: Sequence[float] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)) -> dict[str, Any]:
+    """The gate (λ, margin) with the highest corpus BLEU on these (dev) utterances, never below Whisper's own;
+    ties keep the gate that changes fewer utterances (no gate at all: margin None). `rows`/`base`/`fused` are per
+    utterance, per segment: gate features, Whisper's 1-best and the LLM's text."""
+    def texts(lam: float, margin: float | None) -> list[str]:
+        return apply_gate(rows, base, fused, lam, margin)
+
+    keep = texts(0.0, None)
+    base_bleu = metrics.bleu(list(refs), keep)
+    best = {"lam": 0.0, "margin": None, "bleu": round(base_bleu, 2), "changed": 0}
+    for lam in lams:
+        for margin in margins:
+            got = texts(lam, margin)
+            bleu, changed = metrics.bleu(list(refs), got), sum(a != b for a, b in zip(got, keep))
+            if (bleu > best["bleu"] + 1e-9 or (abs(bleu - best["bleu"]) <= 1e-9 and changed < best["changed"])) and bleu >= base_bleu:
+                best = {"lam": lam, "margin": margin, "bleu": round(bleu, 2), "changed": changed}
+    return {**best, "whisper_bleu": round(base_bleu, 2)}
 
 
 # --------------------------------------------------------------------------- via transcript
@@ -228,7 +369,8 @@ def translate_step(transcript: Transcript, *, method: Method, cfg: Settings, bac
         return transcript
     ger, rescore = stage_options(cfg)
     corrections = correct_translations((s.nbest for s in transcript.segments), backend, method=method, ger=ger,
-                                       rescore=rescore, batch_size=cfg.correct.batch_size, adapter=cfg.correct.adapter)
+                                       rescore=rescore, batch_size=cfg.correct.batch_size, adapter=cfg.correct.adapter,
+                                       gate=cfg.translate)
     return transcript.with_corrections(corrections)
 
 
@@ -257,6 +399,8 @@ class MethodScore(Record):
     reasons: dict[str, int] = Field(default_factory=dict)
     """Why the guards rejected LLM outputs (fallback_reason -> count)."""
     outputs: tuple[str, ...] = ()
+    transcripts: tuple[Transcript, ...] = Field((), exclude=True)
+    """The method's transcripts with their corrections (to choose the fusion gate on dev); not serialised."""
 
 
 class TranslationEval(Record):
@@ -302,7 +446,7 @@ def _score(method: str, refs: list[str], outs: list[Transcript], base: list[str]
     reasons = {r: rejected.count(r) for r in sorted(set(rejected))}
     return MethodScore(method=method, bleu=round(metrics.bleu(refs, texts), 2), chrf=round(metrics.chrf(refs, texts), 2),
                        seconds_per_utt=round(seconds / max(len(refs), 1), 3), changed=sum(a != b for a, b in zip(texts, base)),
-                       fallbacks=len(rejected), reasons=reasons, outputs=tuple(texts))
+                       fallbacks=len(rejected), reasons=reasons, outputs=tuple(texts), transcripts=tuple(outs))
 
 
 def evaluate(items: Sequence[TranslationItem], cfg: Settings, methods: Sequence[str] = ("none", "rescore", "ger", "via"),
@@ -326,7 +470,8 @@ def evaluate(items: Sequence[TranslationItem], cfg: Settings, methods: Sequence[
             continue
         outs = direct if method == "none" else [
             t.with_corrections(correct_translations((s.nbest for s in t.segments), backend, method=method,  # type: ignore[arg-type]
-                                                      ger=ger, rescore=rescore, batch_size=cfg.correct.batch_size))
+                                                      ger=ger, rescore=rescore, batch_size=cfg.correct.batch_size,
+                                                      gate=cfg.translate))
             for t in direct]
         scores.append(_score(method, refs, outs, base, time.perf_counter() - t0 + asr_s))
     return TranslationEval(n=len(items), target=cfg.translate.target, model=cfg.asr.model,
