@@ -1,9 +1,10 @@
 """Transcripts you can reproduce and trust: identical output across runs, invented segments flagged.
 
-    nice -n 5 python benchmarks/asr_trust.py [--limit 60] [--sampled 20] [--runs 3] [--full] [--dump FILE]
+    nice -n 5 python benchmarks/asr_trust.py [--limit 60] [--scan 200] [--sampled 20] [--runs 3] [--full] [--dump FILE]
 
 1. Determinism: the speechocean762 dev clips on which faster-whisper's temperature fallback samples
-   (found once with faster-whisper's defaults and cached in CASCADE_HOME/benchmarks/asr_trust-sampling-*.json),
+   (searched among the first `--scan` dev clips with faster-whisper's defaults, once, and cached in
+   CASCADE_HOME/benchmarks/asr_trust-sampling-*.json; --full: all 1,000),
    transcribed `--runs` times in one process with the shipped options (seeded) and with asr.seed None
    (unseeded, as faster-whisper), and with faster-whisper itself; `identical` is the share of clips whose
    every run equals the first (cascade: the whole Transcript's segments, N-best included; faster-whisper:
@@ -52,13 +53,14 @@ def rows(name: str, limit: int | None) -> list[dict]:
     return out[:limit]
 
 
-def sampling_clips(whisper, home: Path, model: str) -> list[str]:
-    """Dev clips whose faster-whisper decode falls back to sampling (a segment kept at temperature > 0), cached."""
-    cache = home / "benchmarks" / f"asr_trust-sampling-{Path(model).name}.json"
+def sampling_clips(whisper, home: Path, model: str, scan: int | None) -> list[str]:
+    """Dev clips (of the first `scan`) whose faster-whisper decode falls back to sampling (a segment's temperature
+    > 0), found once and cached in CASCADE_HOME."""
+    cache = home / "benchmarks" / f"asr_trust-sampling-{Path(model).name}-{scan or 'all'}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     found = []
-    for r in rows("so-dev", None):
+    for r in rows("so-dev", scan):
         segments, _ = whisper.transcribe(load_audio(r["path"]), beam_size=5)
         if any(s.temperature > 0 for s in segments):
             found.append(r["id"])
@@ -165,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=60, help="utterances per set for the flag figures")
     parser.add_argument("--sampled", type=int, default=20, help="sampling dev clips for the determinism figures")
+    parser.add_argument("--scan", type=int, default=200, help="dev clips searched for ones that sample (cached)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="every utterance and every sampling clip")
     parser.add_argument("--sets", default="so-dev,so-test,ls-other")
@@ -181,16 +184,18 @@ def main() -> None:
     out: dict = {"model": options.model, "seed": options.seed, "load": os.getloadavg()[0]}
     started = time.perf_counter()
     if not args.skip_determinism:
-        ids = sampling_clips(whisper, home, options.model)
+        ids = sampling_clips(whisper, home, options.model, None if args.full else args.scan)
         chosen = ids if args.full else ids[: args.sampled]
         out["sampling_dev_clips"] = {"found": len(ids), "used": len(chosen)}
-        out["determinism"] = determinism(whisper, options, home, chosen, args.runs)
+        out["determinism"] = determinism(whisper, options, home, chosen, args.runs) if chosen else None
     dump = None
     if args.dump is not None:
         _recording_signals()
         dump = args.dump.open("w", encoding="utf-8", buffering=1)
-    for name in args.sets.split(","):
+    for name in filter(None, args.sets.split(",")):
         out[name] = flags(whisper, options, home, name, limit, dump, peers=not args.no_peers)
+    out["thresholds"] = {"no_speech_prob": hal.NO_SPEECH_PROB, "no_speech_logprob": hal.NO_SPEECH_LOGPROB,
+                         "agreement": hal.AGREEMENT}
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["load_end"] = os.getloadavg()[0]
     print(json.dumps(out))

@@ -29,13 +29,17 @@ from importlib import resources
 from cascade.config import AsrOptions
 from cascade.types import Hallucination, HallucinationReason, Hypothesis
 
-NO_SPEECH_PROB = 0.5
-"""no_speech: Whisper's no-speech probability at least this (dev: real speech rarely passes 0.5)..."""
-NO_SPEECH_LOGPROB = -0.8
-"""...and the segment's average token log-prob at most this (or its mean word probability at most 0.45)."""
+NO_SPEECH_PROB = 0.6
+"""no_speech: Whisper's no-speech probability at least this (faster-whisper's own threshold; on dev, real speech
+stays below it: at most 0.45 over librispeech-test-other dev, 0.29 over speechocean762 dev; words written over
+non-speech: 0.75-0.88)..."""
+NO_SPEECH_LOGPROB = -0.5
+"""...and the segment's average token log-prob at most this (or its mean word probability at most 0.45):
+faster-whisper itself drops a window only below -1.0."""
 NO_SPEECH_WORD_PROB = 0.45
 AGREEMENT = 0.25
-"""disagreement: no other sample of the window shares more than this (difflib ratio over words) with the segment."""
+"""disagreement: no other sample of the window shares more than a quarter of its words with the segment (on
+speechocean762 dev the windows that sample mostly have another sample with the same words: max overlap 0.67-1.0)."""
 MIN_SAMPLES = 3
 """disagreement needs at least this many other samples to judge by."""
 EDGE_CHARS = 15
