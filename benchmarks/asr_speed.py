@@ -12,7 +12,8 @@ default), `cascade transcribe --format txt` (the default command), `-n 1`, `--fo
 `cascade transcribe *.flac -o DIR` (and --batched). Ratios are wall time over faster-whisper sequential's
 (batched rows: over faster-whisper batched's); short files: files per second over the loop's. WER with
 cascade.metrics.normalize (whisper-normalizer) and jiwer; o_nb: the oracle WER when each segment may pick
-any of its hypotheses (coordinate descent, benchmarks/asr_nbest.py). Prints one JSON line, with the load.
+any of its hypotheses (coordinate descent, benchmarks/asr_nbest.py). cpu_s: the process' user + system CPU
+seconds (steadier than wall time while others load the machine). Prints one JSON line, with the load.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,13 +73,24 @@ def short_files(limit: int) -> tuple[list[Path], list[str], float]:
     return paths, [r["text"] for r in rows], sum(sf.info(p).duration for p in paths)
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
+CPU: dict[str, list[float]] = {}
+"""CPU seconds (user + system) of each run's process: steadier than wall time on a machine others load."""
+
+
+def timed(cmd: list[str], name: str = "") -> tuple[float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CASCADE_LOG_LEVEL": "WARNING"})
+    done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.setdefault(name, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd[:4])}... failed: {done.stderr[-2000:]}")
     return wall, done.stdout
+
+
+def cpu(name: str) -> float:
+    return statistics.median(CPU[name])
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
@@ -131,14 +144,15 @@ def rows(runs: dict[str, list[str]], ref: str, repeats: int) -> dict:
     texts: dict[str, str] = {}
     for i in range(repeats):
         for name in (list(runs) if i % 2 == 0 else list(runs)[::-1]):
-            wall, stdout = timed(runs[name])
+            wall, stdout = timed(runs[name], name)
             walls[name].append(wall)
             texts[name] = stdout
     result = {}
     for name, stdout in texts.items():
         wall = statistics.median(walls[name])
         peer = "faster_whisper_batched" if "batched" in name else "faster_whisper"
-        row: dict = {"wall_s": round(wall, 1), "ratio": round(wall / statistics.median(walls[peer]), 3)}
+        row: dict = {"wall_s": round(wall, 1), "ratio": round(wall / statistics.median(walls[peer]), 3),
+                     "cpu_s": round(cpu(name), 1), "cpu_ratio": round(cpu(name) / cpu(peer), 3)}
         if name.startswith("faster_whisper"):
             row["wer"] = wer([ref], [json.loads(stdout.splitlines()[-1])["text"]])
         elif "json" in name:
@@ -160,18 +174,20 @@ def short_rows(fw: list[str], cascade: list[str], limit: int, batch: int, tmp: P
     outputs: dict[str, str] = {}
     for i in range(repeats):
         for name in (list(runs) if i % 2 == 0 else list(runs)[::-1]):
-            wall, outputs[name] = timed(runs[name])
+            wall, outputs[name] = timed(runs[name], name)
             walls[name].append(wall)
     fw_text = {json.loads(x)["file"]: json.loads(x)["text"] for x in outputs["faster_whisper_loop"].splitlines()}
     fw_wall = statistics.median(walls["faster_whisper_loop"])
     result: dict = {"files": len(paths), "audio_s": round(seconds, 1),
                     "faster_whisper_loop": {"wall_s": round(fw_wall, 1), "files_per_s": round(len(paths) / fw_wall, 2),
+                                            "cpu_s": round(cpu("faster_whisper_loop"), 1),
                                             "wer": wer(refs, [fw_text[f] for f in files])}}
     for name in ("cascade_txt", "cascade_batched_txt"):
         wall = statistics.median(walls[name])
         ours = [(tmp / name / f"{p.stem}.txt").read_text() for p in paths]
         result[name] = {"wall_s": round(wall, 1), "files_per_s": round(len(paths) / wall, 2),
-                        "speedup": round(fw_wall / wall, 3), "wer": wer(refs, ours)}
+                        "speedup": round(fw_wall / wall, 3), "cpu_s": round(cpu(name), 1),
+                        "cpu_speedup": round(cpu("faster_whisper_loop") / cpu(name), 3), "wer": wer(refs, ours)}
     return result
 
 if __name__ == "__main__":
