@@ -241,7 +241,8 @@ def _summary(rows: dict[str, dict]) -> dict[str, object]:
                                                                             for r in rows.values())}
 
 
-def rerank_columns(joined: dict[str, Joined], backend, settings, every: int, save: str | None) -> dict[str, object]:  # noqa: ANN001
+def rerank_columns(joined: dict[str, Joined], backend, settings, every: int, save: str | None,  # noqa: ANN001
+                   held_out: bool = False) -> dict[str, object]:
     """Train the fusion reranker on every subset (pairs, triples, all four) of dev, each weighted by its own
     reference-free reliability estimate; report dev (out of fold) and test (every subset). Without a backend
     the LM features are left out (the model then needs no LLM)."""
@@ -263,7 +264,8 @@ def rerank_columns(joined: dict[str, Joined], backend, settings, every: int, sav
     picks = iter(_oof_picks(data, flat, model.l2[rerank.STYLE], model.margins[rerank.STYLE]))
     out["dev_out_of_fold"] = {g: _columns(ps, tuple(g.split("+")), [next(picks) for _ in ps]) for g, ps in dev.items()}
     out["dev_out_of_fold_summary"] = _summary(out["dev_out_of_fold"])
-    out["dev_held_out_subset"] = held_out_subsets(dev, lm)
+    if held_out:
+        out["dev_held_out_subset"] = held_out_subsets(dev, lm)
     out["test"] = {"every": every}
     for c in subsets(SYSTEMS):
         prepared = restrict(joined["test"], c, every)
@@ -355,6 +357,8 @@ def main() -> None:
                     "(off: the shipped model needs no LLM)")
     ap.add_argument("--rerank-every", type=int, default=1, help="test: every k-th utterance for the reranker "
                     "(with --rerank-lm, LLM scoring on CPU; spans all speakers)")
+    ap.add_argument("--held-out", action="store_true", help="with --rerank: the transfer check (each 3-system subset "
+                    "fused by a model trained on the other subsets and the other half of the dev speakers)")
     ap.add_argument("--synthetic", action="store_true", help="degrade systems of Google + Azure + Watson on purpose "
                     "(one far worse, or one far better than the rest) and fuse with the shipped (or --save'd) reranker")
     ap.add_argument("--save", default=None, help="write the trained fusion reranker (model.json + card) here")
@@ -389,7 +393,7 @@ def main() -> None:
 
         settings = load_settings() if args.rerank_lm else None
         backend = load_backend(settings.llm, settings.home) if settings else None
-        result["rerank_fusion"] = rerank_columns(joined, backend, settings, args.rerank_every, args.save)
+        result["rerank_fusion"] = rerank_columns(joined, backend, settings, args.rerank_every, args.save, args.held_out)
     if args.synthetic:
         result["synthetic"] = synthetic(joined, args.save or FusionOptions().reranker)
     if args.report:

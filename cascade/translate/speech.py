@@ -231,14 +231,14 @@ def choose_gate(rows: Sequence[Sequence[tuple[float, float, float | None, float 
 
     keep = texts(0.0, None)
     base_bleu = metrics.bleu(list(refs), keep)
-    best = {"lam": 0.0, "margin": None, "bleu": round(base_bleu, 2), "changed": 0}
+    best: dict[str, Any] = {"lam": 0.0, "margin": None, "bleu": base_bleu, "changed": 0}
     for lam in lams:
         for margin in margins:
             got = texts(lam, margin)
             bleu, changed = metrics.bleu(list(refs), got), sum(a != b for a, b in zip(got, keep))
-            if (bleu > best["bleu"] + 1e-9 or (abs(bleu - best["bleu"]) <= 1e-9 and changed < best["changed"])) and bleu >= base_bleu:
-                best = {"lam": lam, "margin": margin, "bleu": round(bleu, 2), "changed": changed}
-    return {**best, "whisper_bleu": round(base_bleu, 2)}
+            if bleu > best["bleu"] + 1e-6 or (abs(bleu - best["bleu"]) <= 1e-6 and changed < best["changed"]):
+                best = {"lam": lam, "margin": margin, "bleu": bleu, "changed": changed}
+    return {**best, "bleu": round(best["bleu"], 2), "whisper_bleu": round(base_bleu, 2)}
 
 
 # --------------------------------------------------------------------------- via transcript
