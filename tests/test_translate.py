@@ -68,8 +68,8 @@ def test_fusion_is_guarded_and_english(fused: Transcript) -> None:
     assert c.raw_output is not None and "edit_distance" in c.guards or c.fallback_reason
     if c.status == "ok":  # accepted: within the distance guard of some candidate
         assert c.guards["edit_distance"] <= c.guards["max_edit_distance"]
-    else:  # rejected: the rescored best comes back, with the reason
-        assert c.status == "fallback" and c.fallback_reason and c.text in seg.nbest.texts
+    else:  # rejected (or the gate closed): Whisper's own 1-best comes back, with the reason
+        assert c.status == "fallback" and c.fallback_reason and c.text == seg.nbest.texts[0]
     assert "\n" not in c.text and len(words(c.text) & ENGLISH) >= 4
     assert len(seg.nbest.hypotheses) >= 2  # the translation N-best the LLM saw
 
@@ -169,3 +169,39 @@ def test_translation_nbest_trains_like_transcription_nbest(tmp_path: Path) -> No
     examples = build_examples(utts, cfg.train.model_copy(update={"prompt": ger.prompt, "target": "reference"}), ger)
     assert examples[0].target.removesuffix(RESPONSE_END) == data[0]["output"] and examples[0].copy_index is None
     assert "English translations of one utterance" in examples[0].prompt and "1. <hyp>For the best view" in examples[0].prompt
+
+
+def test_fusion_gate_keeps_whisper_unless_dev_chose_one(fused: Transcript, settings) -> None:  # noqa: ANN001
+    """The shipped gate is closed (no gate paid on FLEURS dev): Whisper's own translation comes back even where
+    the LLM's text passed GER's text guards; an open gate returns the LLM's text wherever it passed them."""
+    from cascade import llm
+
+    seg = fused.segments[0]
+    assert settings.translate.fusion_margin is None and seg.correction.text == seg.nbest.texts[0]
+    backend = llm.load_backend(settings.llm, settings.home)
+    ger, rescore = T.stage_options(settings)
+    opened = settings.translate.model_copy(update={"fusion_margin": -1e9})
+    [c] = T.correct_translations([seg.nbest], backend, method="ger", ger=ger, rescore=rescore, gate=opened)
+    [kept] = T.correct_translations([seg.nbest], backend, method="ger", ger=ger, rescore=rescore, gate=settings.translate)
+    assert kept.text == seg.nbest.texts[0] and kept.method == "fusion"
+    llm_text = c.scores[-1].text if c.scores and c.scores[-1].source == "llm" else None
+    if c.status == "ok":  # passed the text guards and the open gate: the LLM's text
+        assert c.text == llm_text and "gate_gain" in c.guards
+        assert kept.fallback_reason == "gate_closed"
+    else:
+        assert c.text == seg.nbest.texts[0] and c.fallback_reason
+
+
+def test_choose_gate_never_lowers_dev_bleu() -> None:
+    """choose_gate keeps Whisper's translation unless a gate raises BLEU on the given (dev) utterances; ties keep
+    the gate that changes fewer translations."""
+    base = [["a cat sat on the mat"], ["he went to the market today"], ["it is fine"]]
+    fused = [["the dog sat on the mat"], ["he went to the market today too"], ["it is fine"]]
+    rows = [[(-0.5, -0.4, None, None)], [(-0.2, -0.4, None, None)], [None]]  # (AM of the LLM's text, of the 1-best)
+    pays = T.choose_gate(rows, base, fused, ["a cat sat on the mat", "he went to the market today too", "it is fine"])
+    assert pays["margin"] is not None and pays["bleu"] > pays["whisper_bleu"] and pays["changed"] == 1
+    assert T.apply_gate(rows, base, fused, pays["lam"], pays["margin"])[1] == "he went to the market today too"
+    hurts = T.choose_gate(rows, base, fused, ["a cat sat on the mat", "he went to the market today", "it is fine"])
+    assert hurts["margin"] is None and hurts["changed"] == 0 and hurts["bleu"] == hurts["whisper_bleu"]
+    worse = T.choose_gate([[(-0.1, -0.4, None, None)]], [["the cat sat"]], [["a dog sat"]], ["the cat sat"])
+    assert worse["margin"] is None  # the only change would lower BLEU: no gate

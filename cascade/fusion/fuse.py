@@ -1,21 +1,25 @@
 """Fuse several recognisers' transcripts of the same utterances into one.
 
 `join` lines the systems' files up by utterance id (in the order the files are
-given; a system without an id contributes nothing to it). `fuse` combines one
-utterance's outputs:
+given; a system without an id contributes nothing to it), and estimates each
+system's reliability from the whole joined input without references
+(cascade.fusion.reliability): its vote weight. `fuse` combines one utterance's outputs:
 
-- `rover`: NIST ROVER majority vote (cascade.fusion.rover), no model;
+- `rover`: NIST ROVER vote (cascade.fusion.rover), each system's vote weighted
+  (equal weights: SCTK's majority vote exactly), no model;
 - `rescore`: pick among the candidates (ROVER's output first, then each
-  system's) by agreement with the systems (-edit distance / words) plus
+  system's) by weighted agreement with the systems (-edit distance / words) plus
   `lm_weight` times the LLM's log-prob per word (weight tuned on dev);
-- `rerank`: a trained MWER reranker (cascade.fusion.rerank) over agreement, LLM
-  score and length features picks ROVER's output or one system's text, abstaining
-  to ROVER below a dev-chosen margin: it can trust one far better system;
+- `rerank`: a trained MWER reranker (cascade.fusion.rerank) over agreement, length
+  and reliability features picks ROVER's output or one system's text;
 - `ger`: the LLM reads every system's output and ROVER's combination and
   writes the transcript; guards (token cap, first line, edit distance to the
-  candidates, agreement with the systems no worse than ROVER's, optional LM
-  score gate) send anything doubtful back to ROVER's output, saying why.
+  candidates, agreement with the systems no worse than the fallback's, optional LM
+  score gate) send anything doubtful back, saying why.
 
+With weights, what every method falls back to (abstains to) is the system estimated
+best, or the weighted ROVER output where the estimate ranks it above that system
+(FusionOptions.fallback, chosen by the join); without weights, ROVER's output.
 Words are compared after `cascade.metrics.normalize` (FusionOptions.normalize),
 so 'Mr.'/'mister' and '7'/'seven' vote together; fused text is in that form.
 """

@@ -1,17 +1,21 @@
-"""Fusion that knows which system to trust: rerank ROVER's output and each system's text, abstain to ROVER.
+"""Fusion that knows which system to trust: rerank ROVER's output and each system's text against a fallback.
 
 ROVER's majority vote is wrong where one system is far better than the rest: the others outvote it
 word by word (on the shared LibriSpeech outputs without DeepSpeech, ROVER 15.6 % against Google's 10.9 %).
-Here each utterance's candidates (ROVER's output first, then every distinct system text) are scored by a
-linear model over features that mean the same on any corpus (how much the other systems agree with the
-candidate, the LLM's log-prob, its length against the median, how contested ROVER's vote was) and
-never by who wrote it: which vendor is best changes from corpus to corpus, so there is no per-vendor
-prior. Every row is relative to ROVER's row, so ROVER scores 0 and a system's text is returned only when
-it beats ROVER by the dev-chosen margin (otherwise: "abstained", ROVER's text).
+So each corpus is first read whole to estimate every system's reliability without references
+(cascade.fusion.reliability): vote weights, and the fallback (the system estimated best, or the weighted
+ROVER output where the estimate ranks it above that system). Each utterance's candidates (ROVER's output,
+every distinct system text) are scored by a linear model over features that mean the same on any corpus
+(weighted support and similarity, length against the median, how contested the vote was, the estimated WER
+of the candidate's author, how far the best system stands from the others, optionally the LLM's log-prob)
+and never by who wrote it: which vendor is best changes from corpus to corpus, so there is no per-vendor
+prior. Every row is relative to the fallback's row, so the fallback scores 0 and another candidate is returned
+only when it beats it by the dev-chosen margin (otherwise: "abstained", the fallback's text).
 
 Training reuses the N-best reranker's MWER machinery (cascade.ger.rerank: fit, out-of-fold choice of
-L2 and margin so that no dev group gets worse than ROVER); a group is one subset of systems, so dev
-teaches both the case where ROVER is right and the case where one system should be trusted.
+L2 and margin so that no dev group gets worse than its fallback); a group is one subset of systems (pairs,
+triples, all four), so dev teaches both the case where ROVER is right and the case where one system should
+be trusted.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from cascade.metrics import normalize, word_edits
 from cascade.types import CandidateScore, Correction, InvalidInput, Record
 
 _Prepared = Any
-"""cascade.fusion.fuse._Prepared (one utterance: systems' words, ROVER's words, candidates ROVER first); not
-imported, since fuse imports this module."""
+"""cascade.fusion.fuse._Prepared (one utterance: systems' words, weights, ROVER's words, candidates ROVER first,
+the fallback's index); not imported, since fuse imports this module."""
 
 FEATURES = (
     "rover",       # 1 for ROVER's output (when no system wrote exactly it)
@@ -203,8 +207,8 @@ def oof_scores(data: Sequence[nbest_rerank.ListData], keys: Sequence[str], l2: f
 
 def choose(data: Sequence[nbest_rerank.ListData], keys: Sequence[str], l2s: Sequence[float],
            margins: Sequence[float] = nbest_rerank.MARGINS) -> tuple[float, float, dict[str, dict[str, float]]]:
-    """(l2, margin, {"base", "chosen"}): lowest mean out-of-fold WER over the groups with none worse than ROVER;
-    ties keep the larger margin. Nothing safe: margin inf (always ROVER)."""
+    """(l2, margin, {"base", "chosen"}): lowest mean out-of-fold WER over the groups with none worse than its
+    fallback; ties keep the larger margin. Nothing safe: margin inf (always the fallback)."""
     base = nbest_rerank.group_wer(data, None, 0.0)
     best = None
     for l2 in l2s:
@@ -220,7 +224,8 @@ def choose(data: Sequence[nbest_rerank.ListData], keys: Sequence[str], l2s: Sequ
 
 
 class FusionTraining(Record):
-    """What training chose, with the out-of-fold dev WER per group (ROVER and rerank at the chosen margin)."""
+    """What training chose, with the out-of-fold dev WER per group (the fallback, in `rover`, and rerank at the
+    chosen margin)."""
 
     model: nbest_rerank.RerankModel
     rover: dict[str, float]

@@ -3,8 +3,10 @@
 Direct path: Whisper's translate task yields an N-best list of English translations per
 segment. `rescore` picks one with (1-λ)·AM + λ·LM; `ger` lets the LLM fuse the list into one
 translation (GenTranslate: the N-best holds information beam search's top-1 drops) with the
-prompt `translate/fusion` and exactly the guards of transcription GER (cascade.ger.correct:
-first line, token cap, distance from every candidate, score gate, fallback with a reason).
+prompt `translate/fusion` and the text guards of transcription GER (cascade.ger.correct: first
+line, token cap, distance from every candidate); then a gate chosen on dev (translate.fusion_lam,
+fusion_margin; `choose_gate`) must prefer the LLM's text over Whisper's own 1-best, which comes
+back otherwise (never a rescored alternative), with the reason: fusion pays or keeps Whisper's.
 
 Via transcript: Whisper transcribes in the source language with N-best, cascade.ger corrects
 that list (none/rescore/ger), and the LLM translates the corrected text (prompt
