@@ -103,7 +103,14 @@ def _rover(settings: Settings, backend: LlmBackend | None) -> FusionCorrector:
     return FusionCorrector("rover", settings, None)
 
 
-@register("fusion", needs_llm=lambda s: s.fusion.method != "rover")
+def _fusion_needs_llm(s: Settings) -> bool:
+    """ger always; rescore with an LM weight; rerank when its model weighs LLM features (the shipped one does not)."""
+    from cascade.fusion.fuse import needs_llm
+
+    return needs_llm(s.fusion.method, s.fusion)
+
+
+@register("fusion", needs_llm=_fusion_needs_llm)
 def _fusion(settings: Settings, backend: LlmBackend | None) -> FusionCorrector:
     return FusionCorrector("fusion", settings, backend)
 

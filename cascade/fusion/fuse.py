@@ -174,6 +174,11 @@ def _runs_without_llm(method: str, options: FusionOptions) -> bool:
     return False
 
 
+def needs_llm(method: str, options: FusionOptions) -> bool:
+    """Whether fusing with `method` reads the LLM at all (rover never; see _runs_without_llm)."""
+    return method != "rover" and not _runs_without_llm(method, options)
+
+
 def _fuse_batch(batch: list[FusionInput], method: str, options: FusionOptions, backend: Any, ger: GerOptions,
                 adapter: str | None) -> list[Correction]:
     start = time.monotonic()
