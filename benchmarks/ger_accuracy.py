@@ -3,13 +3,15 @@
 Nothing is tuned here: rescoring uses the style profiles of the config (chosen on dev by `cascade tune`), the
 reranker its own dev-chosen margin (`cascade train-rerank`, out of fold on dev). Only the adapter's gate
 (posterior margin, max changed words) is chosen here, on the dev split, and applied unchanged to test.
-Sets: the six HyPoradise sets (first N per split; the files are pre-shuffled) and librispeech-test-other with
-two N-best sources: the manifest's large-Whisper 5-best and our own tiny.en lists (decoded as `cascade transcribe
---n-best 5` does; ASR runs once, cached under CASCADE_HOME/bench). LLM scores are
-computed once per text (CASCADE_HOME/rerank cache); s/utt is timed separately with the live LLM.
+Sets: the six HyPoradise sets (first N per split; the files are pre-shuffled), librispeech-test-other with
+two N-best sources (the manifest's large-Whisper 5-best, `ls-other-large`, and our own, `ls-other-tiny.en`) and
+speechocean762 (our own lists, `so762-tiny.en`, with its children and adults apart). Our own lists are decoded as
+`cascade transcribe --n-best 5` does by benchmarks/own_lists.py (once, cached under CASCADE_HOME/bench/own).
+LLM scores are computed once per text (CASCADE_HOME/rerank cache); s/utt is timed separately with the live LLM.
 
     python benchmarks/ger_accuracy.py --per-set 100
     python benchmarks/ger_accuracy.py --per-set 100 --reranker DIR      # e.g. an ATIS-adapted reranker
+    python benchmarks/ger_accuracy.py --per-set 0 --methods rerank,ger   # our own lists only
 """
 
 from __future__ import annotations
@@ -35,55 +37,38 @@ CHANGES = (1, 2, 3, 4, None)
 ACCEPT_ALL = -1e9
 
 
-def own_lists(settings) -> Path:  # noqa: ANN001
-    """Our own N-best on the 50 clips, decoded once and cached, exactly as `cascade transcribe --n-best 5` decodes:
-    faster-whisper's beam-5 1-best per segment and the wide decode's distinct hypotheses (asr.nbest_beam_size).
-    A clip's k-th hypothesis joins its segments' k-th (or last); it keeps the summed token log-prob (am_score)
-    and its mean (avg_logprob)."""
-    from cascade.asr import transcribe_all
-    from cascade.ger.features import distinct
-    from cascade.types import Hypothesis, NBest
-
-    manifest = DATA / "librispeech-test-other" / "manifest.jsonl"
-    asr = settings.asr
-    cache = settings.home / "bench" / f"ls-other-{asr.model}-nb{asr.n_best}w{asr.nbest_beam_size}.json"
-    if cache.exists():
-        return cache
-    records = []
-    for line in manifest.read_text().splitlines():
-        rec = json.loads(line)
-        segs = [s.nbest for s in transcribe_all(manifest.parent / rec["audio"], asr, home=settings.home).segments if s.nbest.hypotheses]
-        depth = max((len(nb.hypotheses) for nb in segs), default=0)
-        hyps = []
-        for k in range(depth):
-            parts = [nb.hypotheses[min(k, len(nb.hypotheses) - 1)] for nb in segs]
-            am = sum(p.am_score or 0.0 for p in parts)
-            toks = sum(len(p.tokens or ()) for p in parts)
-            hyps.append(Hypothesis(text=" ".join(p.text for p in parts), am_score=am, avg_logprob=am / max(toks, 1)))
-        nb = distinct(NBest(hypotheses=tuple(hyps) or (Hypothesis(text=""),)), asr.n_best)
-        records.append({"id": rec["id"], "split": rec["split"], "output": rec["text"],
-                        "input": [h.model_dump(include={"text", "am_score", "avg_logprob"}) for h in nb.hypotheses]})
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(records, indent=1))
-    return cache
-
-
-def own_split(settings, split: str) -> Path:  # noqa: ANN001
-    """The cached own lists of one split (train-rerank reads the dev file; test is only for reporting)."""
-    path = own_lists(settings)
-    out = path.with_name(f"{path.stem}-{split}.json")
-    if not out.exists():
-        out.write_text(json.dumps([r for r in json.loads(path.read_text()) if r["split"] == split], indent=1))
-    return out
+OWN = {"librispeech-test-other": "ls-other", "speechocean762": "so762"}
 
 
 def load_sets(split: str, args, settings) -> dict[str, list[Utterance]]:  # noqa: ANN001
-    out = {s: load_hyporadise(DATA / "hyporadise" / split / f"{s}.json", limit=args.per_set) for s in args.sets.split(",") if s}
+    """{set: lists} of one split; our own lists' conditions (children, adults) are subsets reported apart."""
+    import own_lists  # benchmarks/own_lists.py, beside this script
+
+    out = {s: load_hyporadise(DATA / "hyporadise" / split / f"{s}.json", limit=args.per_set) for s in args.sets.split(",") if s and args.per_set}
     if not args.no_librispeech:
         manifest = DATA / "librispeech-test-other" / "manifest.jsonl"
         keep = {json.loads(line)["id"] for line in manifest.read_text().splitlines() if json.loads(line)["split"] == split}
         out["ls-other-large"] = [u for u in load_hyporadise(manifest) if u.id in keep]
-        out[f"ls-other-{settings.asr.model}"] = load_hyporadise(own_split(settings, split))
+    own = [o for o in args.own.split(",") if o]
+    for name, files in own_lists.ensure(settings, own).items():
+        if split in files:
+            out[f"{OWN[name]}-{settings.asr.model}"] = load_hyporadise(files[split])[: args.own_limit]
+    return out
+
+
+def conditions(split: str, settings, data: dict[str, list[Utterance]]) -> dict[str, list[int]]:  # noqa: ANN001
+    """{"<set>/<condition>": indices into that set's lists} for our own lists whose speakers have an age."""
+    import own_lists
+
+    out = {}
+    for name, short in OWN.items():
+        key = f"{short}-{settings.asr.model}"
+        if key not in data:
+            continue
+        path = own_lists.cache_path(settings.home, name, settings.asr)
+        cond = {r["id"]: own_lists.condition(r) for r in own_lists.read_rows(path)}
+        for c in sorted({v for v in cond.values() if v}):
+            out[f"{key}/{c}"] = [i for i, u in enumerate(data[key]) if cond.get(u.id) == c]
     return out
 
 
@@ -136,7 +121,9 @@ def main() -> None:
     ap.add_argument("--adapter", default=None, help="LoRA adapter directory: adds a ger+lora column (gate chosen on dev)")
     ap.add_argument("--dump", type=Path, default=None, help="write one JSON line per utterance here")
     ap.add_argument("--splits", default="dev,test")
-    ap.add_argument("--no-librispeech", action="store_true", help="skip librispeech-test-other (and its ASR run)")
+    ap.add_argument("--no-librispeech", action="store_true", help="skip the manifest's large-Whisper librispeech-test-other lists")
+    ap.add_argument("--own", default=",".join(OWN), help="our own lists (benchmarks/own_lists.py): librispeech-test-other, speechocean762")
+    ap.add_argument("--own-limit", type=int, default=None, help="first N of our own lists per set and split")
     ap.add_argument("--timing-lists", type=int, default=5, help="lists per set timed with the live LLM (s/utt)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -169,6 +156,10 @@ def main() -> None:
             rows = {r.method: round(100 * r.wer, 2) for r in metrics.score_methods(refs, [u.nbest for u in utts], texts)}
             out["wer"][key] = {"n": len(utts), **rows}
             out["changed"][key] = {m: sum(a != b for a, b in zip(t, first)) for m, t in texts.items()}
+            for sub, idx in conditions(split, settings, {name: utts}).items():
+                pick = lambda xs, idx=idx: [xs[i] for i in idx]  # noqa: E731
+                sub_rows = metrics.score_methods(pick(refs), pick([u.nbest for u in utts]), {m: pick(t) for m, t in texts.items()})
+                out["wer"][f"{split}/{sub}"] = {"n": len(idx), **{r.method: round(100 * r.wer, 2) for r in sub_rows}}
             for i, u in enumerate(utts) if dump else ():
                 dump.write(json.dumps({"key": key, "id": u.id, "ref": u.reference, "1-best": first[i], **{m: t[i] for m, t in texts.items()}}) + "\n")
             print(json.dumps({"partial": key, **out["wer"][key]}), file=sys.stderr, flush=True)

@@ -167,8 +167,10 @@ def train_rerank(
     domain_text: Annotated[list[str] | None, typer.Option("--domain-text", help="In-domain text for a domain n-gram LM feature "
                            "(domain adaptation): N-best files (their references) or .txt files (one sentence a line), FILE@N / FILE@A:B. "
                            "Sentences of the training lists and of test splits are left out.")] = None,
-    general: Annotated[str | None, typer.Option(help="With --domain-text: the reranker whose weights out-of-domain lists keep "
+    general: Annotated[str | None, typer.Option(help="With --domain-text or --styles: the reranker whose weights the other lists keep "
                                                 "(default: the configured rerank.model; 'none' trains every style here).")] = None,
+    styles: Annotated[str | None, typer.Option(help="Train only these input styles (comma-separated: plain, cased), e.g. cased on "
+                                               "your own recogniser's lists; the other styles keep --general's weights.")] = None,
 ) -> None:
     """Train the N-best reranker (MWER, linear; abstention margin chosen out of fold so no data set gets worse)."""
     from cascade import metrics
@@ -190,12 +192,15 @@ def train_rerank(
         groups.setdefault(key, []).extend(utts[:limit])  # one group per file: the margin keeps each no worse
     domain = _domain_lm(domain_text, groups, cfg.train.seed) if domain_text else None
     general = general or cfg.rerank.model
-    base = rerank.load_model(general) if domain is not None and general.lower() != "none" else None
+    only = tuple(x.strip() for x in styles.split(",") if x.strip()) if styles else None
+    if only and not set(only) <= {"plain", "cased"}:
+        raise InvalidInput(f"--styles {styles!r}: expected plain and/or cased", param="styles")
+    base = rerank.load_model(general) if (domain is not None or only) and general.lower() != "none" else None
     backend = load_backend(cfg.llm, cfg.home)
     err_console.print(f"train-rerank: {sum(map(len, groups.values()))} lists, LLM features cached in {cfg.home}", highlight=False)
     with progress("train-rerank", total=1, unit="models") as tick:
         model = rerank.train(groups, backend, name=name or out.name, home=cfg.home, sources=[*data, *(f"domain: {d}" for d in domain_text or ())],
-                             domain=domain, general=base)
+                             domain=domain, general=base, styles=only)
         tick()
     rerank.save_model(model, out, domain)
     (out / "README.md").write_text(rerank.model_card(model))

@@ -1,7 +1,8 @@
 """HyPoradise N-best records <-> Utterance: the one reader and writer of the format's fields.
 
 A record: `input` (N hypotheses, best first; `nbest`/`hypotheses` are accepted too), `output`
-(the reference; `reference`/`ref`, or `text` beside a hypothesis list), `id`, `data_source`, and
+(the reference; `reference`/`ref`, or `text` beside a hypothesis list), `id`, `data_source`, `speaker`
+(cascade's own: who spoke, for speaker-grouped training folds), and
 per set `am_score` (atis) or `score` (wsj_score). Those list-level scores are what HyPoradise
 publishes: length-normalised acoustic scores (mean token log-prob, about -0.2..-0.6). So in every
 reader and writer of this project a list-level `am_score`/`score` means `Hypothesis.avg_logprob`;
@@ -98,8 +99,9 @@ def record_to_utterance(record: Any, where: str, source: str | None = None) -> U
     except ValueError as exc:
         raise InvalidInput(f"{where}: {exc}", param="input") from None
     uid = str(record.get("id", where))
+    speaker = record.get("speaker")
     return Utterance(id=uid, nbest=NBest(hypotheses=hyps, id=uid), reference=ref,
-                     source=record.get("data_source") or source)
+                     source=record.get("data_source") or source, speaker=str(speaker) if speaker is not None else None)
 
 
 def load_hyporadise(path: str | Path, *, limit: int | None = None) -> list[Utterance]:
@@ -157,6 +159,8 @@ def utterance_to_record(utt: Utterance, prediction: str | None = None) -> dict[s
         rec["am_score"] = scores
     if utt.source:
         rec["data_source"] = utt.source
+    if utt.speaker is not None:
+        rec["speaker"] = utt.speaker
     if prediction is not None:
         rec["prediction"] = prediction
     return rec

@@ -77,8 +77,10 @@ def _guarded(nbest: NBest, raw: str, base: Correction, ger: GerOptions, log: dic
     return out, idx, dist
 
 
-def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ger: GerOptions, rescore: RescoreOptions, log: dict[str, Any]) -> CandidateScore:
-    """Score the output like a hypothesis and check it against the rescored best."""
+def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ger: GerOptions, rescore: RescoreOptions, log: dict[str, Any],
+          reranked: tuple[NBest, LlmBackend, RerankOptions] | None = None) -> CandidateScore:
+    """Score the output like a hypothesis and check it against the rescored best (with `reranked`, a base the
+    reranker chose: a new text must win the reranker's own comparison instead, see rerank_gate)."""
     if dist == 0.0 and base.scores[idx].text == out:  # a hypothesis verbatim: its own scores, not a re-score
         known = base.scores[idx]
         cand = CandidateScore(text=out, am=known.am, lm=known.lm, combined=known.combined, source="llm")
@@ -88,9 +90,29 @@ def _gate(out: str, idx: int, dist: float, base: Correction, lm_scores: dict, ge
     am = guards.output_am(base.scores[idx].am if base.scores[idx].am is not None else 0.0, dist, ger)
     lm = lm_term(out, lm_scores.get(out), rescore) if rescore.lam > 0 else None
     cand = CandidateScore(text=out, am=am, lm=lm, combined=combine(am, lm, rescore.lam), source="llm")
-    if ger.score_gate:
+    if ger.score_gate and reranked is not None:
+        rerank_gate(out, base, ger, log, *reranked)
+    elif ger.score_gate:
         guards.check_score(cand.combined, base.scores[base.chosen or 0].combined, ger, log)  # type: ignore[arg-type]
     return cand
+
+
+def rerank_gate(out: str, base: Correction, ger: GerOptions, log: dict[str, Any], nbest: NBest, backend: LlmBackend,
+                rerank: RerankOptions) -> None:
+    """GER's score gate where the reranker chose its base: the output joins the list and must beat the base by the
+    reranker's own margin for the list's style (chosen out of fold on dev). It never reads a rescoring profile (the
+    `cased` one hurt held-out own lists), and a style the reranker has no weights for keeps the base."""
+    from cascade.ger.rerank import load_domain, load_model, output_gain
+
+    got = output_gain(nbest, out, base.chosen or 0, backend, load_model(rerank.model), rerank, ger=ger,
+                      domain=load_domain(rerank.model))
+    if got is None:
+        log["gate"] = "rerank: no weights for this style"
+        raise guards.Rejected("no_reranker_for_style")
+    gain, margin = got
+    log.update(gate="rerank", rerank_gain=round(gain, 4), rerank_margin=margin)
+    if not gain > margin + ger.score_margin + 1e-12:
+        raise guards.Rejected("below_reranked_best")
 
 
 def uses_posterior_gate(ger: GerOptions, adapter: str | None) -> bool:
@@ -101,11 +123,13 @@ def uses_posterior_gate(ger: GerOptions, adapter: str | None) -> bool:
 def apply_guards(
     nbest: NBest, raw: str, base: Correction, ger: GerOptions, rescore: RescoreOptions, backend: LlmBackend,
     info: StageInfo | None = None, prompt: str | None = None, adapter: str | None = None,
+    rerank: RerankOptions | None = None,
 ) -> Correction:
     """Turn one raw LLM output into a Correction: accepted, or the rescored best `base` with the reason.
 
     With an adapter the posterior gate replaces the score gate; it scores against `prompt` (rendered
-    here when the caller has not rendered it already).
+    here when the caller has not rendered it already). `rerank`: the base is the reranker's pick, and the
+    reranker is the score gate (rerank_gate).
     """
     log: dict[str, Any] = {"decoding": "greedy"}
     posterior = uses_posterior_gate(ger, adapter)
@@ -113,8 +137,9 @@ def apply_guards(
     try:
         out, idx, dist = _guarded(nbest, raw, base, text_ger, log)
         verbatim = out in nbest.texts
-        lm_scores = score_texts([out], backend) if rescore.lam > 0 and text_ger.score_gate and not verbatim else {}
-        cand = _gate(out, idx, dist, base, lm_scores, text_ger, rescore, log)
+        by_rerank = rerank is not None and not verbatim
+        lm_scores = score_texts([out], backend) if rescore.lam > 0 and text_ger.score_gate and not verbatim and not by_rerank else {}
+        cand = _gate(out, idx, dist, base, lm_scores, text_ger, rescore, log, (nbest, backend, rerank) if by_rerank else None)
     except guards.Rejected as rej:
         log["accepted"] = False
         return _fallback(base, rej.reason, log, raw, info)
@@ -187,7 +212,8 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
     info = info.model_copy(update={"seconds": (time.perf_counter() - t0) / len(todo)})
     for i, (prompt, _), raw in zip(todo, rendered, raws):
         # the list's own rescoring options (its style profile): the score gate compares on the bases' scale
-        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, effective(rescore, chunk[i]), backend, info, prompt, adapter)
+        out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, effective(rescore, chunk[i]), backend, info, prompt, adapter,
+                              rerank if reranked else None)
         if reranked and out[i].chosen is not None and out[i].chosen != bases[i].chosen:
             # the reranker already chose among the hypotheses: GER may write something new, not pick another one
             out[i] = _fallback(bases[i], "reranker_preferred_base", {**out[i].guards, "accepted": False}, raw, info)

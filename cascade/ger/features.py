@@ -47,6 +47,10 @@ FEATURES = (
     "lm_x_length",   # Δ LLM log-prob per token x log(words of the 1-best): the LLM judges long lists better
     "dlm_sum",       # Δ domain n-gram log-prob / 10 on in-domain lists (0 without a domain LM; cascade.ger.domain_lm)
     "dlm_word",      # Δ domain n-gram log-prob per word, the same lists
+    "lm_x_doubt",    # Δ LLM log-prob per token x how unsure the recogniser is of its 1-best (minus its mean token log-prob)
+    "am_x_doubt",    # Δ mean token log-prob of the recogniser x the same doubt
+    "dropped",       # share of the 1-best's words a shorter hypothesis leaves out (0 for a longer one)
+    "dropped_x_sure",  # the same x how sure the recogniser is of its 1-best (exp of its mean token log-prob)
 )
 
 
@@ -174,12 +178,15 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None,
             (s.logprob if s else -200.0) / words,
         )
     rel = raw - raw[0]
+    dropped = np.clip(-rel[:, 4], 0.0, None) / raw[0, 4]
     rank = np.arange(n, dtype=float)
     am_on = 1.0 if am_known else 0.0
     feats = np.stack([rank, rel[:, 0] * am_on, rel[:, 1] * am_on, rank * am_on, rel[:, 2], rel[:, 3],
                       rel[:, 4], rel[:, 5], rel[:, 6], rel[:, 7], raw[:, 8], rel[:, 2] * am_on, rel[:, 9] * am_on,
                       rel[:, 2] * (raw[0, 2] + 4.0), rel[:, 2] * raw[0, 5],
-                      *_domain_columns(hyps, domain if style == "domain" else None)], axis=1)
+                      *_domain_columns(hyps, domain if style == "domain" else None),
+                      rel[:, 2] * -raw[0, 0] * am_on, rel[:, 0] * -raw[0, 0] * am_on,
+                      dropped, dropped * math.exp(raw[0, 0]) * am_on], axis=1)
     return feats, style
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.config import RerankOptions
+from cascade.config import GerOptions, RerankOptions
 from cascade.ger.domain_lm import DomainLm, DomainScore
 from cascade.ger.features import (
     FEATURES,
@@ -32,11 +32,13 @@ from cascade.ger.features import (
     list_style,
     word_errors,
 )
+from cascade.ger.guards import nearest, output_am
 from cascade.ger.rescore import check_nbest, score_texts
 from cascade.llm.base import LlmBackend, TextScore
 from cascade.types import (
     CandidateScore,
     Correction,
+    Hypothesis,
     InvalidInput,
     ModelNotFound,
     NBest,
@@ -58,6 +60,9 @@ class RerankModel(Record):
     """Per style ("plain", "cased", "domain" for a domain model's in-domain lists): one weight per feature. A style without weights keeps the 1-best."""
     margins: dict[str, float] = {}
     """Per style: keep the 1-best unless the top hypothesis scores this much above it (chosen on dev)."""
+    per_word: tuple[str, ...] = ()
+    """Styles whose margin is per word of the 1-best (the gain divided by its word count): a long list then needs
+    more evidence to change (chosen on dev with the margin; our own long LibriSpeech lists needed it)."""
     llm: str = "smollm2"
     """The LLM whose log-probs the LM features were trained on (scores from another model do not transfer)."""
     l2: dict[str, float] = {}
@@ -73,9 +78,14 @@ class ListData(Record):
 
     group: str
     style: str
+    fold: str = ""
+    """What out-of-fold splits keep together: the speaker where the list names one (no speaker is in two folds),
+    else the list's own id ("" : the list alone)."""
     feats: tuple[tuple[float, ...], ...]
     errors: tuple[float, ...]
     ref_words: int
+    words0: int = 1
+    """Words of the 1-best (normalised): what a per-word margin divides the gain by."""
 
 
 def resolve_model(name: str) -> Path:
@@ -130,6 +140,13 @@ def _weights(model: RerankModel, style: str) -> np.ndarray | None:
     return np.array([w.get(f, 0.0) for f in FEATURES])
 
 
+def words0(nbest: NBest) -> int:
+    """Words of the 1-best (normalised, at least 1): the unit of a per-word margin."""
+    from cascade import metrics
+
+    return max(len(metrics.normalize(nbest.texts[0]).split()), 1) if nbest.hypotheses else 1
+
+
 def decide(scores: np.ndarray, margin: float) -> tuple[int, int]:
     """(returned index, preferred index): the top hypothesis if it beats the 1-best by `margin`, else 0."""
     top = int(np.argmax(scores))  # first on ties
@@ -170,29 +187,64 @@ def _one(nb: NBest, style: str, model: RerankModel, options: RerankOptions, lm: 
     scores = feats @ w if w is not None else np.zeros(len(nb.hypotheses))
     scores[[not h.text.strip() for h in nb.hypotheses]] = -np.inf  # an empty hypothesis is never chosen
     scores[0] = 0.0
-    chosen, top = decide(scores, margin)
+    unit = words0(nb) if style in model.per_word else 1
+    chosen, top = decide(scores / unit, margin)
     cands = tuple(
         CandidateScore(text=h.text, am=h.avg_logprob, lm=(lm[h.text].logprob / max(lm[h.text].n_tokens, 1)) if h.text in lm else None,
                        combined=float(s) if np.isfinite(s) else None)
         for h, s in zip(nb.hypotheses, scores)
     )
-    guards = {"style": style, "margin": margin, "top": top, "top_gain": round(float(scores[top]), 4)}
+    guards = {"style": style, "margin": margin, "top": top, "top_gain": round(float(scores[top] / unit), 4),
+              **({"margin_per_word": True} if style in model.per_word else {})}
     abstained = top != 0 and chosen == 0
     text = nb.hypotheses[chosen].text
     return Correction(text=text, method="rerank", chosen=chosen, changed=text != nb.hypotheses[0].text, scores=cands,
                       guards=guards, fallback_reason="abstained" if abstained else None, info=info)
 
 
+def output_gain(nbest: NBest, text: str, base: int, backend: LlmBackend, model: RerankModel,
+                options: RerankOptions | None = None, *, ger: GerOptions | None = None,
+                domain: DomainLm | None = None) -> tuple[float, float] | None:
+    """(gain, margin): how far the reranker scores `text` (an output GER wrote, not in the list) above hypothesis
+    `base` (GER's starting point), and the margin a change must beat; None where the model has no weights for the
+    list's style (then no change can be judged, and GER keeps its base).
+
+    The text joins the list as one more hypothesis; it has no acoustic score of its own, so it gets its nearest
+    hypothesis' less ger.output_am_penalty x its word edit fraction (as GER's score gate does, cascade.ger.guards)."""
+    idx, dist = nearest(text, nbest.texts)
+    near = nbest.hypotheses[idx]
+    avg = output_am(near.avg_logprob, dist, ger or GerOptions()) if near.avg_logprob is not None else None
+    total = avg * near.am_score / near.avg_logprob if avg is not None and near.am_score is not None and near.avg_logprob else None
+    ext = nbest.model_copy(update={"hypotheses": (*nbest.hypotheses, Hypothesis(text=text, am_score=total, avg_logprob=avg))})
+    texts = ext.texts
+    dscores = domain.scores(texts) if domain is not None else None
+    style = list_style(nbest, dscores)
+    w = _weights(model, style)
+    if w is None:
+        return None
+    feats, _ = list_features(ext, score_texts(texts, backend), dscores, style)
+    scores = feats @ w
+    options = options or RerankOptions()
+    margin = options.margin if options.margin is not None else model.margins.get(style, float("inf"))
+    unit = words0(nbest) if style in model.per_word else 1
+    return float(scores[-1] - scores[base]) / unit, float(margin)
+
+
 # --------------------------------------------------------------------------- training
 
 
 def list_data(group: str, nbest: NBest, reference: str, lm: dict[str, TextScore],
-              domain: dict[str, DomainScore] | None = None) -> ListData:
+              domain: dict[str, DomainScore] | None = None, fold: str = "") -> ListData:
     from cascade import metrics
 
     feats, style = list_features(nbest, lm, domain)
     return ListData(group=group, style=style, feats=tuple(map(tuple, feats.tolist())), errors=tuple(word_errors(reference, nbest).tolist()),
-                    ref_words=max(len(metrics.normalize(reference).split()), 1))
+                    ref_words=max(len(metrics.normalize(reference).split()), 1), fold=fold, words0=words0(nbest))
+
+
+def fold_key(group: str, utt) -> str:  # noqa: ANN001
+    """The unit out-of-fold splits keep whole: the speaker (within its data set) where known, else the list itself."""
+    return f"{group}/speaker/{utt.speaker}" if utt.speaker is not None else f"{group}/{utt.id}"
 
 
 def build_data(groups: dict[str, list], backend: LlmBackend, home: Path | None, domain: DomainLm | None = None) -> list[ListData]:
@@ -201,7 +253,7 @@ def build_data(groups: dict[str, list], backend: LlmBackend, home: Path | None, 
     texts = [h.text for us in groups.values() for u in us for h in u.nbest.hypotheses]
     lm = cache.get(texts)
     dscores = domain.scores(texts) if domain is not None else None
-    return [list_data(g, u.nbest, u.reference or "", lm, dscores) for g, us in groups.items() for u in us
+    return [list_data(g, u.nbest, u.reference or "", lm, dscores, fold_key(g, u)) for g, us in groups.items() for u in us
             if u.reference is not None and u.nbest.hypotheses]
 
 
@@ -259,24 +311,36 @@ def training_loss(weights: np.ndarray, data: Sequence[ListData]) -> float:
     return float(expected_errors(torch.tensor(weights, dtype=torch.float64), X, E, M, W)) * 100
 
 
+def fold_of(data: Sequence[ListData], folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold number of every list: its fold key's (speaker's) place in a seeded permutation of the keys, mod `folds`,
+    so one speaker's lists are always in one fold (a list without a key is a unit of its own)."""
+    keys = [d.fold or f"#{i}" for i, d in enumerate(data)]
+    units = sorted(set(keys))
+    place = {u: int(k) for u, k in zip(units, np.random.default_rng(seed).permutation(len(units)))}
+    return np.array([place[k] % folds for k in keys])
+
+
 def oof_scores(data: Sequence[ListData], l2: float, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
-    """Out-of-fold scores of every list (k-fold, each fold trained on the others): dev without training on it."""
-    rng = np.random.default_rng(seed)
-    fold = rng.permutation(len(data)) % folds
+    """Out-of-fold scores of every list (k-fold by speaker, each fold trained on the others): dev without training on it
+    nor on its speaker's other lists."""
+    fold = fold_of(data, folds, seed)
     out: list[np.ndarray] = [np.zeros(0)] * len(data)
     for k in range(folds):
-        w = fit([d for d, f in zip(data, fold) if f != k], l2=l2)
+        rest = [d for d, f in zip(data, fold) if f != k]
+        w = fit(rest, l2=l2) if rest else np.zeros(len(data[0].feats[0]))  # one speaker only: nothing to learn from
         for i in np.flatnonzero(fold == k):
             out[i] = np.array(data[i].feats) @ w
     return out
 
 
-def group_wer(data: Sequence[ListData], scores: Sequence[np.ndarray] | None, margin: float) -> dict[str, float]:
-    """WER (%) per group when each list returns decide(scores, margin) (scores None: the 1-best)."""
+def group_wer(data: Sequence[ListData], scores: Sequence[np.ndarray] | None, margin: float,
+              per_word: bool = False) -> dict[str, float]:
+    """WER (%) per group when each list returns decide(scores, margin) (scores None: the 1-best; `per_word`: the
+    margin is per word of the 1-best)."""
     errs: dict[str, float] = {}
     words: dict[str, int] = {}
     for i, d in enumerate(data):
-        j = 0 if scores is None else decide(_masked(scores[i], d), margin)[0]
+        j = 0 if scores is None else decide(_masked(scores[i], d) / (d.words0 if per_word else 1), margin)[0]
         errs[d.group] = errs.get(d.group, 0.0) + d.errors[j]
         words[d.group] = words.get(d.group, 0) + d.ref_words
     return {g: 100 * errs[g] / words[g] for g in errs}
@@ -305,70 +369,84 @@ def pool_small_groups(part: Sequence[ListData]) -> list[ListData]:
 
 
 MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+MARGINS_PER_WORD = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 L2S = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def choose(data: Sequence[ListData], l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS,
-           repeats: int = 3) -> tuple[float, float, dict]:
+           repeats: int = 3, margins_per_word: Sequence[float] = ()) -> tuple[float, float, dict]:
     """(l2, margin, table): the lowest mean out-of-fold dev WER with no group worse than its 1-best; ties: larger margin.
 
-    Out-of-fold WER is averaged over `repeats` differently seeded 5-fold splits (small dev sets make one split noisy)."""
+    Out-of-fold WER is averaged over `repeats` differently seeded 5-fold splits by speaker (small dev sets make one
+    split noisy). `margins_per_word`: also try margins per word of the 1-best (table["per_word"] says which won)."""
     base = group_wer(data, None, 0.0)
     best, table = None, {}
+    grid = [(m, False) for m in margins] + [(m, True) for m in margins_per_word]
     for l2 in l2s:
         runs = [oof_scores(data, l2, seed=r) for r in range(repeats)]
-        for m in margins:
-            per = [group_wer(data, scores, m) for scores in runs]
+        for m, pw in grid:
+            per = [group_wer(data, scores, m, pw) for scores in runs]
             g = {k: sum(p[k] for p in per) / len(per) for k in per[0]}
             mean = sum(g.values()) / len(g)
-            table[f"{l2}/{m}"] = round(mean, 3)
+            table[f"{l2}/{m}{'/word' if pw else ''}"] = round(mean, 3)
             if all(g[k] <= base[k] + 1e-9 for k in g):
                 key = (round(mean, 6), -m)
                 if best is None or key < best[0]:
-                    best = (key, l2, m, g)
+                    best = (key, l2, m, g, pw)
     if best is None:  # nothing safe: abstain always
-        return l2s[0], float("inf"), {"table": table, "base": base, "chosen": base}
-    return best[1], best[2], {"table": table, "base": base, "chosen": best[3]}
+        return l2s[0], float("inf"), {"table": table, "base": base, "chosen": base, "per_word": False}
+    return best[1], best[2], {"table": table, "base": base, "chosen": best[3], "per_word": best[4]}
 
 
 def train(
     groups: dict[str, list], backend: LlmBackend, *, name: str, home: Path | None = None,
     l2s: Sequence[float] = L2S, margins: Sequence[float] = MARGINS, sources: Sequence[str] = (),
-    domain: DomainLm | None = None, general: RerankModel | None = None,
+    domain: DomainLm | None = None, general: RerankModel | None = None, styles: Sequence[str] | None = None,
 ) -> RerankModel:
     """Train on {group: [Utterance]} (a group is one data set: the margin keeps each no worse out of fold).
 
     One model per detected style; its l2 and margin are chosen by 5-fold out-of-fold dev WER (`choose`), and
     the final weights use every list of that style. With `general` (a domain model on top of a general one) only
     the "domain" style is trained; the other styles are the general model's, so out-of-domain lists are
-    reranked exactly as the general model does.
+    reranked exactly as the general model does. `styles` (with `general`): train only these styles (e.g. "cased" on
+    our own recogniser's lists) and keep the general model's weights, margins and dev figures for the others.
     """
     data = build_data(groups, backend, home, domain)
     if len(data) < 10:
         raise InvalidInput(f"too little training data for the reranker ({len(data)} lists with references; need >= 10)", param="data")
-    weights, margin_of, l2_of, dev = {}, {}, {}, {}
+    weights, margin_of, l2_of, dev, per_word = {}, {}, {}, {}, []
     if general is not None:
-        for style in general.weights:
+        only = set(styles or ("domain",))
+        kept = [st for st in general.weights if st not in only]
+        for style in kept:
             weights[style] = tuple(float(x) for x in _weights(general, style))
             margin_of[style], l2_of[style] = general.margins.get(style, float("inf")), general.l2.get(style, 0.0)
-        dev.update({f"{g} (general {general.name})": v for g, v in general.dev.items() if v.get("style") in general.weights})
-        data = [d for d in data if d.style == "domain"]
+            per_word += [style] if style in general.per_word else []
+        dev.update({f"{g} (general {general.name})" if not styles else g: v for g, v in general.dev.items() if v.get("style") in kept})
+        data = [d for d in data if d.style in only]
     for style in sorted({d.style for d in data}):
         part = [d for d in data if d.style == style]
         if len(part) < MIN_STYLE_LISTS:
             logger.info("style %s: only %d lists (< %d): its lists keep the 1-best", style, len(part), MIN_STYLE_LISTS)
             continue
         part = pool_small_groups(part)
-        l2, margin, report = choose(part, l2s, margins)
+        l2, margin, report = choose(part, l2s, margins, margins_per_word=MARGINS_PER_WORD)
         if not np.isfinite(margin):
             continue  # nothing safe for this style: its lists keep the 1-best
         weights[style] = tuple(float(x) for x in fit(part, l2=l2))
         margin_of[style], l2_of[style] = float(margin), float(l2)
+        if report["per_word"]:
+            per_word.append(style)
         dev.update({(g if g not in dev else f"{g} ({style})"): {"style": style, "lists": sum(d.group == g for d in part), "1-best": round(report["base"][g], 3),
                         "rerank": round(report["chosen"][g], 3)} for g in sorted(report["base"])})
-    sources = (*sources, f"general: {general.name}") if general is not None else tuple(sources)
+    if general is not None and styles:  # the kept styles' data, then this run's
+        sources = (*(s for s in general.data if s not in sources), *sources)
+    elif general is not None:
+        sources = (*sources, f"general: {general.name}")
+    sources = tuple(sources)
     return RerankModel(name=name, features=FEATURES, weights=weights, margins=margin_of, llm=str(getattr(backend, "name", "llm")),
-                       l2=l2_of, dev=dev, data=sources, domain_text="domain.txt" if domain is not None else None)
+                       l2=l2_of, dev=dev, data=sources, domain_text="domain.txt" if domain is not None else None,
+                       per_word=tuple(per_word))
 
 
 def model_card(model: RerankModel) -> str:
@@ -387,7 +465,7 @@ trained with an expected-WER (MWER) loss; LLM features from `{model.llm}`. It re
 when that one scores more than a margin above the 1-best, a margin chosen out of fold on
 the training (dev) data so that no data set got worse. One weight vector and margin per input style
 (`plain`: lower-case unpunctuated lists, HyPoradise/Kaldi style; `cased`: Whisper's own output{domain}).
-Margins: {", ".join(f"{k} {v:g}" for k, v in model.margins.items())}; L2: {", ".join(f"{k} {v:g}" for k, v in model.l2.items())}.
+Margins: {", ".join(f"{k} {v:g}" + (" per word of the 1-best" if k in model.per_word else "") for k, v in model.margins.items())}; L2: {", ".join(f"{k} {v:g}" for k, v in model.l2.items())}.
 
 ## Data (dev and training splits only, never test)
 
