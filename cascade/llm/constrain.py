@@ -66,10 +66,13 @@ def _schema_json(schema: dict) -> str:
 
 def call_schema(functions: Sequence[dict]) -> dict:
     """One call `{"name": ..., "arguments": {...}}` of any of `functions` (OpenAI function objects), the
-    arguments valid against that function's parameter schema."""
+    arguments valid against that function's parameter schema, with no argument it does not declare."""
     options = []
     for fn in functions:
-        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+        if params.get("type") == "object" and "additionalProperties" not in params:
+            params["additionalProperties"] = False  # only declared arguments: a small model otherwise copies the
+            # schema's own keys ("type", "description") into the call (pipecat's FunctionSchema leaves this out)
         options.append({"type": "object", "properties": {"name": {"const": fn["name"]}, "arguments": params},
                         "required": ["name", "arguments"], "additionalProperties": False})
     return options[0] if len(options) == 1 else {"anyOf": options}
