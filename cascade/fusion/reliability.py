@@ -25,6 +25,7 @@ and the abstention fallback (the estimated best system) use.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -97,13 +98,19 @@ def wer_of(weight: float) -> float:
 
 
 def _words(text: str, normalize: bool) -> list[str]:
+    return list(_cached_words(text, normalize))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_words(text: str, normalize: bool) -> tuple[str, ...]:
+    """Normalised words (the whisper normaliser is slow, and the estimates read every text several times)."""
     if normalize:
         from cascade.metrics import normalize as norm
 
-        return norm(text).split()
+        return tuple(norm(text).split())
     from cascade.fusion.rover import tokens
 
-    return tokens(text)
+    return tuple(tokens(text))
 
 
 def estimate(inputs: Sequence[FusionInput], systems: Sequence[str] | None = None, *,

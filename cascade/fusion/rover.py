@@ -17,6 +17,7 @@ comparison and as a baseline.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -67,16 +68,12 @@ def rover(hypotheses: Sequence[Sequence[str] | str], weights: Sequence[float] | 
         raise InvalidInput("rover needs at least one hypothesis", param="hypotheses")
     if weights is not None and len(weights) != len(systems):
         raise InvalidInput(f"rover got {len(weights)} weights for {len(systems)} systems", param="weights")
-    network: list[list[str | None]] = [[_HEAD]] + [[w] for w in systems[0]]
-    born: dict[int, int] = {}
-    for n, words in enumerate(systems[1:], start=1):
-        _merge(network, words, n, born)
-    slots = [tuple(w for w in slot) for slot in network[1:]]
+    network = _network(tuple(tuple(s) for s in systems))
+    slots = [slot for slot, _ in network]
     out, votes, weak = [], [], 0
     total = float(len(systems)) if weights is None else float(sum(weights))
-    for slot, arcs in zip(slots, network[1:]):
+    for slot, n in network:
         # a slot inserted by system n lists n's word first, then the n systems before it (as rover does)
-        n = born.get(id(arcs), 0)
         order = [n, *range(n), *range(n + 1, len(systems))] if n else range(len(systems))
         word, count, mass = _vote(slot, None if weights is None else [weights[k] for k in order])  # type: ignore[arg-type]
         weak += mass * 2 <= total + 1e-9
@@ -85,6 +82,17 @@ def rover(hypotheses: Sequence[Sequence[str] | str], weights: Sequence[float] | 
             votes.append(count)
     return RoverResult(text=" ".join(out), words=tuple(out), slots=tuple(slots), votes=tuple(votes),  # type: ignore[arg-type]
                        weak=weak / max(len(slots), 1))
+
+
+@functools.lru_cache(maxsize=8192)
+def _network(systems: tuple[tuple[str, ...], ...]) -> tuple[tuple[tuple[str, ...], int], ...]:
+    """The aligned network (each slot's words, and the system that inserted it: 0 for the first's) of these systems.
+    Cached: fusion votes on the same utterance more than once (weighted, plain, as a candidate's feature)."""
+    network: list[list[str | None]] = [[_HEAD]] + [[w] for w in systems[0]]
+    born: dict[int, int] = {}
+    for n, words in enumerate(systems[1:], start=1):
+        _merge(network, words, n, born)
+    return tuple((tuple(slot), born.get(id(slot), 0)) for slot in network[1:])  # type: ignore[misc]
 
 
 def _vote(slot: Sequence[str], weights: Sequence[float] | None = None) -> tuple[str, int, float]:
