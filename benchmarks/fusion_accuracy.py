@@ -280,7 +280,7 @@ def rerank_columns(joined: dict[str, Joined], backend, settings, every: int, sav
     return out
 
 
-def synthetic(joined: dict[str, Joined], model: str, rate: float = 0.35, seed: int = 0) -> dict[str, object]:
+def synthetic(joined: dict[str, Joined], model: str, rate: float = 0.35, seed: int = 0, every: int = 1) -> dict[str, object]:
     """Make one system far better or far worse on purpose: degrade systems of Google + Azure + Watson (drop and
     replace `rate` of their words, seeded). Reports each estimate, the fallback and fusion against the best single."""
     import random
@@ -288,7 +288,7 @@ def synthetic(joined: dict[str, Joined], model: str, rate: float = 0.35, seed: i
     from cascade.fusion import rerank
 
     base = ("google", "azure", "watson")
-    out: dict[str, object] = {"rate": rate, "systems": list(base)}
+    out: dict[str, object] = {"rate": rate, "systems": list(base), "test_every": every}
     for split, j in joined.items():
         vocab = sorted({w for i in j.inputs for o in i.outputs for w in normalize(o.text).split()})
         cases = {f"{d}_degraded": (d,) for d in base} | {f"only_{k}_intact": tuple(n for n in base if n != k) for k in base}
@@ -300,7 +300,7 @@ def synthetic(joined: dict[str, Joined], model: str, rate: float = 0.35, seed: i
                 for o in i.outputs if o.system in base)}) for i in j.inputs]
             fake = Joined(systems=base, inputs=inputs)
             rel = estimate(fake, base)
-            prepared = restrict(fake, base, rel=rel)
+            prepared = restrict(fake, base, every if split == "test" else 1, rel=rel)
             fused = [c.text for c in rerank.rerank(prepared, None, model=model)]
             rows[case] = {**_columns(prepared, base, fused), "estimated_wer": {s.system: round(100 * s.wer, 2) for s in rel.systems},
                           "lowest_weight": min(rel.systems, key=lambda s: s.weight).system}
@@ -395,7 +395,7 @@ def main() -> None:
         backend = load_backend(settings.llm, settings.home) if settings else None
         result["rerank_fusion"] = rerank_columns(joined, backend, settings, args.rerank_every, args.save, args.held_out)
     if args.synthetic:
-        result["synthetic"] = synthetic(joined, args.save or FusionOptions().reranker)
+        result["synthetic"] = synthetic(joined, args.save or FusionOptions().reranker, every=args.rerank_every)
     if args.report:
         from cascade import report
 

@@ -108,9 +108,12 @@ def _vote(slot: Sequence[str], weights: Sequence[float] | None = None) -> tuple[
     return word, counts[word], mass[word]
 
 
+_F32 = struct.Struct("f")
+
+
 def _f32(x: float) -> float:
     """Round to single precision: rover keeps its DP costs in C floats, and ties depend on it."""
-    return struct.unpack("f", struct.pack("f", x))[0]
+    return _F32.unpack(_F32.pack(x))[0]
 
 
 def _wwd(a: str | None, b: str | None) -> float:
@@ -165,15 +168,17 @@ def _fill(network: list[list[str | None]], words: Sequence[str]) -> list[list[li
         cells[0][0][j] = (_f32(cells[0][0][j - 1][0] + _wwd(None, words[j - 1])), 0, 0, j - 1)
     for s in range(1, len(network)):
         prev = cells[s - 1]
+        best = [_argmin(prev, j) for j in range(m + 1)]  # the same for every arc of this slot
         row: list[list[Cell]] = []
         for arc in network[s]:
             col: list[Cell] = [(0.0, 0, 0, 0)] * (m + 1)
-            pk = _argmin(prev, 0)
+            pk = best[0]
             col[0] = (_f32(prev[pk][0][0] + _wwd(arc, None)), s - 1, pk, 0)
+            gone = _wwd(arc, None)
             for j in range(1, m + 1):
                 ins = _f32(col[j - 1][0] + _wwd(None, words[j - 1]))
-                dk, sk = _argmin(prev, j), _argmin(prev, j - 1)
-                dele = _f32(prev[dk][j][0] + _wwd(arc, None))
+                dk, sk = best[j], best[j - 1]
+                dele = _f32(prev[dk][j][0] + gone)
                 sub = _f32(prev[sk][j - 1][0] + _wwd(arc, words[j - 1]))
                 if sub <= dele and sub <= ins:
                     col[j] = (sub, s - 1, sk, j - 1)
