@@ -238,3 +238,69 @@ def test_history_with_tool_results_reads_as_text():
     assert [m["role"] for m in plain] == ["system", "user"] and "(get_weather returned: sunny)" in plain[1]["content"]
     assert [c.name for c in parse_calls(shown[2]["content"])] == ["get_weather"]
     assert parse_calls("<tool_call>[]</tool_call>") == [] and parse_calls('<tool_call>[{"name": "x", "argu') == []
+    from cascade.llm.constrain import call_schema
+
+    open_schema = {"name": "f", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    assert call_schema([open_schema])["properties"]["arguments"]["additionalProperties"] is False
+
+
+# --------------------------------------------------------------------------- LiveKit Agents' OpenAI plugin, defaults
+
+
+def test_livekit_plugin_defaults_with_base_url_only(gateway, jfk_path):
+    """openai.LLM() (gpt-4.1), openai.STT() (gpt-4o-mini-transcribe) and openai.TTS() (gpt-4o-mini-tts) with only
+    base_url: a function_tool round trip as the agent runs it, a transcription and speech."""
+    pytest.importorskip("livekit.plugins.openai")
+    import asyncio
+
+    import numpy as np
+    import soundfile as sf
+    from livekit import rtc
+    from livekit.agents import function_tool
+    from livekit.agents import llm as lk_llm
+    from livekit.plugins import openai as lk_openai
+
+    base = gateway.url + "/v1"
+
+    @function_tool
+    async def get_weather(city: str) -> str:
+        """Get the current weather in a city.
+
+        Args:
+            city: the city name
+        """
+        return json.dumps({"temperature_c": 22, "sky": "sunny"})
+
+    async def turn(model, ctx) -> tuple[str, list]:
+        text, calls = "", []
+        async with model.chat(chat_ctx=ctx, tools=[get_weather]) as stream:
+            async for chunk in stream:
+                if chunk.delta:
+                    text += chunk.delta.content or ""
+                    calls += chunk.delta.tool_calls or []
+        return text, calls
+
+    async def run() -> None:
+        model = lk_openai.LLM(base_url=base, api_key="unused")
+        assert model.model == "gpt-4.1"
+        ctx = lk_llm.ChatContext()
+        ctx.add_message(role="user", content="What's the weather like in Paris?")
+        _, calls = await turn(model, ctx)
+        assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
+        for c in calls:
+            ctx.insert([lk_llm.FunctionCall(call_id=c.call_id, name=c.name, arguments=c.arguments),
+                        lk_llm.FunctionCallOutput(call_id=c.call_id, name=c.name, output=await get_weather("Paris"),
+                                                  is_error=False)])
+        text, again = await turn(model, ctx)
+        assert text.strip() and not again
+        await model.aclose()
+        samples, rate = sf.read(jfk_path, dtype="int16", always_2d=True)
+        mono = np.ascontiguousarray(samples[:, 0])
+        frame = rtc.AudioFrame(data=mono.tobytes(), sample_rate=rate, num_channels=1, samples_per_channel=len(mono))
+        heard = await lk_openai.STT(base_url=base, api_key="unused").recognize(frame)
+        assert JFK_WORDS in _words(heard.alternatives[0].text)
+        tts = lk_openai.TTS(base_url=base, api_key="unused")
+        pcm = b"".join([bytes(a.frame.data) async for a in tts.synthesize("Hello there.")])
+        assert tts.sample_rate == 24000 and len(pcm) > 24000  # > 0.5 s of 16-bit audio
+
+    asyncio.run(run())
