@@ -105,15 +105,18 @@ def test_cli_correct_changed_shows_what_the_domain_reranker_changed(shared_data)
     assert " -> " in text.split("rerank changed")[0]  # at least one list shown with its change
 
 
-def test_the_spoken_turn_skips_the_wide_decode_when_correction_keeps_the_one_best() -> None:
+def test_the_spoken_turn_skips_the_wide_decode_when_correction_keeps_the_one_best(tmp_path) -> None:
     from cascade.config import load_settings
     from cascade.correct import reads_alternatives
     from cascade.pipeline import LocalAsr
 
     shipped = load_settings({"correct": {"mode": "rerank"}})
-    assert not reads_alternatives(shipped) and reads_alternatives(shipped, style="plain")  # no cased weights shipped
+    assert reads_alternatives(shipped) and reads_alternatives(shipped, style="plain")  # the shipped model has cased weights
+    plain = rerank.RerankModel(name="plain-only", features=("lm_tok",), weights={"plain": (1.0,)}, margins={"plain": 0.0})
+    plain_only = load_settings({"correct": {"mode": "rerank"}, "rerank": {"model": str(rerank.save_model(plain, tmp_path / "p").parent)}})
+    assert not reads_alternatives(plain_only) and reads_alternatives(plain_only, style="plain")
     assert reads_alternatives(load_settings({"correct": {"mode": "rerank"}, "rerank": {"model": "atis-domain"}}))
     assert not reads_alternatives(shipped, "none") and reads_alternatives(shipped, "ger")
     assert not reads_alternatives(load_settings({"correct": {"mode": "rescore"}, "rescore": {"profile": "none", "lam": 0.0}}))
-    assert LocalAsr(shipped).options.n_best == 1
-    assert LocalAsr(load_settings({"correct": {"mode": "ger"}})).options.n_best > 1
+    assert LocalAsr(plain_only).options.n_best == 1 and LocalAsr(load_settings({"correct": {"mode": "none"}})).options.n_best == 1
+    assert LocalAsr(shipped).options.n_best > 1 and LocalAsr(load_settings({"correct": {"mode": "ger"}})).options.n_best > 1

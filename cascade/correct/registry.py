@@ -67,7 +67,7 @@ def reads_alternatives(settings: Settings, mode: str | None = None, *, style: st
     """Whether `mode` can return anything but the 1-best of a list of `style` ("cased": our own Whisper output).
 
     False lets a decoder skip the wide N-best decode (the spoken turn does): `none`; `rerank` with a model that
-    has no weights for the style (the shipped one is trained for plain lists only); `rescore` at λ 0 there."""
+    has no weights for the style (the shipped one has plain and cased weights); `rescore` at λ 0 there."""
     mode = mode or settings.correct.mode
     if mode == "none":
         return False

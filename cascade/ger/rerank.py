@@ -369,7 +369,7 @@ def pool_small_groups(part: Sequence[ListData]) -> list[ListData]:
 
 
 MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-MARGINS_PER_WORD = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+MARGINS_PER_WORD = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 L2S = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -439,8 +439,10 @@ def train(
             per_word.append(style)
         dev.update({(g if g not in dev else f"{g} ({style})"): {"style": style, "lists": sum(d.group == g for d in part), "1-best": round(report["base"][g], 3),
                         "rerank": round(report["chosen"][g], 3)} for g in sorted(report["base"])})
-    if general is not None and styles:  # the kept styles' data, then this run's
-        sources = (*(s for s in general.data if s not in sources), *sources)
+    if general is not None and styles:  # the kept styles' data (a source whose lists were all of a retrained style goes), then this run's
+        gone = {g.split(" (")[0] for g, v in general.dev.items() if v.get("style") in only} - {
+            g.split(" (")[0] for g, v in general.dev.items() if v.get("style") not in only}
+        sources = (*(s for s in general.data if s not in sources and Path(s.partition("@")[0]).stem not in gone), *sources)
     elif general is not None:
         sources = (*sources, f"general: {general.name}")
     sources = tuple(sources)
