@@ -228,3 +228,17 @@ def test_short_files_are_batched_across_files(counted: Counting, settings, share
     for path, t in got[:2] + got[3:5]:
         assert t.source == str(path) and t.duration == pytest.approx(len(load_audio(path)) / 16000, abs=0.01)
         assert t.segments and all(0 <= s.start <= s.end <= t.duration for s in t.segments)
+
+
+def test_segments_redecoded_only_without_alternatives(counted: Counting, settings, long_file: Path) -> None:
+    """nbest_redecode_below 2 (the shipped config): a later segment gets its own forced decode only when the
+    window's wide decode left it the 1-best alone; below n_best (32, the library default) any short one does."""
+    audio = load_audio(long_file)
+    options = TINY.model_copy(update={"n_best": 5})
+    spent = {}
+    for below in (32, 2):
+        before = counted.generates
+        t = transcribe_all(audio, options.model_copy(update={"nbest_redecode_below": below}), home=settings.home)
+        spent[below] = counted.generates - before
+        assert all(s.nbest.hypotheses for s in t.segments) and max(len(s.nbest.hypotheses) for s in t.segments) >= 2
+    assert spent[2] < spent[32]

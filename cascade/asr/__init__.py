@@ -195,7 +195,8 @@ def _window_nbests(clone, tokenizer, call, options: AsrOptions, looped: bool) ->
     """Each segment's hypotheses in this window, keyed by the 1-best tokens faster-whisper gives the segment.
 
     One wide decode of the window serves every segment; with `nbest_per_segment`, a later segment it
-    leaves short of n_best gets its own decode, forced through the 1-best's text before it.
+    leaves with fewer than `nbest_redecode_below` hypotheses gets its own decode, forced through the 1-best's
+    text before it.
     """
     own = own_sequences(call)
     best = own[0][0]
@@ -207,7 +208,7 @@ def _window_nbests(clone, tokenizer, call, options: AsrOptions, looped: bool) ->
     out = {}
     for a, b in spans:  # faster-whisper drops the empty ones
         hyps = per_segment(tokenizer, own[0], (a, b), options.n_best, alts, 0)
-        if wide and options.nbest_per_segment and a > 0 and len(hyps) < options.n_best:
+        if wide and options.nbest_per_segment and a > 0 and len(hyps) < min(options.nbest_redecode_below, options.n_best):
             offset = len(text_tokens(tokenizer, best[:a]))
             length = len(text_tokens(tokenizer, best[a:b]))
             own_alts = wide_continuations(model, call, options, tokenizer.no_timestamps, text[:offset], length)
