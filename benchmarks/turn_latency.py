@@ -138,7 +138,7 @@ def live_turn(turn, samples, options, detector=None) -> dict:
 # --------------------------------------------------------------------------- turns cut early (real recordings)
 
 
-def cut_clips(split: str, n_ocean: int) -> list[tuple[str, str, Path]]:
+def cut_clips(split: str, n_ocean: int, n_libri: int | None = None) -> list[tuple[str, str, Path]]:
     """Real recordings with pauses inside: the LibriSpeech test-other clips of `split` and every k-th
     speechocean762 clip of `split` (non-native read speech, many hesitations)."""
     out = []
@@ -146,6 +146,7 @@ def cut_clips(split: str, n_ocean: int) -> list[tuple[str, str, Path]]:
         r = json.loads(line)
         if r["split"] == split:
             out.append(("librispeech", r["id"], DATA / "librispeech-test-other" / r["audio"]))
+    out = out[:n_libri]
     rows = [r for r in map(json.loads, (DATA / "speechocean762" / "manifest.jsonl").read_text().splitlines())
             if r["split"] == split]
     step = max(len(rows) // max(n_ocean, 1), 1)
@@ -181,7 +182,9 @@ def pauses(turn, detector, options, samples) -> list[dict]:
         first_silent = w.end // FRAME - int(options.pause_ms * options.sample_rate / 1000 / FRAME)
         later = speech[speech >= w.end // FRAME]
         length = float((later[0] - first_silent) * FRAME * 1000 / options.sample_rate) if len(later) else None
-        out.append({"pause_ms": length, "logprob": w.end_logprob, "text": w.result[0].text if w.result else ""})
+        words = [k.result[0].text.strip() for k in live.windows if k.end <= w.start and k.result] + [
+            w.result[0].text.strip() if w.result else ""]
+        out.append({"pause_ms": length, "logprob": w.end_logprob, "text": " ".join(t for t in words if t)})
     return out
 
 
@@ -202,7 +205,8 @@ def cut_rates(records: list[dict], silence_ms: int, max_silence_ms: int, end_log
     return {"early_cut_rate": round(cut / n, 3), **({"unfinished_end_rate": round(late / n, 3)} if end_logprob is not None else {})}
 
 
-def early_cuts(split: str, n_ocean: int, records_out: Path | None = None) -> dict:
+def early_cuts(split: str, n_ocean: int, records_out: Path | None = None, records_in: Path | None = None,
+               n_libri: int | None = None) -> dict:
     """How often a turn is cut early on real recordings with pauses: the live turn's rule (pause + reading)
     vs the pause alone (the same silence_ms), from the same pauses and readings."""
     from cascade.audio import load_audio
@@ -212,12 +216,17 @@ def early_cuts(split: str, n_ocean: int, records_out: Path | None = None) -> dic
 
     settings = load_settings()
     live = settings.live
-    turn, detector = build_turn(settings), build_detector(settings)
-    records = []
-    for corpus, cid, path in cut_clips(split, n_ocean):
-        records.append({"corpus": corpus, "id": cid, "pauses": pauses(turn, detector, live, load_audio(path))})
-    if records_out is not None:
-        records_out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    if records_in is not None:  # the pauses and readings of an earlier pass: only the rules are applied again
+        records = [json.loads(line) for line in records_in.read_text().splitlines() if line.strip()]
+    else:
+        turn, detector = build_turn(settings), build_detector(settings)
+        records = []
+        out = records_out.open("w") if records_out is not None else None
+        for corpus, cid, path in cut_clips(split, n_ocean, n_libri):
+            records.append({"corpus": corpus, "id": cid, "pauses": pauses(turn, detector, live, load_audio(path))})
+            if out is not None:  # clip by clip: a long pass can be stopped and read back with --from-records
+                out.write(json.dumps(records[-1]) + "\n")
+                out.flush()
     inner = [p for r in records for p in r["pauses"] if p["pause_ms"] is not None]
     return {
         "split": split, "clips": len(records), "inner_pauses_decoded": len(inner),
@@ -303,8 +312,13 @@ def turns(n: int, live: bool = True) -> dict:
         from cascade.live import build_detector
 
         detector = build_detector(settings)
+        pause_only = settings.live.model_copy(update={"end_of_turn": "pause"})
         live_turn(turn, data[0][1], settings.live, detector)  # warm-up of the VAD and the live path
-        rows["live"] = [live_turn(turn, samples, settings.live, detector) for _, samples in data]
+        rows["live"], rows["live_pause_only"] = [], []
+        for i, (_, samples) in enumerate(data):  # the peer: the same silence_ms, the words not read
+            order = ("live", "live_pause_only") if i % 2 == 0 else ("live_pause_only", "live")
+            for mode in order:
+                rows[mode].append(live_turn(turn, samples, settings.live if mode == "live" else pause_only, detector))
     summary = {mode: {k: _median(v, k) for k in v[0]} for mode, v in rows.items()}
     return {
         "utterances": n,
@@ -319,6 +333,7 @@ def turns(n: int, live: bool = True) -> dict:
                    "live_end_logprob": settings.live.end_logprob},
         **summary,
         **({"ttfa_live_s": summary["live"]["first_audio"],
+            "ttfa_live_pause_only_s": summary["live_pause_only"]["first_audio"],
             "ttfa_live_minus_silence_wait_s": round(summary["live"]["first_audio"] - settings.live.silence_ms / 1000, 3),
             "goal_live_met": summary["live"]["first_audio"] <= 1.0} if live else {}),
         "ttfa_ratio_sequential_over_streamed": round(summary["sequential"]["ttfa"] / summary["streamed"]["ttfa"], 2),
@@ -337,8 +352,11 @@ def main() -> None:
     parser.add_argument("--no-cuts", action="store_true", help="skip the early-cut rate on real recordings")
     parser.add_argument("--cuts-only", action="store_true", help="only the early-cut rate")
     parser.add_argument("--cut-split", default="test", choices=["dev", "test"], help="split of the recordings (dev: choices)")
-    parser.add_argument("--cut-n", type=int, default=60, help="speechocean762 clips (besides every LibriSpeech clip of the split)")
+    parser.add_argument("--cut-n", type=int, default=60, help="speechocean762 clips of the split (every k-th)")
+    parser.add_argument("--cut-libri", type=int, help="LibriSpeech test-other clips of the split (default: all)")
     parser.add_argument("--cut-records", type=Path, help="write each clip's pauses and readings here (JSON lines)")
+    parser.add_argument("--from-records", type=Path, help="apply the configured rule to the pauses and readings of records "
+                        "written by --cut-records (no decoding)")
     args = parser.parse_args()
     if args.coqui_rtf:
         print(json.dumps({"coqui_rtf": coqui_rtf()}))
@@ -347,14 +365,15 @@ def main() -> None:
 
     home = load_settings().home
     if args.cuts_only:
-        result = {"early_cut": early_cuts(args.cut_split, args.cut_n, args.cut_records), "load_avg_1m": round(os.getloadavg()[0], 2)}
+        result = {"early_cut": early_cuts(args.cut_split, args.cut_n, args.cut_records, args.from_records, args.cut_libri),
+                  "load_avg_1m": round(os.getloadavg()[0], 2)}
         print(json.dumps(result))
         return
     result = turns(args.n, live=not args.no_live)
     if not args.no_realtime:
         result.update(realtime_ttfa(utterances(args.n, home), {}))
     if not args.no_cuts:
-        result["early_cut"] = early_cuts(args.cut_split, args.cut_n, args.cut_records)
+        result["early_cut"] = early_cuts(args.cut_split, args.cut_n, args.cut_records, n_libri=args.cut_libri)
     if not args.no_rtf:
         result["tts_rtf"] = {"piper": rtf("piper", home), "espeak": rtf("espeak", home),
                              "coqui_vits_untrained": run_coqui_rtf()}

@@ -3,10 +3,11 @@
 Silence alone cuts a sentence at its natural pauses ("And so, my fellow Americans, | ask not ..."), and
 a long silence threshold makes every reply late. So the turn waits `silence_ms` after words that read as
 finished and up to `max_silence_ms` after words that do not. Whether they read as finished is the LLM's
-own probability that the user's chat message ends there: log p(<end-of-message token> | history, words),
-under the turn's chat template (LiveKit's turn detector is the same idea, a fine-tuned SmolLM2; here the
-base model reads Whisper's punctuated, cased text, which it judges much better than lower-cased text).
-A trailing comma, dash or ellipsis from Whisper also says "more follows".
+own judgement, under the turn's chat template and history (LiveKit's turn detector is the same idea, a
+fine-tuned SmolLM2): the probability that the user's message ends, or its sentence does, right after the
+words, log p(. | ? | ! | <end-of-message> | words). Whisper ends nearly every window with a full stop
+("And so am I fellow Americans."), which the base model takes as the end, so the words are read without
+their final punctuation; a trailing comma, dash or ellipsis from Whisper still says "more follows".
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 _MARK = "\x00words\x00"
 _GOES_ON = (",", "-", "\u2014", "...", "\u2026", ":", ";")
+_FINAL = '.?!" '
+_ENDS = (".", "?", "!")
 
 
 class EndOfTurn:
@@ -43,15 +46,16 @@ class EndOfTurn:
     def logprob(self, text: str, history: Sequence[ChatMessage] = ()) -> float:
         """0.0 for no words (nothing to wait for); -inf when Whisper's punctuation says the phrase goes on."""
         text = " ".join(text.split())
-        if not text:
-            return 0.0
         if text.endswith(_GOES_ON):
             return -math.inf
+        words = text.rstrip(_FINAL).rstrip()
+        if not words:
+            return 0.0
         before, end = self._split(history)
-        if not end.strip():
-            return 0.0  # a template without an end marker: no opinion
-        score = self.backend.score([end], prefix=before + text)[0]
-        return float(score.logprob)
+        endings = [*_ENDS, *([end] if end.strip() else [])]
+        scores = [s.logprob for s in self.backend.score(endings, prefix=before + words)]
+        top = max(scores)
+        return float(top + math.log(sum(math.exp(x - top) for x in scores)))
 
 
 def build_detector(settings: Any) -> EndOfTurn | None:

@@ -219,10 +219,19 @@ class _Session:
         self._early: list[Any] = []  # control messages (or bad frames) that came during the reply
 
     async def run(self) -> None:
-        self.detector = await detector(self.ws.app) if self.options.end_of_turn == "llm" else None
-        receiver = asyncio.ensure_future(self._receive())
-        turn = self._new_turn()
+        receiver = asyncio.ensure_future(self._receive())  # at once: frames are stamped as they arrive
+        following = None
         try:
+            if self.options.end_of_turn == "llm":
+                reading = asyncio.ensure_future(detector(self.ws.app))
+                gone = asyncio.ensure_future(self.gone.wait())
+                await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
+                gone.cancel()
+                if not reading.done():  # the client left while the reader loads: free the slot now
+                    reading.cancel()
+                    return
+                self.detector = reading.result()
+            turn = self._new_turn()
             while not self.gone.is_set():
                 following = None
                 try:
@@ -292,7 +301,7 @@ class _Session:
             while True:
                 step = asyncio.ensure_future(run_in_threadpool(next, events, _END))
                 await asyncio.wait({step, gone, *(() if barge.done() else (barge,))}, return_when=asyncio.FIRST_COMPLETED)
-                if barge.done():
+                if barge.done() and final is not None:
                     cancel.set()  # the reply stops at its next event (within 50 ms) and says done
                 if gone.done():
                     cancel.set()
@@ -302,6 +311,8 @@ class _Session:
                 if event is _END:
                     break
                 final = event if isinstance(event, LiveFinal) else final
+                if final is not None and barge.done():
+                    cancel.set()  # the user's words were final before the barge-in: only the reply stops
                 if isinstance(event, LiveDone) and barge.done():
                     event = event.model_copy(update={"interrupted": True, "reply": " ".join(self._said)})
                 if isinstance(event, (LiveAudio, LiveReplyDelta)) and cancel.is_set():

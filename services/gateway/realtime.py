@@ -133,6 +133,7 @@ class RealtimeSession:
         self.response: _Response | None = None
         self._chain: asyncio.Future | None = None  # the last turn's transcription/response task
         self._tasks: set[asyncio.Future] = set()
+        self._gone = asyncio.Event()
 
     # ------------------------------------------------------------------ wire
 
@@ -165,12 +166,35 @@ class RealtimeSession:
 
         self._resampler = StreamResampler(RATE, self.settings.live.sample_rate)
         await self.send(rse.SessionCreatedEvent(event_id=_id("event"), type="session.created", session=self.describe()))
-        self.detector = await detector(self.ws.app)  # loading since startup; events wait in the socket meanwhile
-        while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
+        inbox: asyncio.Queue[dict] = asyncio.Queue()
+        reader = asyncio.ensure_future(self._read(inbox))  # at once: the socket keeps answering pings
+        try:
+            reading = asyncio.ensure_future(detector(self.ws.app))  # loading since startup; events wait meanwhile
+            gone = asyncio.ensure_future(self._gone.wait())
+            await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if not reading.done():  # the client left while the reader loads: free the slot at once
+                reading.cancel()
                 return
-            await self.handle(message.get("text"))
+            self.detector = reading.result()
+            while True:
+                message = await inbox.get()
+                if message["type"] == "websocket.disconnect":
+                    return
+                await self.handle(message.get("text"))
+        finally:
+            reader.cancel()
+
+    async def _read(self, inbox: asyncio.Queue) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                await inbox.put(message)
+                if message["type"] == "websocket.disconnect":
+                    break
+        except (WebSocketDisconnect, RuntimeError):
+            await inbox.put({"type": "websocket.disconnect"})
+        self._gone.set()
 
     def describe(self) -> Any:
         """The effective session, as OpenAI's session object."""
