@@ -123,6 +123,16 @@ def test_phrase_list_cites_its_sources_and_holds_the_published_bag():
     assert hal.known_phrase("Woof") == "woof" and hal.known_phrase("The dog said woof to me") is None
 
 
+def test_everyday_listed_phrases_need_a_sign_of_no_speech_boilerplate_does_not():
+    def flagged(text: str, no_speech: float) -> bool:
+        return "phrase" in hal.reasons(text, no_speech_prob=no_speech, avg_logprob=-0.3, word_probs=None,
+                                       looped=False, evidence=None)[0]
+
+    assert not flagged("There we go.", 0.14) and flagged("There we go.", 0.8)  # people say it; BoH lists it
+    assert flagged("Thanks for watching!", 0.0) and flagged("Please subscribe to my channel.", 0.0)
+    assert flagged("Woof!", 0.0)
+
+
 def test_loops_are_repetition_and_ordinary_sentences_are_not():
     assert hal.loops("Le l'a, le l'a, le l'a, le l'a.")
     assert hal.loops("I don't know. I don't know. I don't know.")

@@ -4,7 +4,8 @@ Four signals, each cheap and each from what the decode already produced (no seco
 
 - phrase: the segment is, starts or ends with a phrase Whisper is known to invent on non-speech
   (cascade/data/hallucinations.txt: the "Bag of Hallucinations" of arXiv:2501.11378 and the generic
-  phrases of "Careless Whisper", arXiv:2402.08021);
+  phrases of "Careless Whisper", arXiv:2402.08021); an everyday one ("there we go") only where Whisper
+  also leans towards no speech, since people say those too;
 - repetition: it loops (an n-gram repeated back to back over most of it, or faster-whisper's
   compression ratio still above its threshold after the last temperature);
 - no_speech: Whisper's own no-speech probability is high and it is unsure of the words it wrote
@@ -42,6 +43,12 @@ AGREEMENT = 0.25
 speechocean762 dev the windows that sample mostly have another sample with the same words: max overlap 0.67-1.0)."""
 MIN_SAMPLES = 3
 """disagreement needs at least this many other samples to judge by."""
+PHRASE_NO_SPEECH = 0.5
+"""An everyday listed phrase ("there we go", "what are you doing": BoH holds what Whisper writes over noise, and
+people say some of it) counts only with this no-speech probability (above real speech on dev: at most 0.45);
+video boilerplate and sound words always count."""
+BOILERPLATE = re.compile(r"\b(watching|watch tv|subscri\w*|subtitle\w*|caption\w*|videos?|channel|www|https?|com|org|gov|"
+                         r"transcri\w*|amara)\b")
 EDGE_CHARS = 15
 """A phrase this long also counts where it starts or ends a segment..."""
 INSIDE_CHARS = 25
@@ -71,6 +78,11 @@ def known_phrase(text: str) -> str | None:
     found = [p for p in phrases() if len(p) >= EDGE_CHARS and f" {p} " in padded
              and (len(p) >= INSIDE_CHARS or words.startswith(p + " ") or words.endswith(" " + p))]
     return max(found, key=len) if found else None
+
+
+def always_invented(phrase: str) -> bool:
+    """Video/website boilerplate or a single sound word ("woof", "beeping"): invented wherever it turns up."""
+    return " " not in phrase or BOILERPLATE.search(phrase) is not None
 
 
 def loops(text: str) -> bool:
@@ -110,8 +122,10 @@ def reasons(text: str, *, no_speech_prob: float | None, avg_logprob: float | Non
     """Every signal that says the text is invented, and the known phrase it holds."""
     found: list[HallucinationReason] = []
     phrase = known_phrase(text)
-    if phrase is not None:
+    if phrase is not None and (always_invented(phrase) or (no_speech_prob or 0.0) >= PHRASE_NO_SPEECH):
         found.append("phrase")
+    else:
+        phrase = None
     if looped or loops(text):
         found.append("repetition")
     if no_speech_prob is not None and no_speech_prob >= NO_SPEECH_PROB:
