@@ -32,11 +32,11 @@ from cascade.types import Hallucination, HallucinationReason, Hypothesis
 
 NO_SPEECH_PROB = 0.6
 """no_speech: Whisper's no-speech probability at least this (faster-whisper's own threshold; on dev, real speech
-stays below it: at most 0.45 over librispeech-test-other dev, 0.29 over speechocean762 dev; words written over
-non-speech: 0.75-0.88)..."""
-NO_SPEECH_LOGPROB = -0.5
-"""...and the segment's average token log-prob at most this (or its mean word probability at most 0.45):
-faster-whisper itself drops a window only below -1.0."""
+stays below it: at most 0.45 over librispeech-test-other dev, 0.29 over speechocean762 dev)..."""
+NO_SPEECH_LOGPROB = -0.9
+"""...and the segment's average token log-prob at most this (or its mean word probability at most 0.45); faster-whisper
+itself drops a window only below -1.0. Not higher: the last words of real/LJ050-0131.wav, cut off mid-sentence
+("In this regard", said), come with no-speech 0.84 and log-prob -0.75."""
 NO_SPEECH_WORD_PROB = 0.45
 AGREEMENT = 0.25
 """disagreement: no other sample of the window shares more than a quarter of its words with the segment (on
