@@ -376,11 +376,13 @@ def _turn_ends(live_turn, settings: Settings, samples: np.ndarray, detector, **u
         live.close()
 
 
-def test_one_sentence_with_pauses_is_one_turn_the_pause_alone_cuts_it(live_turn, settings: Settings,
-                                                                       jfk: np.ndarray, detector) -> None:
-    """JFK pauses for up to a second inside his sentence: with the words read, the default 0.6 s of silence
-    ends the turn only after "... your country."; the same silence alone ends it after "my fellow Americans"."""
-    at, text = _turn_ends(live_turn, settings, jfk, detector)
-    assert at > len(jfk) / 16000 and "ask what you can do for your country" in normalize(text)
-    at, text = _turn_ends(live_turn, settings, jfk, None, end_of_turn="pause")
-    assert at < 5.0 and "ask not" not in normalize(text), (at, text)
+def test_a_pause_after_unfinished_words_does_not_end_the_turn(live_turn, settings: Settings,
+                                                             jfk: np.ndarray, detector) -> None:
+    """ "ask not [1.1 s pause] what your country can do for you": the pause alone (0.6 s) ends the turn after
+    "ask not"; read, those words are unfinished, so the turn goes on past the pause (readings waited for, so
+    this does not depend on the machine's speed)."""
+    rest = jfk[16000 * 3 :]  # from "ask not"
+    at, text = _turn_ends(live_turn, settings, rest, None, end_of_turn="pause")
+    assert "ask not" in normalize(text) and "your country" not in normalize(text), (at, text)
+    at, text = _turn_ends(live_turn, settings, rest, detector)
+    assert "ask not what your country can do for you" in normalize(text), (at, text)

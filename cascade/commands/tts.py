@@ -121,13 +121,13 @@ def _chat_live(audio: Path, output: Path, history: Path | None, past: list[ChatM
     import time
 
     from cascade.audio import load_audio
-    from cascade.live import join_audio, replay
+    from cascade.live import build_detector, join_audio, replay
     from cascade.pipeline import build_turn
     from cascade.types import LiveAudio, LiveDone, LiveError
 
     turn, samples = build_turn(s), load_audio(audio, max_duration_s=s.live.max_turn_s)
     chunks, done, t0 = [], None, time.perf_counter()
-    for event in replay(turn, samples, s.live, pace=pace, history=past):
+    for event in replay(turn, samples, s.live, pace=pace, history=past, detector=build_detector(s)):
         at = time.perf_counter() - t0
         if as_json:
             console.print_json(event.model_dump_json(exclude={"transcript", "correction"}))
