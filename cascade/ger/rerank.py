@@ -5,7 +5,8 @@ margin per input style (plain HyPoradise/Kaldi-style lists, cased Whisper output
 expected word errors under softmax(score) over each list (MWER), each data set weighted by its
 reference words so that every set counts alike, plus an L2 penalty. The reranker returns the
 top-scoring hypothesis only when it beats the 1-best by `margin` (chosen on dev, out of fold, so
-that no dev set gets worse); otherwise it keeps the 1-best and says "abstained".
+that no dev set gets worse; out-of-fold splits keep each speaker's lists together, and a style's margin may be
+per word of the 1-best); otherwise it keeps the 1-best and says "abstained".
 
     model = load_model("smollm2-mwer")                     # shipped in cascade/rerankers/
     rerank_many(nbests, backend, model, RerankOptions())   # -> list[Correction], method "rerank"
