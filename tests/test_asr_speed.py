@@ -179,18 +179,20 @@ def test_batched_mode_costs_what_the_batched_pipeline_costs(counted: Counting, s
 
 
 @pytest.mark.parametrize("fmt", ["txt", "json", "srt", "vtt", "tsv"])
-def test_batched_output_has_the_sequential_format(long_file: Path, tmp_path: Path, fmt: str) -> None:
+def test_batched_output_has_the_sequential_format(long_file: Path, fmt: str) -> None:
+    """Every format through the CLI with --batched; json beside the sequential run's (the others have fixed shapes)."""
     from cascade.types import Transcript
 
     runner = CliRunner()
+    modes = ("--sequential", "--batched") if fmt == "json" else ("--batched",)
     bodies = {}
-    for mode in ("--sequential", "--batched"):
+    for mode in modes:
         result = runner.invoke(app, ["transcribe", str(long_file), "--format", fmt, "--correct", "none", mode])
         assert result.exit_code == 0, result.output
         bodies[mode] = result.stdout
-    seq, bat = bodies["--sequential"], bodies["--batched"]
+    bat = bodies["--batched"]
     if fmt == "json":
-        a, b = Transcript.model_validate_json(seq), Transcript.model_validate_json(bat)
+        a, b = Transcript.model_validate_json(bodies["--sequential"]), Transcript.model_validate_json(bat)
         assert b.duration == a.duration and b.segments and all(s.end <= b.duration for s in b.segments)
         assert b.stages[0].options["batched"] and not a.stages[0].options["batched"]
         assert set(a.segments[0].model_dump()) == set(b.segments[0].model_dump())
@@ -198,13 +200,13 @@ def test_batched_output_has_the_sequential_format(long_file: Path, tmp_path: Pat
     elif fmt in ("srt", "vtt"):
         import pysubs2
 
-        for body in (seq, bat):
-            subs = pysubs2.SSAFile.from_string(body)
-            assert subs and all(e.start < e.end <= 41_000 for e in subs)
+        subs = pysubs2.SSAFile.from_string(bat)
+        assert len(subs) >= 4 and all(e.start < e.end <= 41_000 for e in subs)
     elif fmt == "tsv":
-        assert seq.splitlines()[0] == bat.splitlines()[0] == "start\tend\ttext"
+        rows = bat.splitlines()
+        assert rows[0] == "start\tend\ttext" and len(rows) >= 2 and all(len(r.split("\t")) == 3 for r in rows)
     else:
-        assert len(bat.split()) > 0.9 * len(seq.split())
+        assert len(bat.split()) > 40 and "==>" not in bat
 
 
 def test_short_files_are_batched_across_files(counted: Counting, settings, shared_data: Path, long_file: Path,
