@@ -109,9 +109,9 @@ def test_conversation_turn_answers_in_24khz_audio(gateway: Service, jfk24: bytes
         async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:
             assert (await conn.recv()).type == "session.created"
             await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": VAD_1200}}})
-            await _until(conn, lambda e: e.type == "session.updated")
+            events = await _until(conn, lambda e: e.type == "session.updated")
             sender = asyncio.ensure_future(_stream(conn, jfk24, paced=True, silence_s=3.0))
-            events = await _until(conn, lambda e: e.type == "response.done")
+            events += await _until(conn, lambda e: e.type == "response.done")
             await sender
             return events, 0.0
 
