@@ -111,6 +111,9 @@ def _check(command: str, cli, makefile: str) -> str | None:
         targets = [t for t in tokens[1:] if not re.match(r"^[A-Z_]+=", t) and not t.startswith("-")]
         missing = [t for t in targets if not re.search(rf"^{re.escape(t)}:", makefile, flags=re.M)]
         return f"no make target {missing}" if missing else None
+    if head == "python" and tokens[1:2] == ["-m"]:  # python -m pytest tests/x.py: the files must exist
+        missing = [t for t in tokens[3:] if t.endswith(".py") and not (ROOT / t.split("::")[0]).exists()]
+        return f"no such file {missing}" if missing else None
     if head == "python":
         scripts = [t for t in tokens[1:] if t.endswith(".py")]
         if not scripts:
