@@ -30,7 +30,9 @@ def adapter(tmp_path_factory, settings) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, adapter: Path):
     svc = launch("llm", log_dir=tmp_path_factory.mktemp("llm-svc"),
-                 env={"CASCADE_LLM__THREADS": "1", "OMP_NUM_THREADS": "1", "CASCADE_CORRECT__ADAPTER": str(adapter)})
+                 env={"CASCADE_LLM__THREADS": "1", "OMP_NUM_THREADS": "1", "CASCADE_CORRECT__ADAPTER": str(adapter),
+                      # strict: an adapter name nobody serves is 404 (by default any unserved name means the base model)
+                      "CASCADE_SERVICE__STRICT_MODELS": "true"})
     try:
         yield wait_ready(svc, timeout=300)
     finally:
