@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from more_itertools import chunked
+
 from cascade import ger
 from cascade.config import Settings
 from cascade.correct.registry import register
@@ -80,13 +82,7 @@ class FusionCorrector(_Built):
 def in_batches(nbests: Iterable[NBest], size: int, run: Callable[[list[NBest]], Iterable[Correction]],
                mode: str) -> Iterator[Correction]:
     """`run` on batches of `size` non-empty lists, in input order; an empty list yields status "error"."""
-    batch: list[NBest] = []
-    for nb in nbests:
-        batch.append(nb)
-        if len(batch) >= size:
-            yield from _batch(batch, run, mode)
-            batch = []
-    if batch:
+    for batch in chunked(nbests, size):
         yield from _batch(batch, run, mode)
 
 

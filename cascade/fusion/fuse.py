@@ -32,6 +32,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from more_itertools import chunked
+
 from cascade.config import FusionOptions, GerOptions
 from cascade.fusion.rover import rover, tokens
 from cascade.metrics import word_edits
@@ -153,13 +155,7 @@ def fuse_many(inputs: Iterable[FusionInput], method: FusionMethod = "rover", *, 
         raise InvalidInput(f"unknown fusion method {method!r}; expected one of {', '.join(METHODS)}", param="method")
     if method != "rover" and backend is None and not _runs_without_llm(method, options):
         raise InvalidInput(f"fusion method {method!r} needs an LLM backend", param="method")
-    batch: list[FusionInput] = []
-    for inp in inputs:
-        batch.append(inp)
-        if len(batch) >= batch_size:
-            yield from _fuse_batch(batch, method, options, backend, ger, adapter)
-            batch = []
-    if batch:
+    for batch in chunked(inputs, batch_size):
         yield from _fuse_batch(batch, method, options, backend, ger, adapter)
 
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
+from more_itertools import chunked
+
 from cascade import prompts
 from cascade.config import GerOptions, RerankOptions, RescoreOptions
 from cascade.ger import guards
@@ -246,13 +248,7 @@ def correct_many(
 
     `rerank`: the reranker's options (method "rerank"; with method "ger" its pick is GER's starting point)."""
     ger, rescore = ger or GerOptions(), rescore or RescoreOptions()
-    batch: list[NBest] = []
-    for nb in nbests:
-        batch.append(nb)
-        if len(batch) >= batch_size:
-            yield from _run(batch, backend, method, ger, rescore, adapter, rerank)
-            batch = []
-    if batch:
+    for batch in chunked(nbests, batch_size):
         yield from _run(batch, backend, method, ger, rescore, adapter, rerank)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from more_itertools import chunked
 from pydantic import Field
 
 from cascade import metrics, prompts
@@ -109,13 +110,7 @@ def correct_translations(
     gate = gate or TranslateOptions()
     open_ger = ger.model_copy(update={"score_gate": False})  # the translation gate below replaces GER's
     plain = rescore.model_copy(update={"profile": "none", "lam": 0.0})  # GER's base: Whisper's own ranking
-    batch: list[NBest] = []
-    for nb in nbests:
-        batch.append(nb)
-        if len(batch) >= batch_size:
-            yield from _gated(batch, backend, open_ger, plain, adapter, gate)
-            batch = []
-    if batch:
+    for batch in chunked(nbests, batch_size):
         yield from _gated(batch, backend, open_ger, plain, adapter, gate)
 
 
