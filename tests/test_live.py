@@ -23,7 +23,7 @@ from cascade.cli import app
 from cascade.config import Settings
 from cascade.live import FRAME, StreamingVad
 from cascade.metrics import normalize
-from services.common.testing import Service, launch, wait_ready
+from services.common.testing import Service, running_service
 
 FAST_REPLY = {"CASCADE_CHAT__MAX_SENTENCES": "1", "CASCADE_CHAT__MAX_REPLY_TOKENS": "24",
               "CASCADE_LIVE__SILENCE_MS": "1500"}
@@ -44,9 +44,8 @@ def offline(jfk_path: Path, settings: Settings) -> str:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Service:
-    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-live"), env=ENV), 300)
-    yield gw
-    gw.stop()
+    with running_service("gateway", log_dir=tmp_path_factory.mktemp("gw-live"), env=ENV, ready_timeout=300) as gw:
+        yield gw
 
 
 def _ws(gw: Service):
@@ -204,8 +203,7 @@ def test_bad_start_or_frame_gets_an_error_and_a_clean_close(gateway: Service, op
 
 def test_api_key_by_header_or_in_the_start_message(tmp_path_factory) -> None:
     env = {**ENV, "CASCADE_SERVICE__API_KEY": "sesame"}
-    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-live-key"), env=env), 300)
-    try:
+    with running_service("gateway", log_dir=tmp_path_factory.mktemp("gw-live-key"), env=env, ready_timeout=300) as gw:
         with _ws(gw) as ws:
             ws.send(START)
             error = json.loads(ws.recv(30))
@@ -218,8 +216,6 @@ def test_api_key_by_header_or_in_the_start_message(tmp_path_factory) -> None:
         with _ws(gw) as ws:  # browsers cannot set the header: the key rides in the start message
             ws.send(json.dumps({"type": "start", "sample_rate": 16000, "api_key": "sesame"}))
             assert json.loads(ws.recv(30))["type"] == "ready"
-    finally:
-        gw.stop()
 
 
 # --------------------------------------------------------------------------- windows decoded while speech goes on

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 from openai import BadRequestError, NotFoundError, OpenAI
 
-from services.common.testing import Service, launch, wait_ready
+from services.common.testing import Service, relay_to, running_service
 
 JFK_WORDS = "ask not what your country can do for you"
 ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
@@ -41,17 +41,14 @@ def _words(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Service:
-    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-agent"), env=ENV), 300)
-    yield gw
-    gw.stop()
+    with running_service("gateway", log_dir=tmp_path_factory.mktemp("gw-agent"), env=ENV, ready_timeout=300) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory, gateway) -> Service:
-    gw = launch("gateway", log_dir=tmp_path_factory.mktemp("gw-agent-relay"), env=ENV,
-                args=("--asr-url", gateway.url, "--llm-url", gateway.url, "--tts-url", gateway.url))
-    yield wait_ready(gw)
-    gw.stop()
+    with running_service("gateway", log_dir=tmp_path_factory.mktemp("gw-agent-relay"), env=ENV, args=relay_to(gateway.url)) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from openai import NotFoundError, OpenAI
 
-from services.common.testing import Service, launch, wait_ready
+from services.common.testing import Service, relay_to, running_service
 
 JFK_WORDS = "ask not what your country can do for you"
 QUESTION = [{"role": "user", "content": "Name one colour of the sky."}]
@@ -33,17 +33,14 @@ COMMON = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory) -> Service:
-    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-local"), env=COMMON), 300)
-    yield gw
-    gw.stop()
+    with running_service("gateway", log_dir=tmp_path_factory.mktemp("gw-local"), env=COMMON, ready_timeout=300) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory, local) -> Service:
-    gw = launch("gateway", log_dir=tmp_path_factory.mktemp("gw-relay"), env=COMMON,
-                args=("--asr-url", local.url, "--llm-url", local.url, "--tts-url", local.url))
-    yield wait_ready(gw)
-    gw.stop()
+    with running_service("gateway", log_dir=tmp_path_factory.mktemp("gw-relay"), env=COMMON, args=relay_to(local.url)) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

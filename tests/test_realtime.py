@@ -21,7 +21,7 @@ from openai import AsyncOpenAI
 
 from cascade.audio import load_audio, resample
 from cascade.metrics import normalize
-from services.common.testing import Service, launch, wait_ready
+from services.common.testing import Service, running_service
 
 KEY = "sesame"
 ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
@@ -33,9 +33,8 @@ VAD_1200 = {"type": "server_vad", "silence_duration_ms": 1200}
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Service:
-    gw = wait_ready(launch("gateway", log_dir=tmp_path_factory.mktemp("gw-realtime"), env=ENV), 300)
-    yield gw
-    gw.stop()
+    with running_service("gateway", log_dir=tmp_path_factory.mktemp("gw-realtime"), env=ENV, ready_timeout=300) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

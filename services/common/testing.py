@@ -67,6 +67,11 @@ def start_service(name: str, *, ready_timeout: float = 180.0, **kw) -> Service:
     return wait_ready(launch(name, **kw), ready_timeout)
 
 
+def relay_to(url: str) -> tuple[str, ...]:
+    """A gateway's arguments that send ASR, LLM and TTS to the services at `url` (e.g. another gateway)."""
+    return ("--asr-url", url, "--llm-url", url, "--tts-url", url)
+
+
 @contextlib.contextmanager
 def running_service(name: str, **kw) -> Iterator[Service]:
     service = start_service(name, **kw)
