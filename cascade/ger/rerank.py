@@ -487,5 +487,5 @@ Margins: {", ".join(f"{k} {v:g}" + (" per word of the 1-best" if k in model.per_
 |---|{"---|" * len(styles)}
 {feats}
 
-Retrain: `cascade train-rerank FILES... --out DIR` (see the README section "Correction that pays").
+Retrain: `cascade train-rerank FILES... --out DIR` (see docs/guides/training.md).
 """

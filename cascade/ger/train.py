@@ -5,7 +5,7 @@ adapter never sees a layout at run time that it was not trained on. Targets favo
 when the reference equals a hypothesis the target is that hypothesis verbatim, and by default
 (`target="composable"`) a reference containing a word that no hypothesis has is replaced by
 the oracle hypothesis, so the adapter is never taught to invent words (trained on plain references,
-an early run doubled out-of-domain WER, 3.1 -> 5.8: README, Training GER adapters). Training is seeded, checkpointed (`resume=True` continues the latest
+an early run doubled out-of-domain WER, 3.1 -> 5.8: docs/guides/training.md). Training is seeded, checkpointed (`resume=True` continues the latest
 checkpoint), evaluated on a held-out dev split and stopped early when dev loss stalls; the
 best adapter is saved as a standard peft directory with a peft-style config and a model card.
 """

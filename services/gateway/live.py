@@ -6,7 +6,7 @@ the user speaks; the server answers `ready`, `partial`s as windows are decoded, 
 chunk (an `audio` JSON header, then one binary message of PCM16), and `done`; then the next turn
 starts on the same socket with the history extended. Bad input gets an `error` message and a
 close. Sessions are admitted by a bounded queue (live.max_sessions running, none waiting): a
-client that leaves mid-turn stops its work and frees its slot. The protocol is in the README.
+client that leaves mid-turn stops its work and frees its slot. The protocol is in docs/guides/voice-agent.md.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _sessions(ws: WebSocket) -> ModelQueue:
 
 @router.websocket("/v1/live")
 async def live(ws: WebSocket) -> None:
-    """A live spoken-turn session (see the module docstring and the README's protocol table)."""
+    """A live spoken-turn session (see the module docstring and the protocol table in docs/guides/voice-agent.md)."""
     await ws.accept()
     settings: Settings = ws.app.state.settings
     try:

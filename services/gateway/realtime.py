@@ -6,7 +6,7 @@ as `Authorization: Bearer`. Audio is pcm16 at 24 kHz both ways (resampled to the
 from the voice's rate with one libswresample state per stream). Events are built and parsed with the
 installed `openai` package's own realtime types, so their names and payloads are OpenAI's. Turn detection
 is the live turn's (a pause ends the turn when the words read as finished; cascade.live.endpoint); speech
-during a reply cancels it (`interrupt_response`). The supported events are listed in the README.
+during a reply cancels it (`interrupt_response`). The supported events are listed in docs/guides/voice-agent.md.
 """
 
 from __future__ import annotations
