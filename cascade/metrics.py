@@ -23,8 +23,11 @@ def _normalizer():
 
 
 def normalize(text: str) -> str:
-    """Whisper-style English normalisation (case, punctuation, spelling, numbers), whitespace collapsed."""
-    return " ".join(_normalizer()(text or "").split())
+    """Whisper-style English normalisation (case, punctuation, spelling, numbers), whitespace collapsed.
+
+    Dots left standing alone are dropped: whisper-normalizer keeps an ellipsis ("...", "…") before a space or at
+    the end as a "." word, which Whisper writes often enough to count as errors."""
+    return " ".join(w for w in _normalizer()(text or "").split() if w.strip(".…"))
 
 
 _norm = normalize

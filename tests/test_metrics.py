@@ -13,6 +13,7 @@ def test_normalize_is_whisper_english() -> None:
     assert metrics.normalize("Mr. Smith, he's got TWENTY dollars!") == "mister smith he has got $20"
     assert metrics.normalize("  colour\n") == "color"
     assert metrics.normalize("") == ""
+    assert metrics.normalize("Well… I think so …") == metrics.normalize("Well... I think so...") == "well i think so"
 
 
 def test_wer_matches_jiwer_raw_and_normalised() -> None:
