@@ -171,7 +171,8 @@ def _fault_row(url: str, data: bytes) -> dict:
 
 def faults_phase(tmp: Path, deadline: float) -> dict:
     env = {**COMMON, "CASCADE_SERVICE__REQUEST_TIMEOUT_S": str(deadline), "CASCADE_SERVICE__CONNECT_TIMEOUT_S": "1",
-           "CASCADE_CORRECT__MODE": "ger", "CASCADE_CHAT__MAX_REPLY_TOKENS": "10"}
+           "CASCADE_CORRECT__MODE": "ger", "CASCADE_CHAT__CORRECT": "ger",
+           "CASCADE_CHAT__MAX_REPLY_TOKENS": "10"}
     data = clip(2.5)
     with FaultServer("close", interval=1.0) as upstream:
         tts = dead_url()

@@ -206,9 +206,10 @@ def cut_rates(records: list[dict], silence_ms: int, max_silence_ms: int, end_log
 
 
 def early_cuts(split: str, n_ocean: int, records_out: Path | None = None, records_in: Path | None = None,
-               n_libri: int | None = None) -> dict:
+               n_libri: int | None = None, reread: bool = False) -> dict:
     """How often a turn is cut early on real recordings with pauses: the live turn's rule (pause + reading)
-    vs the pause alone (the same silence_ms), from the same pauses and readings."""
+    vs the pause alone (the same silence_ms), from the same pauses and readings. `reread`: records' words read
+    again by the current reader (its readings change, the decoded words and pauses do not)."""
     from cascade.audio import load_audio
     from cascade.config import load_settings
     from cascade.live import build_detector
@@ -218,6 +219,10 @@ def early_cuts(split: str, n_ocean: int, records_out: Path | None = None, record
     live = settings.live
     if records_in is not None:  # the pauses and readings of an earlier pass: only the rules are applied again
         records = [json.loads(line) for line in records_in.read_text().splitlines() if line.strip()]
+        if reread:
+            detector = build_detector(settings)
+            for clip in records:  # as LiveTurn._read: no history, clamped at -99
+                clip["pauses"] = [{**p, "logprob": max(detector.logprob(p["text"]), -99.0)} for p in clip["pauses"]]
     else:
         turn, detector = build_turn(settings), build_detector(settings)
         records = []
@@ -324,7 +329,7 @@ def turns(n: int, live: bool = True) -> dict:
         "utterances": n,
         "utterance_s": round(statistics.mean(len(s) / 16000 for _, s in data), 2),
         "config": {"asr": settings.asr.model, "n_best": settings.asr.n_best, "beam": settings.asr.beam_size,
-                   "correction": settings.correct.mode, "llm": f"{settings.llm.backend}:{settings.llm.model}",
+                   "correction": settings.chat.correct, "llm": f"{settings.llm.backend}:{settings.llm.model}",
                    "max_reply_tokens": settings.chat.max_reply_tokens, "max_sentences": settings.chat.max_sentences,
                    "tts": settings.tts.engine, "live_silence_ms": settings.live.silence_ms,
                    "live_pause_ms": settings.live.pause_ms, "live_cut_ms": settings.live.cut_ms,
@@ -357,6 +362,8 @@ def main() -> None:
     parser.add_argument("--cut-records", type=Path, help="write each clip's pauses and readings here (JSON lines)")
     parser.add_argument("--from-records", type=Path, help="apply the configured rule to the pauses and readings of records "
                         "written by --cut-records (no decoding)")
+    parser.add_argument("--reread", action="store_true", help="--from-records: read the records' words again with the "
+                        "current end-of-turn reader")
     args = parser.parse_args()
     if args.coqui_rtf:
         print(json.dumps({"coqui_rtf": coqui_rtf()}))
@@ -365,7 +372,8 @@ def main() -> None:
 
     home = load_settings().home
     if args.cuts_only:
-        result = {"early_cut": early_cuts(args.cut_split, args.cut_n, args.cut_records, args.from_records, args.cut_libri),
+        result = {"early_cut": early_cuts(args.cut_split, args.cut_n, args.cut_records, args.from_records, args.cut_libri,
+                                        args.reread),
                   "load_avg_1m": round(os.getloadavg()[0], 2)}
         print(json.dumps(result))
         return

@@ -458,7 +458,7 @@ def make_stage(kind: str, url: str, settings: Any) -> Any:
     if kind == "asr":
         return HttpAsrStage(AsrClient.from_settings(url, svc), settings.chat.turn_asr(settings.asr))  # type: ignore[arg-type]
     if kind == "correct":
-        return HttpCorrectStage(LlmClient.from_settings(url, svc), settings.correct.mode)  # type: ignore[arg-type]
+        return HttpCorrectStage(LlmClient.from_settings(url, svc), settings.chat.correct)  # type: ignore[arg-type]
     if kind == "reply":
         model = settings.llm.model.rsplit("/", 1)[-1]
         return HttpReplyStage(LlmClient.from_settings(url, svc), settings.chat, model)  # type: ignore[arg-type]

@@ -271,6 +271,11 @@ class ChatOptions(Options):
     """ct2 backend: the compute type the spoken turn decodes its reply in (None: llm.reply_compute_type). Nothing
     tuned reads a reply's log-probs, and int8 brings the live turn's first audio from 1.31 to 1.08 s (docs/guides/voice-agent.md);
     the OpenAI chat endpoint keeps llm.reply_compute_type, so its stream equals its whole completion."""
+    correct: CorrectionMode = "none"
+    """The spoken turn's correction (chat, /v1/voice/turn, /v1/live, Realtime); correct.mode is for transcripts.
+    none: Whisper's 1-best, decoded without the wide N-best (a spoken turn waits for every stage: with the
+    shipped reranker's cased weights, rerank reads the 5-best, +0.5-1.1 s before first audio at load 6 on 2
+    cores); any other mode decodes the N-best and corrects it before the reply."""
     reply_threads: int = Field(1, ge=0)
     """CPU threads of the spoken turn's reply LLM (0: llm.threads): one leaves a core to Whisper and piper, which
     run beside it in a turn (2 cores: first audio 0.89 vs 1.03 s with the default threads)."""

@@ -73,7 +73,7 @@ class LocalAsr:
         self.options, self.home = settings.chat.turn_asr(settings.asr), settings.home
         from cascade.correct import reads_alternatives
 
-        if not reads_alternatives(settings):  # correction keeps Whisper's 1-best here: no wide-beam decode, same 1-best
+        if not reads_alternatives(settings, settings.chat.correct):  # correction keeps Whisper's 1-best here: no wide-beam decode, same 1-best
             self.options = self.options.model_copy(update={"n_best": 1, "nbest_beam_size": self.options.beam_size})
 
     def transcribe(self, audio: AudioInput, on_best: Callable[[str], None] | None = None) -> Transcript:
@@ -88,7 +88,7 @@ class LocalAsr:
 
 
 class LocalCorrect:
-    """Every segment's N-best through the correction seam (cascade.correct), mode from settings.correct."""
+    """Every segment's N-best through the correction seam (cascade.correct), mode from settings.chat.correct."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -97,7 +97,7 @@ class LocalCorrect:
         from cascade.correct import build_corrector
 
         s, start = self.settings, time.perf_counter()
-        mode = s.correct.mode
+        mode = s.chat.correct
         nbests = [seg.nbest for seg in transcript.segments]
         corrector = build_corrector(s, mode if nbests else "none")
         corrections = tuple(corrector.correct(nbests))

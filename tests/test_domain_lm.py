@@ -118,5 +118,10 @@ def test_the_spoken_turn_skips_the_wide_decode_when_correction_keeps_the_one_bes
     assert reads_alternatives(load_settings({"correct": {"mode": "rerank"}, "rerank": {"model": "atis-domain"}}))
     assert not reads_alternatives(shipped, "none") and reads_alternatives(shipped, "ger")
     assert not reads_alternatives(load_settings({"correct": {"mode": "rescore"}, "rescore": {"profile": "none", "lam": 0.0}}))
-    assert LocalAsr(plain_only).options.n_best == 1 and LocalAsr(load_settings({"correct": {"mode": "none"}})).options.n_best == 1
-    assert LocalAsr(shipped).options.n_best > 1 and LocalAsr(load_settings({"correct": {"mode": "ger"}})).options.n_best > 1
+    def turn(mode: str, **more) -> LocalAsr:  # the spoken turn's correction is chat.correct (default none)
+        return LocalAsr(load_settings({"chat": {"correct": mode}, **more}))
+
+    plain_dir = str(rerank.save_model(plain, tmp_path / "p").parent)
+    assert turn("rerank", rerank={"model": plain_dir}).options.n_best == 1 and turn("none").options.n_best == 1
+    assert turn("rerank").options.n_best > 1 and turn("ger").options.n_best > 1
+    assert LocalAsr(shipped).options.n_best == 1  # correct.mode rerank is for transcripts, not the turn

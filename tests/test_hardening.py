@@ -60,7 +60,7 @@ def gateway(tmp_path_factory, upstream) -> Service:
            "CASCADE_SERVICE__MAX_CONCURRENCY": "1", "CASCADE_SERVICE__MAX_QUEUE": "2",
            "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "120", "CASCADE_SERVICE__MAX_AUDIO_S": "120",
            "CASCADE_SERVICE__REQUEST_TIMEOUT_S": str(DEADLINE_S), "CASCADE_SERVICE__CONNECT_TIMEOUT_S": "1",
-           "CASCADE_CORRECT__MODE": "ger", "CASCADE_CHAT__MAX_REPLY_TOKENS": "10"}
+           "CASCADE_CORRECT__MODE": "ger", "CASCADE_CHAT__CORRECT": "ger", "CASCADE_CHAT__MAX_REPLY_TOKENS": "10"}
     svc = launch("gateway", log_dir=logs, env=env, args=("--llm-url", llm_url, "--tts-url", dead_url()))
     try:
         yield wait_ready(svc)

@@ -319,13 +319,14 @@ def test_a_long_window_is_cut_at_its_least_speech_like_frame(live_turn, settings
 
 
 def test_without_correction_the_turn_skips_the_wide_nbest_decode(settings: Settings, jfk: np.ndarray) -> None:
-    """correct.mode none reads no alternatives: the turn's ASR decodes the 1-best only, the same 1-best
-    (rescore with the cased profile's λ 0.2 reads them)."""
+    """chat.correct none (the default, whatever correct.mode says) reads no alternatives: the turn's ASR decodes
+    the 1-best only, the same 1-best (rescore with the cased profile's λ 0.2 reads them)."""
     from cascade.pipeline import LocalAsr
 
     def turn_asr(mode: str) -> LocalAsr:
-        return LocalAsr(settings.model_copy(update={"correct": settings.correct.model_copy(update={"mode": mode})}))
+        return LocalAsr(settings.model_copy(update={"chat": settings.chat.model_copy(update={"correct": mode})}))
 
+    assert settings.chat.correct == "none" and LocalAsr(settings).options.n_best == 1
     plain, full = turn_asr("none"), turn_asr("rescore")
     assert plain.options.nbest_beam_size <= plain.options.beam_size and plain.options.n_best == 1
     one, many = plain.transcribe(jfk[: 16000 * 3]), full.transcribe(jfk[: 16000 * 3])

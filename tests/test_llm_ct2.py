@@ -308,3 +308,16 @@ def test_the_whole_ger_corrector_decides_as_with_transformers(f32, hf, dev_lists
     ours, theirs = (list(build_corrector(s, "ger", backend=b).correct(lists)) for b in (f32, hf))
     assert [(c.text, c.raw_output, c.status, c.fallback_reason) for c in ours] == \
         [(c.text, c.raw_output, c.status, c.fallback_reason) for c in theirs]
+
+
+def test_next_token_logprobs_in_one_pass_equal_scoring_each_token(f32, hf) -> None:
+    """The end-of-turn reader's one pass (cascade.live.endpoint): log p(next token | prompt) is what scoring
+    prompt + token gives, with the system line's state kept (static) or not, on both local backends."""
+    system = f32.chat_template([{"role": "user", "content": "\x00"}], add_generation_prompt=False).partition("\x00")[0]
+    prompt = system + "And so my fellow Americans"
+    endings = [".", "?", "!", "<|im_end|>"]
+    scored = [s.logprob for s in f32.score(endings, prefix=prompt)]
+    for static in ("", system):
+        assert f32.next_logprobs(prompt, endings, static=static) == pytest.approx(scored, abs=1e-3)
+    assert hf.next_logprobs(prompt, endings) == pytest.approx([s.logprob for s in hf.score(endings, prefix=prompt)], abs=1e-3)
+    assert hf.next_logprobs(prompt, endings) == pytest.approx(scored, abs=2e-2)

@@ -173,7 +173,7 @@ def test_chat_errors(tmp_path: Path) -> None:
     bad_history = tmp_path / "h.json"
     bad_history.write_text('{"not": "a list"}')
     assert "history" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--history", str(bad_history)]))
-    assert "correct.mode" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--correction", "magic"]))
+    assert "chat.correct" in _one_line_error(runner.invoke(app, ["chat", str(silence), "-o", str(out), "--correction", "magic"]))
 
 
 def test_the_spoken_turn_decodes_its_reply_in_int8_on_ct2_only() -> None:

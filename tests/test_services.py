@@ -48,7 +48,7 @@ def stack(tmp_path_factory) -> dict[str, Service]:
     tts = launch("tts", log_dir=logs, env=common)
     gw = launch("gateway", log_dir=logs, env={  # its stages are remote: it needs no model to start
         **common, "CASCADE_SERVICE__API_KEY": KEY, "CASCADE_CHAT__MAX_REPLY_TOKENS": "10",
-        "CASCADE_CORRECT__MODE": "rescore", "CASCADE_SERVICE__CONNECT_TIMEOUT_S": "1"},
+        "CASCADE_CORRECT__MODE": "rescore", "CASCADE_CHAT__CORRECT": "rescore", "CASCADE_SERVICE__CONNECT_TIMEOUT_S": "1"},
         args=("--asr-url", asr.url, "--llm-url", llm.url, "--tts-url", tts.url))
     services = {"asr": asr, "llm": llm, "tts": tts, "gateway": gw}
     try:

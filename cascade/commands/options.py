@@ -57,6 +57,10 @@ CorrectOpt = Annotated[str | None, typer.Option(*_CORRECT_NAMES, metavar=choices
 CorrectCfgOpt = Annotated[str | None, typer.Option(*_CORRECT_NAMES, metavar=choices(get_args(CorrectionMode)),
                                                    help=_CORRECT_HELP, show_default=config_default("correct.mode"))]
 """For a command whose default mode is the config's (None in its signature)."""
+TurnCorrectOpt = Annotated[str | None, typer.Option(
+    *_CORRECT_NAMES, metavar=choices(get_args(CorrectionMode)), show_default=config_default("chat.correct"),
+    help="The spoken turn's correction (chat.correct; also --correction): none replies to Whisper's 1-best at once, "
+    "another mode decodes the 5-best and corrects it first.")]
 AdapterOpt = Annotated[str | None, typer.Option(
     "--adapter", show_default=config_default("correct.adapter"),
     help="GER LoRA adapter (correct.adapter): a peft directory, or the name a server serves it under.")]

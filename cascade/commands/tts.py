@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cascade.commands.common import cli_errors, console, err_console, settings
-from cascade.commands.options import CorrectCfgOpt, ThreadsOpt, config_default, old_names, runtime
+from cascade.commands.options import ThreadsOpt, TurnCorrectOpt, config_default, old_names, runtime
 from cascade.types import ChatMessage, InvalidInput
 
 app = typer.Typer()
@@ -82,7 +82,7 @@ def chat(
     audio: Annotated[Path, typer.Argument(help="The user's utterance (any format ffmpeg reads).", show_default=False)],
     output: OutOpt,
     history: Annotated[Path | None, typer.Option("--history", help="JSON conversation history; read, then extended with this turn.")] = None,
-    correction: CorrectCfgOpt = None,
+    correction: TurnCorrectOpt = None,
     stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Speak the first sentence while the rest is generated.")] = None,
     engine: EngineOpt = None, voice: VoiceOpt = None, speed: SpeedOpt = None, fmt: FormatOpt = None,
     sample_rate: RateOpt = None, coqui_model: CoquiOpt = None, speaker: SpeakerOpt = None,
@@ -100,7 +100,7 @@ def chat(
         raise InvalidInput(f"file not found: {audio}", param="file")
     past = _read_history(history)
     s = settings(tts=_tts(engine, voice, speed, fmt, sample_rate, coqui_model, speaker, output),
-                 correct={"mode": correction}, chat={"stream": stream}, **runtime(threads=threads))
+                 chat={"correct": correction, "stream": stream}, **runtime(threads=threads))
     if live:
         _chat_live(audio, output, history, past, s, pace, as_json)
         return

@@ -315,6 +315,27 @@ class CT2Backend:
         per_token = self.prompt_logprobs([prefix + t for t in texts], adapter=adapter)
         return [score_from_tokens(toks, len(prefix), len(prefix) + len(t)) for toks, t in zip(per_token, texts)]
 
+    def next_logprobs(self, prompt: str, tokens: Sequence[str], *, static: str = "", reply: bool = False) -> list[float]:
+        """log p(each of `tokens` comes next | prompt) from one pass over the prompt (after the document-start
+        token, as prompt_logprobs: the same value as scoring prompt + token). `static`: a prefix of `prompt`
+        that is the same on every call (a system line): CTranslate2 keeps its state and reads only the rest.
+        `reply`: in the turn's reply compute type (int8: faster; the end-of-turn reader is chosen on it)."""
+        import numpy as np
+
+        ids = [self.tokenizer.convert_tokens_to_ids(t) for t in tokens]
+        gen = self._generator(None, self.options.reply_compute_type if reply else None)
+        toks = [self._start, *self._prompt_tokens(prompt)]
+        head = [self._start, *self._prompt_tokens(static)] if static else []
+        if not head or toks[: len(head)] != head or len(toks) == len(head):
+            head = []
+        extra = {"static_prompt": head} if head else {}
+        result = gen.generate_batch([toks[len(head) :]], max_length=1, include_prompt_in_result=False,
+                                    return_logits_vocab=True, sampling_topk=1, **extra)
+        logits = np.asarray(result[0].logits[0], dtype=np.float64).reshape(-1)
+        top = logits.max()
+        norm = top + np.log(np.exp(logits - top).sum())
+        return [float(logits[i] - norm) for i in ids]
+
     # ------------------------------------------------------------------ generation
 
     def _prompt_tokens(self, prompt: str) -> list[str]:

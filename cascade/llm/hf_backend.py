@@ -172,6 +172,18 @@ class TransformersBackend:
         per_token = self.prompt_logprobs([prefix + t for t in texts], adapter=adapter)
         return [score_from_tokens(toks, len(prefix), len(prefix) + len(t)) for toks, t in zip(per_token, texts)]
 
+    def next_logprobs(self, prompt: str, tokens: Sequence[str], *, static: str = "", reply: bool = False) -> list[float]:
+        """log p(each of `tokens` comes next | prompt) from one pass (after the document-start token, as
+        prompt_logprobs); `static` and `reply` are CTranslate2's hints (one model here)."""
+        import torch
+
+        ids = [self._start_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+        wanted = [self.tokenizer.convert_tokens_to_ids(t) for t in tokens]
+        with self._using(None) as model, torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        return [float(logp[i]) for i in wanted]
+
     def _token_logprobs(self, ids: list[list[int]], adapter: str | None) -> list[list[float]]:
         import torch
 

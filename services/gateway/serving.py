@@ -152,7 +152,7 @@ class GatewayServing:
 
         samples = audio.decode(cancel) if isinstance(audio, PendingAudio) else audio
         rec, t = _Record(), self.turn
-        turn = SpokenTurn(asr=_Asr(t.asr, rec), correct=_Correct(t.corrector, rec, self.settings.correct.mode, self.metrics),
+        turn = SpokenTurn(asr=_Asr(t.asr, rec), correct=_Correct(t.corrector, rec, self.settings.chat.correct, self.metrics),
                           reply=_Reply(t.replier, rec), tts=_Tts(t.tts, rec), chat=t.chat)
         start = time.perf_counter()
         try:
