@@ -10,7 +10,7 @@ APT_PACKAGES := ffmpeg espeak-ng sox sctk libsndfile1 chromium chromium-driver
 FILE ?=
 ARGS ?=
 
-.PHONY: setup system-deps demo test test-all bench clean-venv coqui-env ger-adapter docs
+.PHONY: setup system-deps demo test test-all bench clean-venv coqui-env pipecat-env ger-adapter docs
 
 # Debian packages the tests and audio tools use (installed only when missing).
 system-deps:
@@ -47,16 +47,20 @@ demo: setup
 coqui-env:
 	@PYTHON=$(PYTHON) COQUI_VENV=$(CACHE)/venv-coqui bash tests/coqui_env.sh
 
+# The separate pipecat venv (pipecat-ai[openai], whose pins clash with the main venv's); cached like coqui-env.
+pipecat-env:
+	@PYTHON=$(PYTHON) PIPECAT_VENV=$(CACHE)/venv-pipecat bash tests/pipecat_env.sh
+
 # The docs site, built strictly (a broken link, a missing page or a reference page the code no longer matches fails).
 DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
 docs: setup
 	$(DOCS_ENV) $(PY) -m mkdocs build --strict -q
 
-test: setup coqui-env docs
+test: setup coqui-env pipecat-env docs
 	$(PY) -m pytest -q $(ARGS)
 
 # Slow training/benchmark tests too.
-test-all: setup coqui-env
+test-all: setup coqui-env pipecat-env
 	$(PY) -m pytest -q -m "" $(ARGS)
 
 clean-venv:
