@@ -199,6 +199,28 @@ def test_logprobs_are_the_models_scores(client):
     assert plain.choices[0].message.content == out.choices[0].message.content and plain.choices[0].logprobs is None
 
 
+def test_transcription_logprobs_are_whispers_own(client, relay, jfk_path):
+    """include=["logprobs"] (gpt-4o-transcribe's field): every token of the text with its log-prob under
+    Whisper's decoder; refused where OpenAI refuses it, and by a gateway whose recogniser is remote."""
+    from openai import APIStatusError
+
+    with jfk_path.open("rb") as fh:
+        out = client.audio.transcriptions.create(file=fh, model="gpt-4o-transcribe", include=["logprobs"])
+    tokens = out.logprobs
+    assert "".join(t.token for t in tokens).strip() == out.text and JFK_WORDS in _words(out.text)
+    assert all(t.logprob <= 0 and bytes(int(b) for b in t.bytes) == t.token.encode() for t in tokens)
+    words = [t.logprob for t in tokens if t.token.strip(" ,.")]  # Whisper is sure of these words, less of a comma
+    assert sum(words) / len(words) > -0.5 and min(words) > -3
+    with jfk_path.open("rb") as fh:
+        assert client.audio.transcriptions.create(file=fh, model="whisper-1").logprobs is None
+    with jfk_path.open("rb") as fh, pytest.raises(BadRequestError, match="logprobs"):
+        client.audio.transcriptions.create(file=fh, model="whisper-1", include=["logprobs"], response_format="verbose_json")
+    remote = OpenAI(base_url=relay.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    with jfk_path.open("rb") as fh, pytest.raises(APIStatusError, match="in-process") as err:
+        remote.audio.transcriptions.create(file=fh, model="whisper-1", include=["logprobs"])
+    assert err.value.status_code == 501
+
+
 # --------------------------------------------------------------------------- both CPU backends
 
 

@@ -70,11 +70,17 @@ class TranscriptionForm(BaseModel):
     hallucinations: Literal["flag", "drop", "keep"] | None = None
     """Extension (extra_body): invented segments flagged (verbose_json), dropped from text/srt/vtt, or kept unchecked;
     None: the service's asr.hallucinations."""
+    include: list[Literal["logprobs"]] = Field(default_factory=list, alias="include[]")
+    """OpenAI's include[]=logprobs: each token of the text with its log-prob under Whisper's decoder (json only, as
+    OpenAI; cascade.asr.logprobs reads the 1-best again over each segment's audio)."""
 
     @model_validator(mode="after")
     def _check(self) -> TranscriptionForm:
         if self.stream and self.response_format not in ("json", "text"):
             raise ValueError("stream: streamed transcriptions are events; use response_format json or text")
+        if "logprobs" in self.include and (self.response_format != "json" or self.stream or self.correct != "none"):
+            raise ValueError("include[]: logprobs come with response_format=json only, not streamed, and without "
+                             "correct (they are the recogniser's, of its own 1-best)")
         if "word" in self.timestamp_granularities and self.response_format != "verbose_json":
             raise ValueError("timestamp_granularities[]: word timestamps need response_format=verbose_json")
         for name in sorted(set(self.model_extra or {}) - {"file"}):
@@ -215,7 +221,7 @@ async def nbest_events(items: AsyncIterator[Segment | Transcript]) -> AsyncItera
 
 
 def render_transcript(t: Transcript, form: TranscriptionForm, subtitles: SubtitleOptions | None = None, *,
-                      drop_invented: bool = False) -> Response:
+                      drop_invented: bool = False, logprobs: list[tuple[str, float]] | None = None) -> Response:
     """The response in the requested format; extensions add the whole Transcript record to json; srt/vtt cues are
     cut with `subtitles` (the service's configured settings.subtitles). `drop_invented` (hallucinations=drop) leaves
     segments flagged as invented out of text/srt/vtt; json and verbose_json keep them, with their flag."""
@@ -232,6 +238,9 @@ def render_transcript(t: Transcript, form: TranscriptionForm, subtitles: Subtitl
         body = to_verbose(t, form.temperature, "word" in form.timestamp_granularities)
         return JSONResponse(body.model_dump(mode="json", exclude_none=True, serialize_as_any=True))
     body: dict = {"text": t.text, "usage": {"type": "duration", "seconds": t.duration}}
+    if logprobs is not None:  # OpenAI's Transcription.logprobs
+        body["logprobs"] = [{"token": tok, "logprob": round(lp, 6), "bytes": list(tok.encode("utf-8"))}
+                            for tok, lp in logprobs]
     if form.extended:
         body["transcript"] = t.model_dump(mode="json")
     return JSONResponse(body)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from cascade.types import Transcript
+from cascade.types import InvalidInput, Transcript
 from services.asr.deps import DecodedAudio
 from services.asr.protocol import (
     TranscriptionForm, decoded_for, nbest_events, parse_options, render_transcript, transcription_events,
@@ -36,6 +36,10 @@ async def create_transcription(audio: DecodedAudio, form: FormDep, asr: AsrDep, 
     if form.stream:
         return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),
                             done=False)
+    if "logprobs" in form.include:
+        transcript, logprobs = await asr.transcribe_scored(audio, options)
+        return render_transcript(transcript, form, settings.subtitles, drop_invented=options.hallucinations == "drop",
+                                 logprobs=logprobs)
     return render_transcript(await asr.transcribe(audio, options, form.correct), form, settings.subtitles,
                              drop_invented=options.hallucinations == "drop")
 
@@ -43,6 +47,8 @@ async def create_transcription(audio: DecodedAudio, form: FormDep, asr: AsrDep, 
 @router.post("/v1/audio/translations", responses=ERROR_RESPONSES)
 async def create_translation(audio: DecodedAudio, form: FormDep, asr: AsrDep, settings: SettingsDep) -> Response:
     """OpenAI-compatible translation to English (needs a multilingual model, e.g. model=base)."""
+    if form.include:
+        raise InvalidInput("include[]: logprobs are given for transcriptions only (as OpenAI)", param="include")
     options = decoded_for(form, settings, form.to_asr_options(settings.asr, "translate", settings.service.model_aliases))
     if form.stream:
         return sse_response(transcription_events(await asr.stream(audio, options, form.correct), form.extended),

@@ -18,7 +18,10 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from cascade.config import AsrOptions, Settings
-from cascade.types import BackendUnavailable, Cancelled, Correction, CorrectionMode, ModelNotFound, NBest, Segment, StageInfo, Transcript
+from cascade.types import (
+    BackendUnavailable, Cancelled, Correction, CorrectionMode, ModelNotFound, NBest, Segment, StageInfo, Transcript,
+    Unsupported,
+)
 from services.asr.deps import PendingAudio
 from services.common.metrics import ServiceMetrics
 from services.common.middleware import client_gone
@@ -78,6 +81,13 @@ class LocalRecognizer:
             done.append(segment)
             yield segment
         yield collect(iter(done), info, source=None, started=started)
+
+
+    def token_logprobs(self, samples: np.ndarray, transcript: Transcript, options: AsrOptions) -> list[tuple[str, float]]:
+        """Each text token of the transcript's 1-best with its log-prob under Whisper's decoder."""
+        from cascade.asr.logprobs import token_logprobs
+
+        return token_logprobs(samples, transcript, options, self.home)
 
 
 def _until(segments: Iterator[Segment], cancel: threading.Event | None) -> Iterator[Segment]:
@@ -165,6 +175,24 @@ class AsrServing:
         if correct == "none" or not transcript.segments:
             return transcript
         return await self.correct_transcript(transcript, correct)  # type: ignore[arg-type]
+
+    async def transcribe_scored(self, audio: np.ndarray | PendingAudio,
+                                options: AsrOptions) -> tuple[Transcript, list[tuple[str, float]]]:
+        """The Transcript and its tokens' log-probs (include=["logprobs"]), both inside the model's slot; a
+        recogniser that cannot read them (a remote ASR service) is a 501."""
+        model = self.served.canonical(options.model)
+        options = options.model_copy(update={"model": model})
+        if not hasattr(self.recognizer, "token_logprobs"):
+            raise Unsupported("include[]=logprobs: token log-probs are read by an in-process recogniser only; "
+                              "this one is the remote ASR service (service.asr_url): ask it directly", param="include")
+        queue = self.queues[f"{self.recognizer.name}:{model}"]
+        return await queue.run(self._recognize_scored, audio, options, client_gone.get())
+
+    def _recognize_scored(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
+                          cancel: threading.Event | None) -> tuple[Transcript, list[tuple[str, float]]]:
+        samples = audio.decode(cancel) if isinstance(audio, PendingAudio) else audio
+        transcript = self.recognizer.transcribe_all(samples, options, cancel=cancel)
+        return transcript, self.recognizer.token_logprobs(samples, transcript, options)  # type: ignore[attr-defined]
 
     def _recognize(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
                    cancel: threading.Event | None) -> Transcript:
