@@ -1,8 +1,10 @@
 """WER of 1-best / rescore / rerank [/ GER / GER + adapter] / o_nb / o_cp per set and split; ONE JSON line.
 
 Nothing is tuned here: rescoring uses the style profiles of the config (chosen on dev by `cascade tune`), the
-reranker its own dev-chosen margin (`cascade train-rerank`, out of fold on dev). Only the adapter's gate
-(posterior margin, max changed words) is chosen here, on the dev split, and applied unchanged to test.
+reranker its own dev-chosen margin (`cascade train-rerank`, out of fold on dev). An adapter that ships its own gate
+(gate.json, e.g. cascade/adapters/ger-own: chosen on held-out dev speakers by benchmarks/own_ger.py) is run as GER
+runs it (`ger+lora`); for any other adapter the gate (posterior margin, max changed words) is chosen here, on the dev
+split, and applied unchanged to test.
 Sets: the six HyPoradise sets (first N per split; the files are pre-shuffled), librispeech-test-other with
 two N-best sources (the manifest's large-Whisper 5-best, `ls-other-large`, and our own, `ls-other-tiny.en`) and
 speechocean762 (our own lists, `so762-tiny.en`, with its children and adults apart). Our own lists are decoded as
@@ -12,6 +14,7 @@ LLM scores are computed once per text (CASCADE_HOME/rerank cache); s/utt is time
     python benchmarks/ger_accuracy.py --per-set 100
     python benchmarks/ger_accuracy.py --per-set 100 --reranker DIR      # e.g. an ATIS-adapted reranker
     python benchmarks/ger_accuracy.py --per-set 0 --methods rerank,ger   # our own lists only
+    python benchmarks/ger_accuracy.py --per-set 20 --methods rerank --adapter cascade/adapters/ger-own
 """
 
 from __future__ import annotations
@@ -134,7 +137,9 @@ def main() -> None:
     backend = CachedBackend(LmCache(live, settings.home))  # every method sees the live model's scores, computed once
     methods = [m for m in args.methods.split(",") if m]
     splits = [s for s in ("dev", "test") if s in args.splits.split(",")]
-    data = {split: load_sets(split, args, settings) for split in {"dev", *splits} if split in splits or args.adapter}
+    own_gate = bool(args.adapter) and ger.gate_file(args.adapter) is not None
+    choose_here = bool(args.adapter) and not own_gate
+    data = {split: load_sets(split, args, settings) for split in {"dev", *splits} if split in splits or choose_here}
     t0 = time.perf_counter()
     backend.cache.get([h.text for d in data.values() for us in d.values() for u in us for h in u.nbest.hypotheses])
     model = rerank.load_model(settings.rerank.model)
@@ -148,7 +153,9 @@ def main() -> None:
             key = f"{split}/{name}"
             refs, first = [u.reference or "" for u in utts], [u.nbest.texts[0] for u in utts]
             texts = {m: [c.text for c in run(utts, backend, m, settings)[0]] for m in methods}
-            if args.adapter:
+            if own_gate:
+                texts["ger+lora"] = [c.text for c in run(utts, backend, "ger", settings, adapter=args.adapter)[0]]
+            elif args.adapter:
                 rescored = run(utts, backend, "rerank" if settings.rerank.ger_base else "rescore", settings)[0]  # GER's base
                 gopts = settings.ger.model_copy(update={"posterior_margin": ACCEPT_ALL, "max_changed_words": None})
                 kept[key] = {"refs": refs, "lora": run(utts, backend, "ger", settings, gopts, args.adapter)[0], "rescore": rescored,
@@ -165,13 +172,19 @@ def main() -> None:
             print(json.dumps({"partial": key, **out["wer"][key]}), file=sys.stderr, flush=True)
     if dump:
         dump.close()
-    if args.adapter:
+    if own_gate:
+        out["adapter_gate"] = json.loads(ger.gate_file(args.adapter).read_text())
+        out["adapter_gate"].pop("grid", None)
+    elif args.adapter:
         gate, out["gate_grid_dev_mean_wer"] = choose_gate({k: d for k, d in kept.items() if k.startswith("dev/")})
         out["margin"], out["max_changed_words"] = gate
         for key, d in kept.items():
             out["wer"][key]["ger+lora"] = pct(d["refs"], with_gate(d["lora"], d["rescore"], *gate))
     summarise(out, splits, args.sets.split(","))
     out["seconds_per_utt"] = timing(data[splits[-1]], live, settings, methods, args.timing_lists)
+    if own_gate and args.timing_lists:
+        utts = [u for key, us in data[splits[-1]].items() if not key.startswith(tuple(SETS)) for u in us[: args.timing_lists]]
+        out["seconds_per_utt"]["ger+lora"] = round(run(utts, live, "ger", settings, adapter=args.adapter)[1], 3) if utts else None
     out["seconds_note"] = "live LLM on a shared 2-core machine: timings inflated by load; accuracy is not"
     print(json.dumps(out), flush=True)
 

@@ -233,6 +233,14 @@ class GerOptions(Options):
     λ = 0 can never prefer a change. None: the score gate also with an adapter. The default is what
     benchmarks/ger_accuracy.py chose on dev for the shipped adapter (the most cautious setting tried:
     no margin made the dev split better without making a dev set worse)."""
+    adapter_gate: bool = True
+    """An adapter that ships its own gate (gate.json beside its weights, chosen on held-out dev speakers, e.g.
+    ger-own) is judged by that posterior margin and max changed words instead of the two above. False: the two
+    above for every adapter."""
+    adapter_picks: bool | None = None
+    """With the reranked best as GER's base: may an adapter's output be another hypothesis than the reranker's pick
+    (its posterior gate judges it)? None: only an adapter that ships its own gate (chosen that way); zero-shot GER
+    never."""
 
 
 class TtsOptions(Options):

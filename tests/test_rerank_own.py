@@ -102,3 +102,30 @@ def test_transcribe_correct_rerank_uses_the_shipped_cased_weights(tmp_path: Path
         assert c is not None and c.method == "rerank" and c.guards["style"] == "cased"
         assert c.fallback_reason != "no_model_for_style" and c.guards["margin"] == model.margins["cased"]
         assert seg.text == c.text and c.text in seg.nbest.texts
+
+
+def test_upper_case_references_are_written_as_the_hypotheses_write() -> None:
+    """speechocean762's references are upper-case prompts: an adapter trained on them as they are would shout."""
+    from cascade.ger.train import choose_target, restyle
+    from cascade.types import Utterance
+
+    hyps = ["Then, you win to the impact.", "Then he went to the park."]
+    assert restyle("THEN HE WENT TO THE PARK", hyps) == "Then he went to the park."
+    assert restyle("I SAW THEN THE PARK", ["What about the best?", "I saw it then."]) == "I saw then the park?"
+    assert restyle("then he went to the park", hyps) == "Then he went to the park."  # LibriSpeech's style
+    assert restyle("Then he, the park.", hyps) == "Then he, the park." and restyle("THE PARK", ["THE PARK"]) == "THE PARK"
+    assert restyle("the park", ["the park", "the bark"]) == "the park"  # plain lists: as it is
+    utt = Utterance(id="u", nbest=NBest.from_texts(hyps), reference="THEN HE WENT TO THE IMPACT")
+    assert choose_target(utt, "composable") == ("Then he went to the impact.", None)  # new text, every word heard
+    assert choose_target(utt.model_copy(update={"reference": "THEN HE WENT TO THE PARK"}), "composable") == (hyps[1], 1)
+
+
+def test_an_adapter_gate_file_sets_the_gate_and_its_styles(tmp_path: Path) -> None:
+    from cascade.ger.correct import GATE_NAME, adapter_styles, with_adapter_gate
+
+    (tmp_path / GATE_NAME).write_text(json.dumps({"posterior_margin": 2.0, "max_changed_words": 3, "styles": ["cased"]}))
+    got = with_adapter_gate(GerOptions(), str(tmp_path))
+    assert (got.posterior_margin, got.max_changed_words) == (2.0, 3) and adapter_styles(str(tmp_path)) == ("cased",)
+    off = GerOptions(adapter_gate=False)
+    assert with_adapter_gate(off, str(tmp_path)) == off  # the options as given
+    assert with_adapter_gate(GerOptions(), str(tmp_path / "none")) == GerOptions() and adapter_styles(None) is None

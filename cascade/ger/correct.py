@@ -9,10 +9,12 @@ close to one of them or that scores below the rescored best.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from more_itertools import chunked
@@ -117,6 +119,32 @@ def rerank_gate(out: str, base: Correction, ger: GerOptions, log: dict[str, Any]
         raise guards.Rejected("below_reranked_best")
 
 
+GATE_NAME = "gate.json"
+"""Beside an adapter's weights: the posterior margin and max changed words chosen for it on held-out dev speakers."""
+
+
+def gate_file(adapter: str | None) -> Path | None:
+    """The adapter's own gate (GATE_NAME in its directory), if it ships one."""
+    path = Path(adapter).expanduser() / GATE_NAME if adapter else None
+    return path if path is not None and path.is_file() else None
+
+
+def adapter_styles(adapter: str | None) -> tuple[str, ...] | None:
+    """The input styles an adapter's own gate was chosen on (None: any); a list of another style keeps GER's base."""
+    path = gate_file(adapter)
+    styles = json.loads(path.read_text()).get("styles") if path is not None else None
+    return tuple(styles) if styles else None
+
+
+def with_adapter_gate(ger: GerOptions, adapter: str | None) -> GerOptions:
+    """The options with the adapter's own gate when it ships one and ger.adapter_gate."""
+    path = gate_file(adapter) if ger.adapter_gate else None
+    if path is None:
+        return ger
+    gate = json.loads(path.read_text())
+    return ger.model_copy(update={k: gate[k] for k in ("posterior_margin", "max_changed_words") if k in gate})
+
+
 def uses_posterior_gate(ger: GerOptions, adapter: str | None) -> bool:
     """An adapter with a posterior margin is judged by its own log-probabilities, not by the score gate."""
     return bool(adapter) and ger.posterior_margin is not None
@@ -191,16 +219,24 @@ def reranked_bases(chunk: Sequence[NBest], bases: list[Correction], backend: Llm
 def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, rescore: RescoreOptions,
                adapter: str | None = None, rerank: RerankOptions | None = None) -> list[Correction]:
     bases = rescore_many(chunk, backend, rescore)
+    ger = with_adapter_gate(ger, adapter)
+    picks = uses_posterior_gate(ger, adapter) and (gate_file(adapter) is not None if ger.adapter_picks is None else ger.adapter_picks)
     reranked = rerank is not None and rerank.ger_base
     if reranked:
         bases = reranked_bases(chunk, bases, backend, rerank)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     todo = [i for i, nb in enumerate(chunk) if any(t.strip() for t in nb.texts)]
+    from cascade.ger.features import detect_style
+
+    styles = adapter_styles(adapter) if ger.adapter_gate else None
+    other = {i for i in todo if styles and detect_style(chunk[i].texts) not in styles}
+    todo = [i for i in todo if i not in other]
     rendered = [render_prompt(chunk[i], ger) for i in todo]
     ref = prompts.prompt_ref(ger.prompt)
     info = StageInfo(stage="ger", model=getattr(backend, "name", None), options={**ger.model_dump(), "adapter": adapter},
                      prompt_name=ref.name, prompt_hash=ref.hash)
-    out: list[Correction] = [_fallback(b, "all_hypotheses_empty", {}, None, info) for b in bases]
+    out: list[Correction] = [_fallback(b, "adapter_not_for_style" if i in other else "all_hypotheses_empty", {}, None, info)
+                             for i, b in enumerate(bases)]
     if not todo:
         return out
     cap = max(token_cap(chunk[i], backend, ger) for i in todo)
@@ -216,8 +252,9 @@ def _ger_chunk(chunk: Sequence[NBest], backend: LlmBackend, ger: GerOptions, res
         # the list's own rescoring options (its style profile): the score gate compares on the bases' scale
         out[i] = apply_guards(chunk[i], raw or "", bases[i], ger, effective(rescore, chunk[i]), backend, info, prompt, adapter,
                               rerank if reranked else None)
-        if reranked and out[i].chosen is not None and out[i].chosen != bases[i].chosen:
+        if reranked and not picks and out[i].chosen is not None and out[i].chosen != bases[i].chosen:
             # the reranker already chose among the hypotheses: GER may write something new, not pick another one
+            # (unless an adapter's own gate, chosen on held-out speakers with picks allowed, judges its pick)
             out[i] = _fallback(bases[i], "reranker_preferred_base", {**out[i].guards, "accepted": False}, raw, info)
     return out
 

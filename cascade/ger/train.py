@@ -79,7 +79,38 @@ def choose_target(utt: Utterance, mode: str) -> tuple[str, int | None]:
         return hyps[oracle], oracle
     if mode == "composable" and not set(ref_w) <= {w for hw in hyp_w for w in hw}:
         return hyps[oracle], oracle
-    return ref, None
+    return restyle(ref, hyps), None
+
+
+_EDGE = ",.;:!?\"'()[]"
+
+
+def restyle(reference: str, hypotheses: Sequence[str]) -> str:
+    """A reference in another style than cased hypotheses (speechocean762's upper-case prompts, LibriSpeech's lower
+    case without punctuation) written the way the hypotheses write (Whisper's case and final punctuation), so an
+    adapter trained on it does not learn to shout or drop punctuation: each word takes the spelling of a hypothesis
+    word that normalises alike (else lower case), the first word is capitalised, and the 1-best's sentence end is
+    kept. A reference in the hypotheses' style is returned as it is."""
+    from cascade.ger.features import detect_style
+    from cascade.metrics import normalize
+
+    other = reference.isupper() or detect_style([reference]) == "plain"
+    if not any(ch.isalpha() for ch in reference) or not other or detect_style(hypotheses) != "cased" \
+            or all(h.isupper() for h in hypotheses if h.strip()):
+        return reference
+    seen: dict[str, str] = {}
+    toks = [h.split() for h in hypotheses]
+    for tok in (t for ts in toks for t in ts[1:]):  # a word inside a sentence shows its own case
+        seen.setdefault(normalize(tok), tok.strip(_EDGE))
+    for tok in (ts[0] for ts in toks if ts):  # a sentence's first word only its case after the capital
+        seen.setdefault(normalize(tok), tok.strip(_EDGE)[:1].lower() + tok.strip(_EDGE)[1:])
+    words = [seen.get(normalize(w)) or w.lower().strip(_EDGE) for w in reference.split()]
+    words = [w.capitalize() if w == "i" or w.startswith("i'") else w for w in words if w]
+    if not words:
+        return reference
+    words[0] = words[0][:1].upper() + words[0][1:]
+    best = hypotheses[0].rstrip() if hypotheses else ""
+    return " ".join(words) + (best[-1] if best[-1:] in (".", "?", "!") else "")
 
 
 def build_examples(utts: Sequence[Utterance], cfg: LoraTrainConfig, ger: GerOptions) -> list[Example]:
