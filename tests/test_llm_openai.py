@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from openai import OpenAI
 
 from cascade.config import LlmOptions
 from cascade.llm import load_backend
@@ -75,3 +77,40 @@ def test_dead_server_is_backend_unavailable() -> None:
     dead = OpenAIBackend(LlmOptions(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1, timeout_s=2))
     with pytest.raises(BackendUnavailable, match="unavailable"):
         dead.generate(["hi"], max_tokens=2)
+
+
+@pytest.fixture(scope="module")
+def relay_llm(tmp_path_factory, server):
+    """An LLM service on the HTTP backend (as with vLLM), its server the one above."""
+    svc = launch("llm", log_dir=tmp_path_factory.mktemp("llm-relay"),
+                 env={"CASCADE_LLM__BACKEND": "openai", "CASCADE_LLM__BASE_URL": server.url + "/v1",
+                      "CASCADE_LLM__TIMEOUT_S": "300", "CASCADE_LLM__MAX_RETRIES": "0"})
+    try:
+        yield wait_ready(svc, timeout=120)
+    finally:
+        svc.stop()
+
+
+def test_tools_json_and_logprobs_are_answered_by_the_http_backends_server(relay_llm) -> None:
+    """llm.backend openai (vLLM): tools, response_format and logprobs go to the server as they came and come back
+    in this service's names (the server here is the project's own LLM service, which decodes under a grammar)."""
+    client = OpenAI(base_url=relay_llm.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    paris = [{"role": "user", "content": "What's the weather like in Paris?"}]
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city",
+                                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                               "required": ["city"], "additionalProperties": False}}}
+    out = client.chat.completions.create(model="gpt-4.1", messages=paris, tools=[weather], tool_choice="required")
+    call = out.choices[0].message.tool_calls[0]
+    assert out.choices[0].finish_reason == "tool_calls" and out.model == "smollm2" and out.usage.completion_tokens > 0
+    assert call.function.name == "get_weather" and isinstance(json.loads(call.function.arguments)["city"], str)
+    chunks = list(client.chat.completions.create(model="gpt-4.1", messages=paris, tools=[weather],
+                                                 tool_choice="required", stream=True))
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert deltas[0].function.name == "get_weather" and "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
+    ask = [{"role": "user", "content": "Give the capital of France."}]
+    js = client.chat.completions.create(model="gpt-4.1", messages=ask, response_format={"type": "json_object"}, max_tokens=40)
+    assert isinstance(json.loads(js.choices[0].message.content), dict)
+    lp = client.chat.completions.create(model="gpt-4.1", messages=ask, max_tokens=4, logprobs=True, top_logprobs=2)
+    content = lp.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == lp.choices[0].message.content and len(content) == 4
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in content)

@@ -113,6 +113,11 @@ class OpenAIBackend:
             out.extend(split_at_stop(c.get("text") or "", stops) for c in choices)
         return out
 
+    def chat_completion(self, body: dict[str, Any], *, adapter: str | None = None) -> dict[str, Any]:
+        """One chat completion as the server answers it (its own tools, response_format and logprobs: vLLM's
+        tool parsers and guided decoding), `model` set to the served model or adapter."""
+        return self._post("/chat/completions", {**body, "model": self._model(adapter), "stream": False})
+
     def count_tokens(self, text: str) -> int:
         """An estimate (about 3 characters a token): the client has no tokenizer, and caps only need a bound."""
         return max(1, math.ceil(len(text) / 3)) if text else 0

@@ -48,6 +48,8 @@ class _Answer:
     """Set when the answer is plain text to stream from this prompt (decoded as it is sent)."""
     prompt: str = ""
     tools_prompt: str | None = None
+    forward: bool = False
+    """Tools, JSON or log-probs asked of an HTTP backend (llm.backend openai: vLLM): the server answers them."""
 
 
 KEEPALIVE_S = 2.0
@@ -207,6 +209,10 @@ class LlmServing:
         from cascade.llm import chat as llm_chat
 
         answer = _Answer(adapter=self.resolve(req.model))
+        if hasattr(self.backend, "chat_completion") and (
+                (req.tools and req.choice != "none") or req.json_schema is not False or req.logprobs):
+            answer.forward = True  # nothing decodes here: the server constrains (and counts) itself
+            return answer
         if req.tools and req.choice != "none":
             answer.tools_prompt = llm_chat.tools_prompt(self.backend, req.openai_messages(), req.functions)
             self.check_prompt(answer.tools_prompt, "messages", reply_tokens=req.token_cap)
@@ -220,6 +226,8 @@ class LlmServing:
         from cascade.llm import chat as llm_chat
 
         answer = plan or self._plan(req)
+        if answer.forward:
+            return self._forwarded(req, answer)
         adapter, prompt = answer.adapter, answer.prompt
         if answer.tools_prompt is not None:
             calls, decoded = llm_chat.choose_tools(self.backend, req.openai_messages(), req.functions, req.choice,
@@ -253,6 +261,26 @@ class LlmServing:
         answer.n_out += len(decoded.choices)
         if top is not None:
             answer.logprobs = self._chat_logprobs(decoded.choices)
+        return answer
+
+    def _forwarded(self, req: ChatCompletionRequest, answer: _Answer) -> _Answer:
+        """The HTTP backend's server answers the request as it came (tools, tool_choice, response_format,
+        logprobs): its calls, text, log-probs, finish reason and token counts, under this service's names."""
+        from cascade.llm.chat import ToolCall
+
+        body = req.model_dump(mode="json", by_alias=True, exclude_none=True,
+                              exclude={"model", "stream", "stream_options"})
+        out = self.backend.chat_completion(body, adapter=answer.adapter)  # type: ignore[attr-defined]
+        choice = out["choices"][0]
+        message = choice.get("message") or {}
+        answer.calls = [ToolCall(name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}",
+                                 **({"id": c["id"]} if c.get("id") else {}))
+                        for c in message.get("tool_calls") or ()]
+        answer.text = None if answer.calls else (message.get("content") or "")
+        answer.logprobs = choice.get("logprobs")
+        answer.finish = choice.get("finish_reason") or ("tool_calls" if answer.calls else "stop")
+        usage = out.get("usage") or {}
+        answer.n_prompt, answer.n_out = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
         return answer
 
     def _chat_logprobs(self, choices: list) -> dict:
