@@ -1,7 +1,8 @@
 """Multi-system fusion accuracy on the four deployed recognisers' LibriSpeech test-clean outputs.
 
 Prints ONE JSON line. Per split (dev, test): WER of each system alone, NIST `rover`
-(SCTK, majority vote), our rover, the oracle (best system per utterance), the
+(SCTK, majority vote), our rover (`our_rover_plain`: SCTK's vote; `our_rover`: as fusion votes, a system's
+silence after its last word counting fusion.tail_vote), the oracle (best system per utterance), the
 agreement pick, the LLM+agreement pick and LLM fusion (zero-shot, and with
 --adapter) with their weights tuned on the dev prefix only; seconds per utterance.
 The rover columns use all utterances; LLM columns the first --lm-n / --llm-n of each

@@ -68,3 +68,15 @@ def test_majority_vote_semantics() -> None:
     assert all(len(slot) == 3 for slot in result.slots)
     assert rover(["", "", "x"]).text == ""
     assert tokens("Mr. Smith's DOG, barked!") == ["mr", "smith's", "dog", "barked"]
+
+
+def test_a_system_that_stopped_early_abstains_after_its_last_word() -> None:
+    two_stopped = ["she sells sea shells by the shore", "she sells sea shells", "she sells see shells"]
+    assert rover(two_stopped).text == "she sells sea shells"  # SCTK: their nulls outvote the end
+    assert rover(two_stopped, tail=0.0).text == "she sells sea shells by the shore"
+    assert rover(["a b c", "a c", "a c"], tail=0.0).text == "a c"  # a null before a system's last word still votes
+    assert rover(["", "a b", "a b"], tail=0.0).text == "a b"  # a system that said nothing does not vote
+    assert rover(["a b c d", "a b x d", "a b"], tail=0.0).text == "a b c d"  # 1 against 1 after the stop: first
+    assert rover(["a b c d", "a b x d", "a b"], [1.0, 2.0, 1.0], tail=0.0).text == "a b x d"
+    result = rover(two_stopped, tail=0.0)
+    assert result.votes[-3:] == (1, 1, 1) and result.weak == 0  # won by the one voter left: unanimous, not contested

@@ -147,7 +147,8 @@ def reliability(joined: Joined, options: FusionOptions) -> Reliability:
         return rel.equal(joined.systems, len(joined.inputs))
     else:
         found = rel.estimate(joined.inputs, joined.systems, normalize=options.normalize)
-    return rel.choose_fallback(joined.inputs, found, normalize=options.normalize)
+    return rel.choose_fallback(joined.inputs, found, normalize=options.normalize,
+                               tail=options.tail_vote, best_bonus=options.best_bonus)
 
 
 def with_systems(settings: Settings, joined: Joined) -> Settings:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from more_itertools import chunked
 
 from cascade.config import FusionOptions, GerOptions
+from cascade.fusion.reliability import vote_weights
 from cascade.fusion.rover import rover, tokens
 from cascade.metrics import word_edits
 from cascade.types import (
@@ -90,6 +91,10 @@ class _Prepared:
     base: int = 0
     best_system: int | None = None
     """Index (in `systems`) of the system estimated best; None without weights."""
+    tail_vote: float = 1.0
+    """What each system's silence after its last word counted in ROVER's vote (FusionOptions.tail_vote)."""
+    votes: list[float] | None = None
+    """The weights ROVER's votes counted with (weights and FusionOptions.best_bonus)."""
 
 
 def system_weights(inp: FusionInput, options: FusionOptions) -> list[float] | None:
@@ -106,7 +111,8 @@ def _prepare(inp: FusionInput, options: FusionOptions) -> _Prepared:
         raise InvalidInput(f"utterance {inp.id or ''} has no system outputs to fuse", param="input")
     systems = [_words(o.text, options) for o in inp.outputs]
     weights = system_weights(inp, options)
-    voted = list(rover(systems, weights).words)
+    votes = None if weights is None else vote_weights(weights, options.best_bonus)
+    voted = list(rover(systems, votes, tail=options.tail_vote).words)
     candidates, sources = [voted], ["rover"]
     for out, words in zip(inp.outputs, systems):
         if words and words not in candidates:
@@ -115,7 +121,8 @@ def _prepare(inp: FusionInput, options: FusionOptions) -> _Prepared:
     nonempty = [k for k, s in enumerate(systems) if s] or list(range(len(systems)))
     w = None if weights is None else [weights[k] for k in nonempty]
     agree = [agreement(c, [systems[k] for k in nonempty], w) for c in candidates]
-    p = _Prepared(inp, systems, voted, candidates, sources, agree, weights)
+    p = _Prepared(inp, systems, voted, candidates, sources, agree, weights, tail_vote=options.tail_vote,
+                  votes=votes)
     if weights is not None:
         best = max(nonempty, key=lambda k: (weights[k], -k))
         p.best_system = best

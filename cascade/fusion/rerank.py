@@ -62,11 +62,11 @@ def _similarity(a: Sequence[str], b: Sequence[str]) -> float:
     return 1.0 - word_edits(a, b) / max(len(a), len(b), 1)
 
 
-def contested(systems: Sequence[Sequence[str]], weights: Sequence[float] | None = None) -> float:
+def contested(systems: Sequence[Sequence[str]], weights: Sequence[float] | None = None, tail: float = 1.0) -> float:
     """Fraction of ROVER's slots whose winner (a word or a null) has no strict majority of the (weighted) votes."""
     from cascade.fusion.rover import rover
 
-    return rover(systems, weights).weak
+    return rover(systems, weights, tail=tail).weak
 
 
 def order(p: _Prepared) -> list[int]:
@@ -84,7 +84,8 @@ def candidate_features(p: _Prepared, lm: dict[str, TextScore]) -> np.ndarray:
     wers = [wer_of(w) for w in weights]
     total = sum(weights) or 1.0
     median = statistics.median(len(s) for s in systems)
-    weak = contested(systems, None if p.weights is None else weights)
+    votes = getattr(p, "votes", None)
+    weak = contested(systems, None if votes is None else [votes[k] for k in keep], getattr(p, "tail_vote", 1.0))
     best = min(range(len(keep)), key=lambda k: (wers[k], k))
     others = [e for k, e in enumerate(wers) if k != best]
     gap = wers[best] / (sum(others) / len(others)) if others and sum(others) > 0 else 1.0

@@ -57,12 +57,18 @@ def tokens(text: str) -> list[str]:
     return [t.strip("'") for t in text.split() if t.strip("'")]
 
 
-def rover(hypotheses: Sequence[Sequence[str] | str], weights: Sequence[float] | None = None) -> RoverResult:
+def rover(hypotheses: Sequence[Sequence[str] | str], weights: Sequence[float] | None = None, *,
+          tail: float = 1.0) -> RoverResult:
     """Majority-vote ROVER over the systems' word lists (strings are split with `tokens`).
 
     A system with no words takes part as a single null word, as it must in rover's CTM input.
     `weights` (one per system, cascade.fusion.reliability) make each vote count that much; None or
-    equal weights give SCTK's majority vote exactly. The alignment never depends on them."""
+    equal weights give SCTK's majority vote exactly. The alignment never depends on them.
+
+    `tail`: what a system's silence after its last word counts, times its weight (1: a full vote, as SCTK
+    casts it; 0: it abstains there). A recogniser that stopped early (Azure and Watson cut long LibriSpeech
+    utterances short, the same ones) says little about the words it never reached; counted in full, two
+    truncating systems outvote one that heard the end (FusionOptions.tail_vote)."""
     systems = [(tokens(h) if isinstance(h, str) else list(h)) or [NULL] for h in hypotheses]
     if not systems:
         raise InvalidInput("rover needs at least one hypothesis", param="hypotheses")
@@ -71,12 +77,19 @@ def rover(hypotheses: Sequence[Sequence[str] | str], weights: Sequence[float] | 
     network = _network(tuple(tuple(s) for s in systems))
     slots = [slot for slot, _ in network]
     out, votes, weak = [], [], 0
-    total = float(len(systems)) if weights is None else float(sum(weights))
-    for slot, n in network:
+    every = [1.0] * len(systems) if weights is None else [float(w) for w in weights]
+    orders = [[n, *range(n), *range(n + 1, len(systems))] if n else list(range(len(systems))) for _, n in network]
+    last = [-1] * len(systems)  # each system's last slot with a word
+    if tail != 1.0:
+        for s, ((slot, _), order) in enumerate(zip(network, orders)):
+            for pos, k in enumerate(order):
+                if slot[pos] != NULL:
+                    last[k] = s
+    for s, ((slot, n), order) in enumerate(zip(network, orders)):
         # a slot inserted by system n lists n's word first, then the n systems before it (as rover does)
-        order = [n, *range(n), *range(n + 1, len(systems))] if n else range(len(systems))
-        word, count, mass = _vote(slot, None if weights is None else [weights[k] for k in order])  # type: ignore[arg-type]
-        weak += mass * 2 <= total + 1e-9
+        w = [every[k] * (tail if s > last[k] and tail != 1.0 else 1.0) for k in order]
+        word, count, mass = _vote(slot, None if weights is None and tail == 1.0 else w)
+        weak += mass * 2 <= sum(w) + 1e-9
         if word != NULL:
             out.append(word)
             votes.append(count)
