@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from pathlib import Path
 
@@ -174,6 +175,50 @@ def test_manual_commit_response_create_and_barge_in(gateway: Service, jfk24: byt
     assert "input_audio_buffer.speech_started" in kinds
     cancelled = second[-1].response
     assert cancelled.status == "cancelled" and cancelled.status_details.reason == "turn_detected"
+
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "Get the current weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                          "additionalProperties": False}}
+
+
+def test_function_calling_round_trip(gateway: Service) -> None:
+    """Tools in session.update: the response is a function_call item with its arguments events; the client's
+    function_call_output and a second response.create give the answer (the same call is not made again)."""
+
+    async def run() -> tuple[list, list]:
+        async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:
+            assert (await conn.recv()).type == "session.created"
+            await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "tools": [WEATHER],
+                                               "tool_choice": "auto"})
+            updated = await _until(conn, lambda e: e.type == "session.updated")
+            assert updated[-1].session.tools[0].name == "get_weather"
+            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "What's the weather like in Paris?"}]})
+            await conn.response.create()
+            first = await _until(conn, lambda e: e.type == "response.done")
+            call = next(e for e in first if e.type == "response.function_call_arguments.done")
+            await conn.conversation.item.create(item={"type": "function_call_output", "call_id": call.call_id,
+                                                      "output": '{"temperature_c": 22, "sky": "sunny"}'})
+            await conn.response.create()
+            second = await _until(conn, lambda e: e.type == "response.done")
+            return first, second
+
+    first, second = asyncio.run(run())
+    kinds = _types(first)
+    assert "error" not in kinds, first[-1]
+    assert kinds.index("response.created") < kinds.index("response.output_item.added") < kinds.index(
+        "response.function_call_arguments.delta") < kinds.index("response.function_call_arguments.done")
+    call = next(e for e in first if e.type == "response.function_call_arguments.done")
+    assert call.name == "get_weather" and "paris" in json.loads(call.arguments)["city"].lower()
+    done = first[-1].response
+    assert done.status == "completed" and [o.type for o in done.output] == ["function_call"]
+    assert done.output[0].call_id == call.call_id and done.output[0].arguments == call.arguments
+    kinds = _types(second)
+    assert "error" not in kinds, second[-1]
+    assert "response.function_call_arguments.done" not in kinds and "response.output_text.delta" in kinds
+    answer = second[-1].response
+    assert answer.status == "completed" and answer.output[0].type == "message" and answer.output[0].content[0].text
 
 
 def test_bad_events_get_error_events_and_the_session_goes_on(gateway: Service) -> None:

@@ -118,9 +118,12 @@ class RealtimeSession:
         self.instructions = ""
         self.voice = "alloy"
         self.modalities = ["audio"]
+        self.tools: list[dict] = []  # function tools (session.update): a response may call them
+        self.tool_choice: Any = "auto"
         self.transcription: dict = {"model": "whisper-1"}
         self.options = live
-        self.items: list[dict] = []  # {"id", "role", "text"}: text None while a transcription is pending
+        self.items: list[dict] = []  # {"id", "role", "text"}: text None while a transcription is pending; role
+        # "call" (a function_call item: name, arguments, call_id) and "tool" (its function_call_output: call_id)
         self.detector: Any = None
         self._send_lock = asyncio.Lock()
         self._turn: Any = None
@@ -205,7 +208,8 @@ class RealtimeSession:
             return RealtimeTranscriptionSessionCreateRequest(type="transcription", audio={"input": audio_in})
         return RealtimeSessionCreateRequest(
             type="realtime", model=self.model, instructions=self.instructions, output_modalities=self.modalities,
-            audio={"input": audio_in, "output": {"format": FORMAT, "voice": self.voice}})
+            audio={"input": audio_in, "output": {"format": FORMAT, "voice": self.voice}},
+            tools=self.tools or None, tool_choice=self.tool_choice)
 
     async def handle(self, text: str | None) -> None:
         if text is None:
@@ -256,6 +260,14 @@ class RealtimeSession:
             self.instructions = session["instructions"]
         if session.get("output_modalities"):
             self.modalities = list(session["output_modalities"])
+        if session.get("tools") is not None:
+            tools = session["tools"]
+            if any(t.get("type", "function") != "function" or not t.get("name") for t in tools):
+                raise _Error("only function tools with a name are supported", param="session.tools")
+            self.tools = [{k: t[k] for k in ("type", "name", "description", "parameters") if t.get(k) is not None}
+                          for t in tools]
+        if session.get("tool_choice") is not None:
+            self.tool_choice = session["tool_choice"]
         if self._turn is not None and self._turn.speech_start_ms is None:
             await run_in_threadpool(self._turn.close)  # no speech in it yet: the next audio uses the new settings
             self._turn = None
@@ -290,8 +302,16 @@ class RealtimeSession:
                 if i["text"] and i["role"] in ("user", "assistant", "system")]
 
     def _replies(self) -> bool:
+        """Whether a committed turn gets a reply of its own (speculated by the live turn); with function tools the
+        response is made after the transcript instead, where the model may call one (_tool_response)."""
+        return self._creates() and not self._tools_on()
+
+    def _creates(self) -> bool:
         td = self.turn_detection
         return self.kind == "realtime" and td is not None and td.get("create_response", True) is not False
+
+    def _tools_on(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
 
     def _ensure_turn(self) -> Any:
         from cascade.live import LiveTurn
@@ -413,6 +433,10 @@ class RealtimeSession:
             await run_in_threadpool(turn.close)
             if response is not None:
                 await response.finish()
+        transcribed = any(i["id"] == item_id and i["text"] for i in self.items)
+        if not turn.reply and transcribed and self._creates() and self._tools_on() and self.response is None:
+            self.response = _Response(self, threading.Event())
+            await self._create_response(self.response, None)
 
     async def _late_delta(self, item_id: str, sent: str, text: str) -> str:
         text = " ".join(text.split())
@@ -437,6 +461,8 @@ class RealtimeSession:
 
     async def on_conversation_item_create(self, event: Any, raw: dict) -> None:
         item = raw.get("item") or {}
+        if item.get("type") in ("function_call", "function_call_output"):
+            return await self._create_call_item(item)
         if item.get("type", "message") != "message" or item.get("role") not in ("user", "assistant", "system"):
             raise _Error("only message items (user, assistant, system) are supported", param="item.type")
         text = " ".join(str(c.get("text") or c.get("transcript") or "") for c in item.get("content") or []).strip()
@@ -450,6 +476,91 @@ class RealtimeSession:
                                                   previous_item_id=previous, item=out))
         await self.send(rse.ConversationItemDone(event_id=_id("event"), type="conversation.item.done",
                                                  previous_item_id=previous, item=out))
+
+    async def _create_call_item(self, item: dict) -> None:
+        """A function call the client adds, or (what agents send) the output of a call a response made."""
+        call_id = item.get("call_id")
+        if not call_id:
+            raise _Error(f"a {item['type']} item needs its call_id", param="item.call_id")
+        item_id = item.get("id") or _id("item")
+        previous = self.items[-1]["id"] if self.items else None
+        if item["type"] == "function_call":
+            if not item.get("name"):
+                raise _Error("a function_call item needs the function's name", param="item.name")
+            stored = {"id": item_id, "role": "call", "text": None, "name": item["name"],
+                      "arguments": item.get("arguments") or "{}", "call_id": call_id}
+        else:
+            stored = {"id": item_id, "role": "tool", "text": str(item.get("output") or ""), "call_id": call_id}
+        self.items.append(stored)
+        out = _item(stored)
+        await self.send(rse.ConversationItemAdded(event_id=_id("event"), type="conversation.item.added",
+                                                  previous_item_id=previous, item=out))
+        await self.send(rse.ConversationItemDone(event_id=_id("event"), type="conversation.item.done",
+                                                 previous_item_id=previous, item=out))
+
+    def _chat_messages(self) -> list[dict]:
+        """The conversation as OpenAI chat messages (calls as assistant tool_calls, outputs as tool messages)."""
+        out: list[dict] = []
+        for i in self.items:
+            if i["role"] == "call":
+                call = {"id": i["call_id"], "type": "function", "function": {"name": i["name"], "arguments": i["arguments"]}}
+                if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls"):
+                    out[-1]["tool_calls"].append(call)
+                else:
+                    out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            elif i["role"] == "tool":
+                out.append({"role": "tool", "tool_call_id": i["call_id"], "content": i["text"]})
+            elif i["text"]:
+                out.append({"role": i["role"], "content": i["text"]})
+        return out
+
+    async def _tool_calls(self, messages: list[dict]) -> list[dict]:
+        """The calls the model makes now (the gateway's chat stage: grammar-constrained, or the LLM service's)."""
+        from services.llm.protocol import ChatCompletionRequest
+
+        choice = self.tool_choice
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            choice = {"type": "function", "function": {"name": choice.get("name")}}
+        tools = [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters") if k in t}}
+                 for t in self.tools]
+        req = ChatCompletionRequest.model_validate({"model": self.settings.llm.model, "messages": messages,
+                                                    "tools": tools, "tool_choice": choice, "max_tokens": 160})
+        result = await self.ws.app.state.openai.chat(req)
+        body = json.loads(result.body) if hasattr(result, "body") else result.model_dump(mode="json")
+        return body["choices"][0]["message"].get("tool_calls") or []
+
+    async def _call_response(self, response: _Response, calls: list[dict]) -> None:
+        """A response whose output is function calls: OpenAI's function_call items with their arguments events."""
+        await self.send(rse.ResponseCreatedEvent(event_id=_id("event"), type="response.created",
+                                                 response=response._response([])))
+        output = []
+        for index, call in enumerate(calls):
+            name, arguments = call["function"]["name"], call["function"].get("arguments") or "{}"
+            item_id, call_id = _id("item"), call.get("id") or _id("call")
+            previous = self.items[-1]["id"] if self.items else None
+            self.items.append({"id": item_id, "role": "call", "text": None, "name": name, "arguments": arguments,
+                               "call_id": call_id})
+            item = {"id": item_id, "type": "function_call", "object": "realtime.item", "status": "in_progress",
+                    "name": name, "call_id": call_id, "arguments": ""}
+            ids = {"event_id": _id("event"), "response_id": response.id, "item_id": item_id, "output_index": index,
+                   "call_id": call_id}
+            await self.send(rse.ResponseOutputItemAddedEvent(event_id=_id("event"), type="response.output_item.added",
+                                                             response_id=response.id, output_index=index, item=item))
+            await self.send(rse.ConversationItemAdded(event_id=_id("event"), type="conversation.item.added",
+                                                      previous_item_id=previous, item=item))
+            await self.send(rse.ResponseFunctionCallArgumentsDeltaEvent(
+                type="response.function_call_arguments.delta", delta=arguments, **ids))
+            await self.send(rse.ResponseFunctionCallArgumentsDoneEvent(
+                type="response.function_call_arguments.done", name=name, arguments=arguments, **ids))
+            done = {**item, "status": "completed", "arguments": arguments}
+            await self.send(rse.ResponseOutputItemDoneEvent(event_id=_id("event"), type="response.output_item.done",
+                                                            response_id=response.id, output_index=index, item=done))
+            await self.send(rse.ConversationItemDone(event_id=_id("event"), type="conversation.item.done",
+                                                     previous_item_id=previous, item=done))
+            output.append(done)
+        response.status, response.finished = "completed", True
+        await self.send(rse.ResponseDoneEvent(event_id=_id("event"), type="response.done",
+                                              response=response._response(output)))
 
     async def on_conversation_item_delete(self, event: Any, raw: dict) -> None:
         if not any(i["id"] == event.item_id for i in self.items):
@@ -497,7 +608,13 @@ class RealtimeSession:
         last = users[-1]
         history = self._history()
         history = history[: max(len(history) - 1, 0)] if history and history[-1].content == last["text"] else history
-        events = answer(self.ws.app.state.gateway.turn, last["text"], history, response.cancel_event)
+        text = last["text"]
+        if self._tools_on() or any(i["role"] in ("call", "tool") for i in self.items):
+            called = await self._tool_step(response)
+            if called is None:
+                return
+            text, history = called
+        events = answer(self.ws.app.state.gateway.turn, text, history, response.cancel_event)
         await response.start()
         try:
             while True:
@@ -508,6 +625,30 @@ class RealtimeSession:
         finally:
             await run_in_threadpool(events.close)
             await response.finish()
+
+    async def _tool_step(self, response: _Response) -> tuple[str, list[ChatMessage]] | None:
+        """With function tools: a response of calls when the model makes one (None: done), else what the spoken
+        answer replies to, the tools' outputs beside the question they answer ("name returned: ...")."""
+        from cascade.llm.chat import as_prompt_messages
+        from cascade.types import CascadeError
+
+        messages = self._chat_messages()
+        if self._tools_on():
+            try:
+                calls = await self._tool_calls(messages)
+            except CascadeError as exc:
+                self.response = None
+                await self.error(f"function calling failed: {exc.message}", "tool_call_failed")
+                return None
+            if calls:
+                await self._call_response(response, calls)
+                if self.response is response:
+                    self.response = None
+                return None
+        plain = as_prompt_messages(messages, calls_as_text=False)
+        last = max(i for i, m in enumerate(plain) if m["role"] == "user")
+        history = [ChatMessage(role=m["role"], content=m["content"]) for m in plain[:last] if m["content"]]
+        return plain[last]["content"], history
 
     async def on_response_cancel(self, event: Any, raw: dict) -> None:
         if self.response is None or (event.response_id and event.response_id != self.response.id):
@@ -655,6 +796,12 @@ def _user_item(item_id: str, transcript: str | None) -> dict:
 
 
 def _item(item: dict) -> dict:
+    if item["role"] == "call":
+        return {"id": item["id"], "type": "function_call", "object": "realtime.item", "status": "completed",
+                "name": item["name"], "arguments": item["arguments"], "call_id": item["call_id"]}
+    if item["role"] == "tool":
+        return {"id": item["id"], "type": "function_call_output", "object": "realtime.item", "status": "completed",
+                "call_id": item["call_id"], "output": item["text"]}
     kind = {"user": "input_text", "system": "input_text", "assistant": "output_text"}[item["role"]]
     return {"id": item["id"], "type": "message", "role": item["role"], "object": "realtime.item", "status": "completed",
             "content": [{"type": kind, "text": item["text"] or ""}]}
