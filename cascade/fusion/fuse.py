@@ -5,8 +5,9 @@ given; a system without an id contributes nothing to it), and estimates each
 system's reliability from the whole joined input without references
 (cascade.fusion.reliability): its vote weight. `fuse` combines one utterance's outputs:
 
-- `rover`: NIST ROVER vote (cascade.fusion.rover), each system's vote weighted
-  (equal weights: SCTK's majority vote exactly), no model;
+- `rover`: NIST ROVER vote (cascade.fusion.rover), each system's vote weighted and
+  its silence after its last word counted at options.tail_vote (weights None and
+  tail_vote 1: SCTK's majority vote exactly), no model;
 - `rescore`: pick among the candidates (ROVER's output first, then each
   system's) by weighted agreement with the systems (-edit distance / words) plus
   `lm_weight` times the LLM's log-prob per word (weight tuned on dev);
