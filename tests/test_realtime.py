@@ -370,3 +370,44 @@ def test_livekit_realtime_model_answers_a_spoken_turn_and_generate_reply(gateway
     assert transcripts and "americans" in normalize(transcripts[0])
     assert spoken[0].strip() and spoken[1] > 24000 * 0.3  # words and at least 0.3 s of 24 kHz audio
     assert user_initiated and replied[0].strip() and replied[1] > 0
+
+
+def test_livekit_realtime_model_calls_a_function_tool(gateway: Service) -> None:
+    """LiveKit's RealtimeModel with a `function_tool` (update_tools) and a user message in its chat context:
+    generate_reply() gives a generation whose function_stream holds the call, as AgentSession runs it."""
+    from livekit.agents import llm
+    from livekit.agents.utils import http_context
+    from livekit.plugins import openai as lk_openai
+
+    @llm.function_tool
+    async def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        return "sunny"
+
+    async def run() -> tuple[list, list]:
+        http_context._new_session_ctx()
+        model = lk_openai.realtime.RealtimeModel(base_url=f"{gateway.url}/v1", api_key=KEY, modalities=["text"])
+        session = model.session()
+        errors: list = []
+        session.on("error", errors.append)
+        try:
+            await session.update_tools([get_weather])
+            chat_ctx = session.chat_ctx.copy()
+            chat_ctx.add_message(role="user", content="What's the weather like in Paris?")
+            await session.update_chat_ctx(chat_ctx)
+            generation = await asyncio.wait_for(session.generate_reply(), 120)
+            calls = await asyncio.wait_for(_drain(generation.function_stream), 240)
+            return calls, errors
+        finally:
+            await session.aclose()
+            await model.aclose()
+            await http_context._close_http_ctx()
+
+    calls, errors = asyncio.run(asyncio.wait_for(run(), 300))
+    assert not errors, errors
+    assert [c.name for c in calls] == ["get_weather"] and "paris" in json.loads(calls[0].arguments)["city"].lower()
+    assert calls[0].call_id
+
+
+async def _drain(stream) -> list:
+    return [item async for item in stream]

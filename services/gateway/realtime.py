@@ -531,8 +531,7 @@ class RealtimeSession:
 
     async def _call_response(self, response: _Response, calls: list[dict]) -> None:
         """A response whose output is function calls: OpenAI's function_call items with their arguments events."""
-        await self.send(rse.ResponseCreatedEvent(event_id=_id("event"), type="response.created",
-                                                 response=response._response([])))
+        await response.announce()
         output = []
         for index, call in enumerate(calls):
             name, arguments = call["function"]["name"], call["function"].get("arguments") or "{}"
@@ -634,11 +633,13 @@ class RealtimeSession:
 
         messages = self._chat_messages()
         if self._tools_on():
+            await response.announce()
             try:
                 calls = await self._tool_calls(messages)
             except CascadeError as exc:
-                self.response = None
                 await self.error(f"function calling failed: {exc.message}", "tool_call_failed")
+                response.status, response.reason = "failed", exc.message
+                await response.finish()  # response.done (failed): the response.created above is answered
                 return None
             if calls:
                 await self._call_response(response, calls)
@@ -678,7 +679,14 @@ class _Response:
         self.status, self.reason = "in_progress", None
         self.resampler: Any = None
         self.first_audio_at: float | None = None
-        self.started = self.finished = False
+        self.started = self.finished = self.created = False
+
+    async def announce(self) -> None:
+        """response.created, once: sent before a slow decision too (LiveKit waits 10 s for it)."""
+        if not self.created:
+            self.created = True
+            await self.session.send(rse.ResponseCreatedEvent(event_id=_id("event"), type="response.created",
+                                                             response=self._response([])))
 
     def _item(self, status: str) -> dict:
         text = " ".join(self.sentences)
@@ -706,7 +714,7 @@ class _Response:
 
     async def start(self) -> None:
         s = self.session
-        await s.send(rse.ResponseCreatedEvent(event_id=_id("event"), type="response.created", response=self._response([])))
+        await self.announce()
         item = self._item("in_progress")
         await s.send(rse.ResponseOutputItemAddedEvent(event_id=_id("event"), type="response.output_item.added",
                                                       response_id=self.id, output_index=0, item=item))
