@@ -319,6 +319,41 @@ def _degrade(words: list[str], rng, rate: float, vocab: list[str]) -> str:  # no
     return " ".join(out)
 
 
+TAILS = (0.0, 0.25, 0.5, 0.75, 1.0)
+BONUSES = (0.0, 0.1, 0.25, 0.5, 1.0)
+
+
+def choose_vote(joined: Joined) -> dict[str, object]:
+    """The fold check behind fusion.tail_vote and fusion.best_bonus, on dev only: for each pair of values, the weighted
+    vote's WER minus the best single system's, summed over every subset of >= 2 systems, on all of dev and on each
+    speaker half (weights estimated without references on the utterances scored)."""
+    from cascade.fusion.reliability import estimate as est
+    from cascade.fusion.reliability import vote_weights
+
+    out: dict[str, object] = {"tails": list(TAILS), "bonuses": list(BONUSES)}
+    halves = {"all": joined.inputs, **{f"speaker_half_{h}": [i for i in joined.inputs if _half_id(i.id) == h]
+                                       for h in (0, 1)}}
+    for name, inputs in halves.items():
+        refs = [i.reference or "" for i in inputs]
+        excess = {f"{t}/{b}": 0.0 for t in TAILS for b in BONUSES}
+        for c in subsets(SYSTEMS):
+            sub = only(Joined(systems=SYSTEMS, inputs=inputs), c)
+            words = [[normalize(_system_text(i, n)).split() for n in c] for i in sub]
+            best = min(wer(refs, [" ".join(w[k]) for w in words]) for k in range(len(c)))
+            rel = est(sub, c)
+            for t in TAILS:
+                for b in BONUSES:
+                    votes = vote_weights([rel.weights[n] for n in c], b)
+                    fused = [rover(w, votes, tail=t).text for w in words]
+                    excess[f"{t}/{b}"] += 100 * (wer(refs, fused) - best)
+        out[name] = {k: round(v, 2) for k, v in excess.items()}
+    return out
+
+
+def _half_id(utt: str | None) -> int:
+    return int((utt or "0").split("-")[0]) % 2
+
+
 def _saved(model, save: str | None) -> str:  # noqa: ANN001
     """Write the model (and its card) to `save`, or to a temporary directory; its path for load_model."""
     import tempfile
@@ -362,6 +397,8 @@ def main() -> None:
                     "fused by a model trained on the other subsets and the other half of the dev speakers)")
     ap.add_argument("--synthetic", action="store_true", help="degrade systems of Google + Azure + Watson on purpose "
                     "(one far worse, or one far better than the rest) and fuse with the shipped (or --save'd) reranker")
+    ap.add_argument("--choose-vote", action="store_true", help="the dev fold check behind fusion.tail_vote and "
+                    "fusion.best_bonus (summed excess over the best single system, all of dev and each speaker half)")
     ap.add_argument("--save", default=None, help="write the trained fusion reranker (model.json + card) here")
     ap.add_argument("--report", default=None, help="also write an HTML report (rover and oracle against the best "
                     "single system on dev, per utterance)")
@@ -395,6 +432,8 @@ def main() -> None:
         settings = load_settings() if args.rerank_lm else None
         backend = load_backend(settings.llm, settings.home) if settings else None
         result["rerank_fusion"] = rerank_columns(joined, backend, settings, args.rerank_every, args.save, args.held_out)
+    if args.choose_vote:
+        result["choose_vote"] = choose_vote(joined["dev"])
     if args.synthetic:
         result["synthetic"] = synthetic(joined, args.save or FusionOptions().reranker, every=args.rerank_every)
     if args.report:
