@@ -69,8 +69,15 @@ class AsrOptions(Options):
     """Samples per sampled (temperature > 0) decode; they are that window's N-best."""
     nbest_beam_size: int = Field(10, ge=1, le=32)
     """Beam of the decode that fills the N-best (chosen on dev); the 1-best is beam_size's, as faster-whisper's."""
+    nbest_search: Literal["segments", "window"] = "segments"
+    """Where the alternatives come from. segments: a beam started at each segment's own start timestamp (the text
+    before it as the previous-text prompt, timestamps suppressed after the start), the window's segments in one
+    batched call (decode.segment_starts); window: one wide decode of the window plus prefix-forced decodes per
+    segment (nbest_per_segment; O(window²) decoding steps). librispeech-test-other dev, tiny.en: the 20 clips as one
+    file o_nb 4.26 vs 5.59, distinct 3.11 vs 2.39 per segment, CPU 2.3x vs 5.0x the 1-best's; clip by clip o_nb
+    5.59 vs 5.32 (one word); 100 speechocean762 dev clips the same lists (one segment each)."""
     nbest_per_segment: bool = True
-    """One wide decode per window serves its segments; True: a later segment it leaves short of n_best
+    """search window: one wide decode per window serves its segments; True: a later segment it leaves short of n_best
     gets its own, forced through the 1-best's text before it (librispeech-test-other dev, tiny.en,
     beam 10: 4.13 vs 3.55 distinct per segment, o_nb 5.59 vs 5.85, CPU 1.50x vs 1.43x faster-whisper's;
     a decode for every segment: 4.16, 5.59, 1.70x)."""

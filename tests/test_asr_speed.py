@@ -24,10 +24,14 @@ class Counting:
     """The real CTranslate2 Whisper handle, counting its generate calls (everything runs as it would)."""
 
     def __init__(self, model):
-        self.model, self.generates = model, 0
+        self.model, self.generates, self.encodes = model, 0, 0
 
     def __getattr__(self, name):
         return getattr(self.model, name)
+
+    def encode(self, *args, **kwargs):
+        self.encodes += 1  # faster-whisper encodes each 30 s window once
+        return self.model.encode(*args, **kwargs)
 
     def generate(self, *args, **kwargs):
         self.generates += 1
@@ -233,10 +237,10 @@ def test_short_files_are_batched_across_files(counted: Counting, settings, share
 
 
 def test_segments_redecoded_only_without_alternatives(counted: Counting, settings, long_file: Path) -> None:
-    """nbest_redecode_below 2 (the shipped config): a later segment gets its own forced decode only when the
+    """nbest_search window, nbest_redecode_below 2: a later segment gets its own forced decode only when the
     window's wide decode left it the 1-best alone; below n_best (32, the library default) any short one does."""
     audio = load_audio(long_file)
-    options = TINY.model_copy(update={"n_best": 5})
+    options = TINY.model_copy(update={"n_best": 5, "nbest_search": "window"})
     spent = {}
     for below in (32, 2):
         before = counted.generates
@@ -244,3 +248,50 @@ def test_segments_redecoded_only_without_alternatives(counted: Counting, setting
         spent[below] = counted.generates - before
         assert all(s.nbest.hypotheses for s in t.segments) and max(len(s.nbest.hypotheses) for s in t.segments) >= 2
     assert spent[2] < spent[32]
+
+
+def test_segment_alternatives_in_one_batched_call_per_window(counted: Counting, settings, long_file: Path) -> None:
+    """nbest_search segments (the default): every segment of a window is decoded from its own start in one batched
+    call (two where the window's first segment starts without timestamps), fewer calls than the window search; the
+    1-best stays faster-whisper's and each alternative is a reading of its own segment, not of the window."""
+    import jiwer
+
+    from cascade.asr.reference import faster_whisper_text
+    from cascade.metrics import normalize
+
+    audio = load_audio(long_file)
+    whisper = load_model(settings.asr, settings.home)
+    encodes, before = counted.encodes, counted.generates
+    peer_text = faster_whisper_text(whisper, audio)
+    peer, windows = counted.generates - before, counted.encodes - encodes
+    assert windows == 2
+    t = None
+
+    def run(search: str):
+        nonlocal t
+        t = transcribe_all(audio, TINY.model_copy(update={"n_best": 5, "nbest_search": search}), home=settings.home)
+
+    spent = calls(counted, lambda: run("segments"))
+    assert peer < spent <= peer + 2 * windows
+    assert t.text == peer_text
+    hyps = [s.nbest.hypotheses for s in t.segments]
+    assert sum(len(h) for h in hyps) / len(hyps) >= 2
+    for seg in t.segments:
+        best = normalize(seg.text)
+        for alt in seg.nbest.hypotheses[1:] if len(best.split()) >= 4 else ():
+            assert jiwer.wer(best, normalize(alt.text) or "-") <= 0.5, (seg.text, alt.text)
+    assert calls(counted, lambda: run("window")) > spent
+
+
+def test_segment_alternatives_without_timestamps(counted: Counting, settings, clip: Path) -> None:
+    """without_timestamps (one segment per window): the alternatives come from one decode of the window."""
+    options = TINY.model_copy(update={"without_timestamps": True})
+    peer = calls(counted, lambda: transcribe_all(clip, best_only(options), home=settings.home))
+    t = None
+
+    def run():
+        nonlocal t
+        t = transcribe_all(clip, options, home=settings.home)
+
+    assert calls(counted, run) == peer + 1
+    assert len(t.segments) == 1 and len(t.segments[0].nbest.hypotheses) >= 2

@@ -23,6 +23,7 @@ from cascade.asr.decode import (
     kept_call,
     own_sequences,
     recording_copy,
+    segment_starts,
     uses_wide_beam,
     wide_continuations,
 )
@@ -194,7 +195,8 @@ def within(seg, duration: float | None):
 def _window_nbests(clone, tokenizer, call, options: AsrOptions, looped: bool) -> dict[tuple[int, ...], tuple]:
     """Each segment's hypotheses in this window, keyed by the 1-best tokens faster-whisper gives the segment.
 
-    One wide decode of the window serves every segment; with `nbest_per_segment`, a later segment it
+    nbest_search segments: one batched decode of the window's segments, each from its own start (decode.segment_starts).
+    window: one wide decode of the window serves every segment; with `nbest_per_segment`, a later segment it
     leaves with fewer than `nbest_redecode_below` hypotheses gets its own decode, forced through the 1-best's
     text before it.
     """
@@ -204,6 +206,12 @@ def _window_nbests(clone, tokenizer, call, options: AsrOptions, looped: bool) ->
     spans = [(a, b) for a, b in cut_points(clone, tokenizer, best) if tokenizer.decode(best[a:b]).strip()]
     wide = uses_wide_beam(call, options) and not looped
     model = clone.model.model
+    if options.nbest_search == "segments" and wide:
+        out = {}
+        for (a, b), (alternatives, whole) in segment_starts(model, call, options, tokenizer, best, spans).items():
+            offset = len(text_tokens(tokenizer, best[:a]))
+            out[tuple(best[a:b])] = per_segment(tokenizer, own[0], (a, b), options.n_best, alternatives, offset, whole)
+        return out
     alts = wide_continuations(model, call, options, tokenizer.no_timestamps, [], len(text)) if wide else own[1:]
     out = {}
     for a, b in spans:  # faster-whisper drops the empty ones

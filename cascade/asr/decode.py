@@ -185,3 +185,86 @@ def _per_token(score: float, length: int, length_penalty: float, generated: int 
     prefix included, length_penalty applied) but sums the log-probs of generated tokens only."""
     generated = length if generated is None else generated
     return float(score) * max(length, 1) ** length_penalty / max(generated, 1)
+
+
+PREVIOUS_TOKENS = 64
+"""Text tokens before a segment given to its own decode as the previous-text prompt (where the speech is in the window)."""
+
+SEGMENT_CONTEXT = 2
+"""Tokens decoded past a segment's end by its own decode (dev: 2 and 8 gave the same o_nb, 2 is cheaper)."""
+
+
+def segment_starts(model, call: Call, options: AsrOptions, tokenizer, best: list[int],
+                   spans: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[list[tuple[list[int], float]], bool]]:
+    """(tokens from the segment's start, per-token log-prob) of a `nbest_beam_size` beam started at each segment's own
+    start timestamp, keyed by its (start, end) in `best`, and whether the decode ran to its end (False: it stopped a
+    few tokens past the segment, which are no part of it); the window's segments in one batched call (two: the first
+    one starts without timestamps, as CTranslate2 wants one kind of start per batch).
+
+    Whisper transcribes from a timestamp token given in the prompt, so the beam is spent on this segment alone, at
+    the cost of its own tokens; the 1-best's text before it (the window's and the window's previous text) is the
+    previous-text prompt, which CTranslate2 reads in one step, so the decode starts at the right words; timestamps are
+    suppressed after that start, or most of the beam differs only in the segment's end time. A prompt
+    forced through that text instead (the `window` search) costs one step per token: O(window²) per window.
+    CTranslate2 wants the start of transcript at one position in a batch: the previous text is cut to one length
+    (segments at the very start of the audio, with none, go in a call of their own).
+    """
+    prev = _previous(call.prompt, tokenizer)
+    have = [len(prev) + a for a, _ in spans]
+    keep = min([PREVIOUS_TOKENS] + [n for n in have if n > 0])
+    groups: dict[tuple[int, bool], list[tuple[tuple[int, int], list[int]]]] = {}
+    for (a, b), n in zip(spans, have):
+        before = (prev + best[:a])[-keep:] if n else []
+        start = best[a] if a > 0 and best[a] >= tokenizer.timestamp_begin else tokenizer.no_timestamps
+        prompt = ([tokenizer.sot_prev, *before] if before else []) + list(tokenizer.sot_sequence) + [start]
+        groups.setdefault((len(prompt), start == tokenizer.no_timestamps), []).append(((a, b), prompt))
+    lp = call.kwargs.get("length_penalty", 1)
+    beam = options.nbest_beam_size
+    out = {}
+    for (length, plain), items in groups.items():
+        steps = max(len(_text(best[a:b], tokenizer)) for (a, b), _ in items) + SEGMENT_CONTEXT + 1
+        # CTranslate2 returns at most max_length / 2 tokens, and at most max_length - the prompt's + 2; a window of
+        # one segment (a short clip) is decoded to its end, as the 1-best was
+        bound = min(448, max(2 * steps, steps + length))
+        whole = [span for span, _ in items] == [spans[-1]]
+        kwargs = {**call.kwargs, "beam_size": beam, "num_hypotheses": beam, "max_initial_timestamp_index": 1500,
+                  "max_length": call.kwargs.get("max_length", 448) if whole else bound}
+        if not plain and not whole:
+            kwargs["suppress_tokens"] = [*call.kwargs.get("suppress_tokens", [-1]), *range(tokenizer.timestamp_begin,
+                                                                                          tokenizer.timestamp_begin + 1501)]
+        for ((a, b), prompt), result in zip(items, _generate_each(model, call.encoder_output, [p for _, p in items], kwargs)):
+            out[(a, b)] = ([_after(list(s), prompt[-1], sc, lp) for s, sc in zip(result.sequences_ids, result.scores)],
+                           whole)
+    return out
+
+
+def _after(seq: list[int], start: int, score: float, length_penalty: float) -> tuple[list[int], float]:
+    """A sequence without its forced start token (CTranslate2 returns a forced timestamp with it), with its per-token log-prob."""
+    if seq and seq[0] == start:
+        return seq[1:], _per_token(score, len(seq), length_penalty, len(seq) - 1)
+    return seq, _per_token(score, len(seq), length_penalty)
+
+
+def _text(tokens: list[int], tokenizer) -> list[int]:
+    return [t for t in tokens if t < tokenizer.eot]
+
+
+def _previous(prompt: list[int], tokenizer) -> list[int]:
+    """The previous-text tokens of faster-whisper's prompt ([sot_prev, *previous, *sot_sequence, ...])."""
+    if not prompt or prompt[0] != tokenizer.sot_prev:
+        return []
+    return list(prompt[1 : prompt.index(tokenizer.sot_sequence[0])])
+
+
+def _generate_each(model, encoder_output, prompts: list[list[int]], kwargs: dict) -> list:
+    """One generate call for several prompts over the same encoder output (CTranslate2 wants one output per prompt:
+    repeated on the CPU; on a GPU, whose outputs numpy cannot read, one call each)."""
+    if len(prompts) == 1:
+        return model.generate(encoder_output, prompts, **kwargs)
+    if getattr(encoder_output, "device", "cpu") != "cpu":
+        return [model.generate(encoder_output, [p], **kwargs)[0] for p in prompts]
+    import ctranslate2
+    import numpy as np
+
+    repeated = ctranslate2.StorageView.from_array(np.repeat(np.asarray(encoder_output), len(prompts), axis=0))
+    return model.generate(repeated, prompts, **kwargs)

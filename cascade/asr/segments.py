@@ -31,13 +31,15 @@ def cut_points(whisper, tokenizer, tokens: list[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _mapper(best: Sequence[int], other: Sequence[int]):
-    """A function mapping a position in `best` to the aligned position in `other`."""
+def _mapper(best: Sequence[int], other: Sequence[int], open_end: bool = True):
+    """A function mapping a position in `best` to the aligned position in `other` (open_end False: `other` was
+    stopped past `best`'s end, and what it adds there is left out)."""
     opcodes = SequenceMatcher(None, best, other, autojunk=False).get_opcodes()
+    end = opcodes[-1][3] if not open_end and opcodes and opcodes[-1][0] == "insert" else len(other)
 
     def at(i: int) -> int:
         if i >= len(best):
-            return len(other)
+            return end
         for tag, i1, i2, j1, j2 in opcodes:
             if i1 <= i < i2:
                 if tag == "equal":
@@ -49,7 +51,7 @@ def _mapper(best: Sequence[int], other: Sequence[int]):
 
 
 def per_segment(tokenizer, best: tuple[list[int], float], span: tuple[int, int], n_best: int,
-                alternatives: list[tuple[list[int], float]], offset: int) -> tuple[Hypothesis, ...]:
+                alternatives: list[tuple[list[int], float]], offset: int, open_end: bool = True) -> tuple[Hypothesis, ...]:
     """One segment's hypotheses: the 1-best's piece first, then up to n_best - 1 others distinct
     after normalisation, by per-token log-prob.
 
@@ -69,7 +71,7 @@ def per_segment(tokenizer, best: tuple[list[int], float], span: tuple[int, int],
     exact = None
     for tokens, per_token in alternatives:
         other = text_tokens(tokenizer, tokens)
-        at = _mapper(best_text[offset:], other)
+        at = _mapper(best_text[offset:], other, open_end)
         part = tuple(other[at(start) : at(end)])
         text = " ".join(tokenizer.decode(list(part)).split())
         if exact is None and part == tuple(best_text[offset + start : offset + end]):
