@@ -271,7 +271,8 @@ class LiveTurn:
 
     def _decode(self, samples: np.ndarray, holder: list[_Window]) -> tuple[Transcript, float]:
         """Decode one window (decoder thread); then its partial, how finished the words read if it is the
-        open window, and the reply if it is the last window (the speculated one only after finished words)."""
+        open window, and the reply if it is the last window (speculated after the reading, held until the end of
+        speech: words read as unfinished get theirs too, ready when max_silence_ms ends the turn)."""
         try:
             began = time.perf_counter()
             asr = self.turn.asr
@@ -295,8 +296,7 @@ class LiveTurn:
                     window.end_logprob = logprob
             with self._lock:
                 chain = self._chain(window)
-                unfinished = window.end_logprob is not None and window.end_logprob < self.options.end_logprob
-                if chain is not None and all(w.result is not None for w in chain) and (self.ended or not unfinished):
+                if chain is not None and all(w.result is not None for w in chain):
                     responder = self._responder_for(chain)
                     if not responder.settled:
                         responder.settle(self._join([(w.start, *w.result) for w in chain]))
