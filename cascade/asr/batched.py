@@ -1,6 +1,6 @@
 """Batched long-file mode (`asr.batched`, `--batched`): faster-whisper's own BatchedInferencePipeline.
 
-Silero VAD cuts the audio into chunks of speech (up to `chunk_length` s), and `batch_size` chunks are
+Silero VAD cuts the audio into chunks of speech (up to `batch_chunk_s` s: 20, the pipeline's 30 lost words on dev), and `batch_size` chunks are
 encoded and decoded in one CTranslate2 call, as faster-whisper's pipeline does (its defaults: no
 timestamp tokens, so one segment per chunk; no temperature fallback; no conditioning on the previous
 chunk). The 1-best is the pipeline's. With n_best > 1, one more batched call at the N-best's beam over
@@ -47,7 +47,7 @@ def pipeline_kwargs(options: AsrOptions) -> dict[str, Any]:
         "log_prob_threshold": options.log_prob_threshold, "no_speech_threshold": options.no_speech_threshold,
         "initial_prompt": options.initial_prompt, "word_timestamps": options.word_timestamps,
         "max_new_tokens": options.max_new_tokens, "multilingual": options.detect_language_per_segment,
-        "chunk_length": options.chunk_length, "batch_size": options.batch_size, "vad_filter": True,
+        "chunk_length": options.batch_chunk_s, "batch_size": options.batch_size, "vad_filter": True,
     }
 
 
@@ -101,7 +101,7 @@ def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions) -> t
     stamps = [{"start": float(a), "end": float(a + len(c) / SAMPLE_RATE)} for a, c in zip(starts, clips)]
     clone = copy.copy(whisper)
     recorder = clone.model = BatchRecorder(whisper.model)
-    kwargs = {**pipeline_kwargs(options), "vad_filter": False, "clip_timestamps": stamps}
+    kwargs = {**pipeline_kwargs(options), "vad_filter": False, "clip_timestamps": stamps, "chunk_length": options.chunk_length}
     fw_segments, fw_info = BatchedInferencePipeline(clone).transcribe(np.concatenate(clips), **kwargs)
     out: list[list[Segment]] = [[] for _ in clips]
     for seg, hyps, flag in _decoded(clone, recorder, fw_segments, fw_info, options):
