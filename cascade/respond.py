@@ -34,7 +34,11 @@ def build_messages(user: str, history: Sequence[ChatMessage], options: ChatOptio
     """Chat messages for one reply: the rendered template split at its `### role` lines."""
     if not user or not user.strip():
         raise InvalidInput("nothing to reply to: the transcript is empty", param="input")
-    recent = list(history)[-2 * options.history_turns :] if options.history_turns else []
+    history = list(history)
+    lead = next((i for i, m in enumerate(history) if m.role != "system"), len(history))
+    # system messages leading the history (a Realtime session's instructions) stay whatever the cap cuts
+    rest = history[lead:]
+    recent = history[:lead] + (rest[-2 * options.history_turns :] if options.history_turns else [])
     text, ref = prompts.render(
         options.prompt, persona=options.persona, max_sentences=options.max_sentences, history=recent, user=user.strip()
     )

@@ -51,6 +51,8 @@ def test_prompt_has_persona_history_cap_and_user() -> None:
     assert ref.name == "chat/assistant" and len(ref.hash) == 12
     with pytest.raises(InvalidInput, match="empty"):
         build_messages(" ", history, options)
+    led, _ = build_messages("what now?", [ChatMessage(role="system", content="Speak like a pirate."), *history], options)
+    assert [m["content"] for m in led[1:]] == ["Speak like a pirate.", "question 4", "answer 5", "what now?"]
 
 
 def test_real_reply_streams_complete_sentences_within_the_cap(backend) -> None:

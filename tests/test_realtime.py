@@ -221,6 +221,28 @@ def test_function_calling_round_trip(gateway: Service) -> None:
     assert answer.status == "completed" and answer.output[0].type == "message" and answer.output[0].content[0].text
 
 
+def test_session_instructions_reach_the_reply(gateway: Service) -> None:
+    """session.update instructions lead the reply's prompt: the same question (greedy) is answered otherwise."""
+
+    async def ask(instructions: str | None) -> str:
+        async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:
+            assert (await conn.recv()).type == "session.created"
+            session = {"type": "realtime", "output_modalities": ["text"],
+                       **({"instructions": instructions} if instructions else {})}
+            await conn.session.update(session=session)
+            await _until(conn, lambda e: e.type == "session.updated")
+            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "What should I cook tonight?"}]})
+            await conn.response.create()
+            events = await _until(conn, lambda e: e.type == "response.done")
+            assert "error" not in _types(events), events[-1]
+            return next(e.text for e in events if e.type == "response.output_text.done")
+
+    plain = asyncio.run(ask(None))
+    pirate = asyncio.run(ask("You are a pirate. Always talk about the sea and your ship."))
+    assert plain.strip() and pirate.strip() and pirate != plain
+
+
 def test_bad_events_get_error_events_and_the_session_goes_on(gateway: Service) -> None:
     async def run() -> list:
         async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:

@@ -297,9 +297,13 @@ class RealtimeSession:
 
     # ------------------------------------------------------------------ the input audio buffer
 
+    def _instructions(self) -> list[ChatMessage]:
+        """The session's instructions as a system message leading the reply's history (kept past the history cap)."""
+        return [ChatMessage(role="system", content=self.instructions.strip())] if self.instructions.strip() else []
+
     def _history(self) -> list[ChatMessage]:
-        return [ChatMessage(role=i["role"], content=i["text"]) for i in self.items
-                if i["text"] and i["role"] in ("user", "assistant", "system")]
+        return [*self._instructions(), *(ChatMessage(role=i["role"], content=i["text"]) for i in self.items
+                                         if i["text"] and i["role"] in ("user", "assistant", "system"))]
 
     def _replies(self) -> bool:
         """Whether a committed turn gets a reply of its own (speculated by the live turn); with function tools the
@@ -635,7 +639,8 @@ class RealtimeSession:
         if self._tools_on():
             await response.announce()
             try:
-                calls = await self._tool_calls(messages)
+                calls = await self._tool_calls([*({"role": "system", "content": m.content} for m in self._instructions()),
+                                                *messages])
             except CascadeError as exc:
                 await self.error(f"function calling failed: {exc.message}", "tool_call_failed")
                 response.status, response.reason = "failed", exc.message
@@ -649,7 +654,7 @@ class RealtimeSession:
         plain = as_prompt_messages(messages, calls_as_text=False)
         last = max(i for i, m in enumerate(plain) if m["role"] == "user")
         history = [ChatMessage(role=m["role"], content=m["content"]) for m in plain[:last] if m["content"]]
-        return plain[last]["content"], history
+        return plain[last]["content"], [*self._instructions(), *history]
 
     async def on_response_cancel(self, event: Any, raw: dict) -> None:
         if self.response is None or (event.response_id and event.response_id != self.response.id):
