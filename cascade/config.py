@@ -100,11 +100,11 @@ class AsrOptions(Options):
     one segment per chunk, no temperature fallback, no conditioning on the previous chunk); N-best per chunk."""
     batch_size: int = Field(8, ge=1, le=64)
     """Chunks per batched CTranslate2 call (batched mode)."""
-    batch_chunk_s: int = Field(20, ge=1, le=30)
-    """Batched mode: Silero VAD merges speech into chunks of at most this many seconds (the pipeline's own: 30). Long
-    chunks decoded without timestamps lose words; dev, 1-best WER as one file, sequential / batched 30 / 25 / 20 / 18 /
-    15 s: librispeech-test-other 7.71 / 6.91 / 6.65 / 7.18 / 7.98 / 8.51, speechocean762 (100 clips) 50.85 / 51.58 /
-    50.61 / 49.64 / 47.69 / 50.12; 20 s is no worse than sequential on either, at about 1.15x the CPU of 30 s chunks."""
+    batch_chunk_s: int = Field(30, ge=1, le=30)
+    """Batched mode: Silero VAD merges speech into chunks of at most this many seconds (the pipeline's own: 30). Dev,
+    1-best WER as one file, sequential / batched 30 / 25 / 20 / 18 / 15 s: librispeech-test-other 7.71 / 6.91 / 6.65 /
+    7.18 / 7.98 / 8.51, speechocean762 (100 clips) 50.85 / 51.58 / 50.61 / 49.64 / 47.69 / 50.12: no trend beyond
+    noise, and shorter chunks cost more encoder passes (20 s: 1.30x faster-whisper's batched CPU on the long file)."""
     word_timestamps: bool = False
     without_timestamps: bool = False
     """False: segments are cut at Whisper's timestamp tokens, as faster-whisper's transcribe() does."""

@@ -169,7 +169,7 @@ def test_batched_mode_costs_what_the_batched_pipeline_costs(counted: Counting, s
     audio = load_audio(long_file)
     whisper = load_model(settings.asr, settings.home)
     before = counted.generates
-    peer = [s.text for s in BatchedInferencePipeline(whisper).transcribe(audio, beam_size=5, batch_size=8, chunk_length=20)[0]]
+    peer = [s.text for s in BatchedInferencePipeline(whisper).transcribe(audio, beam_size=5, batch_size=8)[0]]
     peer_calls = counted.generates - before
     options = settings.asr.model_copy(update={"model": "tiny.en", "batched": True, "batch_size": 8})
     before = counted.generates

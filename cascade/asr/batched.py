@@ -1,6 +1,6 @@
 """Batched long-file mode (`asr.batched`, `--batched`): faster-whisper's own BatchedInferencePipeline.
 
-Silero VAD cuts the audio into chunks of speech (up to `batch_chunk_s` s: 20, the pipeline's 30 lost words on dev), and `batch_size` chunks are
+Silero VAD cuts the audio into chunks of speech (up to `batch_chunk_s` s, 30 as the pipeline), and `batch_size` chunks are
 encoded and decoded in one CTranslate2 call, as faster-whisper's pipeline does (its defaults: no
 timestamp tokens, so one segment per chunk; no temperature fallback; no conditioning on the previous
 chunk). The 1-best is the pipeline's. With n_best > 1, one more batched call at the N-best's beam over
