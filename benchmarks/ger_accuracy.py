@@ -28,7 +28,8 @@ from pathlib import Path
 from cascade import ger, metrics
 from cascade.config import load_settings
 from cascade.formats.hyporadise import load_hyporadise
-from cascade.ger import guards, rerank
+from cascade.ger import features, guards, rerank
+from cascade.ger.correct import adapter_styles, gate_file
 from cascade.ger.features import CachedBackend, LmCache
 from cascade.llm import load_backend
 from cascade.types import Correction, Utterance
@@ -98,6 +99,53 @@ def with_gate(lora: list[Correction], rescored: list[Correction], margin: float,
     return out
 
 
+class LoraCache:
+    """GER + adapter outputs with every change accepted (text, posterior gain) per set and list id, in a JSONL file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.rows = path, {}
+        if path and path.is_file():
+            for line in path.read_text().splitlines():
+                r = json.loads(line)
+                self.rows[(r["key"], r["id"])] = r
+
+    def get(self, key: str, ids: list[str]) -> list[dict] | None:
+        got = [self.rows.get((key, i)) for i in ids]
+        return got if all(got) else None
+
+    def put(self, key: str, rows: list[dict]) -> None:
+        if self.path:
+            with self.path.open("a") as f:
+                f.writelines(json.dumps({"key": key, **r}) + "\n" for r in rows)
+        self.rows.update({(key, r["id"]): r for r in rows})
+
+
+def own_lora(key: str, utts: list[Utterance], backend, settings, adapter: str, cache: LoraCache) -> tuple[list[Correction], list[Correction]]:  # noqa: ANN001
+    """(GER + adapter with every change accepted, GER's base) for an adapter with its own gate: lists of a style its gate
+    was not chosen on keep the base, as GER does (with_gate then applies the gate, as GER would)."""
+    base = run(utts, backend, "rerank" if settings.rerank.ger_base else "rescore", settings)[0]
+    rows = cache.get(key, [u.id for u in utts])
+    if rows is None:
+        gopts = settings.ger.model_copy(update={"posterior_margin": ACCEPT_ALL, "max_changed_words": None, "adapter_gate": False,
+                                                "adapter_picks": True})
+        styles = adapter_styles(adapter)
+        todo = [i for i, u in enumerate(utts) if not styles or features.detect_style(u.nbest.texts) in styles]
+        done = dict(zip(todo, run([utts[i] for i in todo], backend, "ger", settings, gopts, adapter)[0])) if todo else {}
+        rows = [{"id": u.id, "text": done[i].text if i in done else base[i].text,
+                 "gain": done[i].guards.get("posterior_gain") if i in done else None} for i, u in enumerate(utts)]
+        cache.put(key, rows)
+    lora = [Correction(text=r["text"], method="ger", guards={} if r["gain"] is None else {"posterior_gain": r["gain"]}) for r in rows]
+    return lora, base
+
+
+def adapter_gate(adapter: str) -> tuple[float, int | None]:
+    path = gate_file(adapter)
+    if path is None:
+        sys.exit(f"{adapter} has no gate.json yet: run benchmarks/own_ger.py gate --adapter {adapter} first")
+    gate = json.loads(path.read_text())
+    return gate["posterior_margin"], gate["max_changed_words"]
+
+
 def pct(refs: list[str], hyps: list[str]) -> float:
     return round(100 * metrics.wer(refs, hyps), 2)
 
@@ -129,6 +177,12 @@ def main() -> None:
     ap.add_argument("--own-limit", type=int, default=None, help="first N of our own lists per set and split")
     ap.add_argument("--timing-lists", type=int, default=5, help="lists per set timed with the live LLM (s/utt)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gate", choices=("dev", "own"), default=None,
+                    help="the adapter's gate: own = its gate.json (default when it has one), dev = chosen here on the dev split")
+    ap.add_argument("--lora-cache", type=Path, default=None,
+                    help="own gate: keep (and reuse) the adapter's every-change-accepted outputs here, one JSON line per list")
+    ap.add_argument("--fill-cache", action="store_true", help="own gate: only run the adapter into --lora-cache (e.g. while "
+                    "benchmarks/own_ger.py still chooses its gate)")
     args = ap.parse_args()
 
     over = {"llm": {"threads": args.threads}, **({"rerank": {"model": args.reranker}} if args.reranker else {})}
@@ -137,8 +191,9 @@ def main() -> None:
     backend = CachedBackend(LmCache(live, settings.home))  # every method sees the live model's scores, computed once
     methods = [m for m in args.methods.split(",") if m]
     splits = [s for s in ("dev", "test") if s in args.splits.split(",")]
-    own_gate = bool(args.adapter) and ger.gate_file(args.adapter) is not None
+    own_gate = bool(args.adapter) and (args.gate == "own" if args.gate else gate_file(args.adapter) is not None)
     choose_here = bool(args.adapter) and not own_gate
+    cache = LoraCache(args.lora_cache)
     data = {split: load_sets(split, args, settings) for split in {"dev", *splits} if split in splits or choose_here}
     t0 = time.perf_counter()
     backend.cache.get([h.text for d in data.values() for us in d.values() for u in us for h in u.nbest.hypotheses])
@@ -154,7 +209,10 @@ def main() -> None:
             refs, first = [u.reference or "" for u in utts], [u.nbest.texts[0] for u in utts]
             texts = {m: [c.text for c in run(utts, backend, m, settings)[0]] for m in methods}
             if own_gate:
-                texts["ger+lora"] = [c.text for c in run(utts, backend, "ger", settings, adapter=args.adapter)[0]]
+                lora, rescored = own_lora(key, utts, backend, settings, args.adapter, cache)
+                if args.fill_cache:
+                    continue
+                texts["ger+lora"] = with_gate(lora, rescored, *adapter_gate(args.adapter))
             elif args.adapter:
                 rescored = run(utts, backend, "rerank" if settings.rerank.ger_base else "rescore", settings)[0]  # GER's base
                 gopts = settings.ger.model_copy(update={"posterior_margin": ACCEPT_ALL, "max_changed_words": None})
@@ -172,8 +230,11 @@ def main() -> None:
             print(json.dumps({"partial": key, **out["wer"][key]}), file=sys.stderr, flush=True)
     if dump:
         dump.close()
+    if args.fill_cache:
+        print(json.dumps({"benchmark": "ger_accuracy", "filled": str(args.lora_cache), "lists": len(cache.rows)}), flush=True)
+        return
     if own_gate:
-        out["adapter_gate"] = json.loads(ger.gate_file(args.adapter).read_text())
+        out["adapter_gate"] = json.loads(gate_file(args.adapter).read_text())
         out["adapter_gate"].pop("grid", None)
     elif args.adapter:
         gate, out["gate_grid_dev_mean_wer"] = choose_gate({k: d for k, d in kept.items() if k.startswith("dev/")})

@@ -97,6 +97,20 @@ def gated(texts: list[str], gains: list[float | None], bases: list[str], margin:
             for t, g, b in zip(texts, gains, bases)]
 
 
+def better_worse(refs: list[str], texts: list[str], gains: list, bases: list[str]) -> dict:
+    """Of the outputs that differ from the base: how many have fewer / more word errors, all and at gain >= 6 nats."""
+    def edits(ref: str, hyp: str) -> int:
+        return metrics.word_edits(metrics.normalize(ref).split(), metrics.normalize(hyp).split())
+
+    out = {"all": [0, 0], "gain>=6": [0, 0]}
+    for r, t, g, b in zip(refs, texts, gains, bases):
+        d = edits(r, t) - edits(r, b) if g is not None else 0
+        for k in ("all", "gain>=6") if g is not None and g >= 6 else ("all",):
+            out[k][0] += d < 0
+            out[k][1] += d > 0
+    return out
+
+
 def pct(refs: list[str], hyps: list[str]) -> float:
     return round(100 * metrics.wer(refs, hyps), 3)
 
@@ -137,6 +151,7 @@ def run_gate(adapter: Path, settings, dump: Path | None, limit: int | None = Non
                 f.write(json.dumps({"id": u.id, "ref": u.reference, "1-best": u.nbest.texts[0], "base": b, "ger": c.text,
                                     "raw": c.raw_output, "gain": g, "reason": c.fallback_reason}) + "\n")
     res = choose(refs, texts, gains, bases, gate_folds(rows))
+    res["differing_better_worse"] = better_worse(refs, texts, gains, bases)
     res.update(lists=len(utts), one_best_wer=pct(refs, [u.nbest.texts[0] for u in utts]),
                accept_all_wer=pct(refs, gated(texts, gains, bases, ACCEPT_ALL, None)),
                outputs_differing=sum(g is not None for g in gains), seconds_per_list=round(seconds, 2))
@@ -148,7 +163,7 @@ def run_gate(adapter: Path, settings, dump: Path | None, limit: int | None = Non
     return res
 
 
-def card(adapter: Path, figures: Path | None) -> dict:
+def card(adapter: Path, figures: Path | None, name: str = "ger-own") -> dict:
     """The adapter's model card (cascade.ger.train.write_model_card) with its gate and, given a ger_accuracy.py
     JSON line, its figures per set and split."""
     from cascade.ger.train import write_model_card
@@ -167,13 +182,21 @@ def card(adapter: Path, figures: Path | None) -> dict:
         "`python benchmarks/own_ger.py gate --adapter DIR` on the other half of the dev speakers (never trained on): "
         f"the lowest WER such that none of its {GATE_FOLDS} speaker-grouped folds and no condition is worse than GER's base "
         "(the reranked best; the shipped reranker saw these lists in training, so the base is optimistic and the gate cautious). "
-        f"Every change accepted: {gate['accept_all_wer']} %.",
+        f"Every change accepted: {gate['accept_all_wer']} %." + (
+            f" Of the {gate['outputs_differing']} lists where the adapter wrote something else than the base, "
+            f"{gate['differing_better_worse']['all'][0]} had fewer word errors and {gate['differing_better_worse']['all'][1]} more "
+            f"(posterior gain >= 6 nats: {gate['differing_better_worse']['gain>=6'][0]} fewer, {gate['differing_better_worse']['gain>=6'][1]} more): "
+            "its confidence does not separate good changes from bad ones, so the gate lets almost nothing through."
+            if "differing_better_worse" in gate else ""),
         "",
         "| gate half (dev, held out) | lists | 1-best | GER base (rerank) | GER + this adapter |",
         "|---|---|---|---|---|",
         f"| all | {gate['lists']} | {gate['one_best_wer']} | {gate['base_wer_gate_half']} | {gate['wer_gate_half']} |",
         *[f"| {k} | | | {gate['base_per_group'][k]} | {g[k]} |" for k in sorted(g)],
     ]
+    state = json.loads((adapter / "trainer_state.json").read_text())
+    if state.get("note"):
+        lines += ["", f"Training: {state['note']}."]
     if figures:
         fig = json.loads(figures.read_text().strip().splitlines()[-1])
         lines += ["", "`" + fig.get("command", "python benchmarks/ger_accuracy.py") + "` (normalised WER %; test splits never "
@@ -183,7 +206,9 @@ def card(adapter: Path, figures: Path | None) -> dict:
                 lines.append(f"| {key} | {row['n']} | {row['1-best']} | {row.get('rerank', '')} | {row['ger+lora']} | {row['o_nb']} |")
         if fig.get("seconds_per_utt"):
             lines += ["", f"Seconds per list (live LLM, shared 2-core CPU, inflated by load): {fig['seconds_per_utt']}."]
-    return {"card": str(write_model_card(adapter, {"lines": lines}))}
+    path = write_model_card(adapter, {"lines": lines})
+    path.write_text(path.read_text().replace(f"# GER LoRA adapter ({adapter.name})", f"# GER LoRA adapter ({name})"))
+    return {"card": str(path)}
 
 
 def main() -> None:

@@ -129,3 +129,29 @@ def test_an_adapter_gate_file_sets_the_gate_and_its_styles(tmp_path: Path) -> No
     off = GerOptions(adapter_gate=False)
     assert with_adapter_gate(off, str(tmp_path)) == off  # the options as given
     assert with_adapter_gate(GerOptions(), str(tmp_path / "none")) == GerOptions() and adapter_styles(None) is None
+
+
+OWN_ADAPTER = str(Path(__file__).resolve().parent.parent / "cascade" / "adapters" / "ger-own")
+HEARD = ("but it is good along.", "but it is good alone.", "but it is good long.")
+"""A real speechocean762 dev list (speaker 0813, gate half: never trained on), tiny.en 5-best as decoded."""
+
+
+def test_the_own_adapter_reads_a_real_list_and_its_own_gate_keeps_the_base(backend) -> None:
+    """The shipped ger-own adapter writes the word the speaker read, but its own gate (margin chosen on held-out dev
+    speakers, where its confidence did not separate good changes from bad ones) keeps the reranked best."""
+    from cascade.ger import correct_many
+    from cascade.ger.correct import GATE_NAME
+
+    gate = json.loads((Path(OWN_ADAPTER) / GATE_NAME).read_text())
+    assert gate["styles"] == ["cased"] and gate["wer_gate_half"] <= gate["base_wer_gate_half"]
+    scores = ((-3.259793519973755, -0.40747418999671936), (-3.170708656311035, -0.5284514427185059), (-3.318633198738098, -0.5531055331230164))
+    nb = NBest(hypotheses=tuple(Hypothesis(text=t, am_score=a, avg_logprob=lp) for t, (a, lp) in zip(HEARD, scores)))
+    rerank_opts = RerankOptions()
+    base = next(correct_many([nb], backend, method="rerank", rerank=rerank_opts))
+    out = next(correct_many([nb], backend, method="ger", adapter=OWN_ADAPTER, rerank=rerank_opts))
+    assert out.method == "ger" and (out.raw_output or "").strip() == HEARD[1]  # "alone", what the speaker read
+    assert out.fallback_reason == "below_posterior_margin" and out.text == base.text == HEARD[0]
+    assert 0 < out.guards["posterior_gain"] < gate["posterior_margin"] == out.guards["posterior_margin"]
+    plain = NBest.from_texts(["but it is good along", "but it is good alone"])
+    kept = next(correct_many([plain], backend, method="ger", adapter=OWN_ADAPTER, rerank=rerank_opts))
+    assert kept.fallback_reason == "adapter_not_for_style" and kept.text == "but it is good along"  # its gate saw no plain lists

@@ -498,6 +498,7 @@ CARDS = {
     "atis-domain": "cascade/rerankers/atis-domain/README.md",
     "fusion-mwer": "cascade/rerankers/fusion-mwer/README.md",
     "ger-smollm2": "cascade/adapters/ger-smollm2/README.md",
+    "ger-own": "cascade/adapters/ger-own/README.md",
 }
 
 
