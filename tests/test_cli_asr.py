@@ -226,7 +226,7 @@ def test_correct_mode_flag_and_its_old_names(tmp_path: Path) -> None:
     ("eval", ["transcribe|translate", "[default: rescore,ger]"]),
     ("tune", ["none|tokens|words", "$CASCADE_HOME/config.yaml"]),
     ("speak", ["piper|espeak|coqui", "wav|flac|mp3|opus|aac|pcm", "tts.voice = en_US-joe-medium"]),
-    ("chat", ["correct.mode = rerank", "--threads"]),
+    ("chat", ["chat.correct = none", "--threads"]),
     ("correct-batch", ["local|ray", "correct.mode = rerank", "batch.workers = 1", "hyporadise|jsonl|csv", "jsonl|hyporadise|kaldi"]),
 ])
 def test_help_shows_defaults_and_choices(command: str, needles: list[str]) -> None:
