@@ -16,9 +16,8 @@ import jsonschema
 import pytest
 from openai import BadRequestError, NotFoundError, OpenAI
 
-from services.common.testing import Service, relay_to, running_service
+from services.common.testing import JFK_WORDS, Service, plain_words, relay_to, running_service
 
-JFK_WORDS = "ask not what your country can do for you"
 ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
        "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "120"}
 WEATHER = {"type": "function", "function": {
@@ -33,10 +32,6 @@ TIMER = {"type": "function", "function": {
 TOOLS = [WEATHER, TIMER]
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 PARIS = [{"role": "user", "content": "What's the weather like in Paris?"}]
-
-
-def _words(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +71,9 @@ def test_framework_default_names_reach_the_served_models(client, jfk_path):
         assert out.model == "smollm2" and out.choices[0].message.content, name  # the real model is reported
     for name in ("gpt-transcribe", "gpt-4o-transcribe", "whisper-1"):
         with jfk_path.open("rb") as fh:
-            assert JFK_WORDS in _words(client.audio.transcriptions.create(file=fh, model=name).text), name
+            assert JFK_WORDS in plain_words(client.audio.transcriptions.create(file=fh, model=name).text), name
     with jfk_path.open("rb") as fh:  # the configured tiny.en cannot translate: whisper-1 means the multilingual base
-        assert "ask not" in _words(client.audio.translations.create(file=fh, model="whisper-1").text)
+        assert "ask not" in plain_words(client.audio.translations.create(file=fh, model="whisper-1").text)
 
 
 def test_models_retrieve_and_completions(client):
@@ -207,7 +202,7 @@ def test_transcription_logprobs_are_whispers_own(client, relay, jfk_path):
     with jfk_path.open("rb") as fh:
         out = client.audio.transcriptions.create(file=fh, model="gpt-4o-transcribe", include=["logprobs"])
     tokens = out.logprobs
-    assert "".join(t.token for t in tokens).strip() == out.text and JFK_WORDS in _words(out.text)
+    assert "".join(t.token for t in tokens).strip() == out.text and JFK_WORDS in plain_words(out.text)
     assert all(t.logprob <= 0 and bytes(int(b) for b in t.bytes) == t.token.encode() for t in tokens)
     words = [t.logprob for t in tokens if t.token.strip(" ,.")]  # Whisper is sure of these words, less of a comma
     assert sum(words) / len(words) > -0.5 and min(words) > -3
@@ -317,7 +312,7 @@ def test_livekit_plugin_defaults_with_base_url_only(gateway, jfk_path):
         mono = np.ascontiguousarray(samples[:, 0])
         frame = rtc.AudioFrame(data=mono.tobytes(), sample_rate=rate, num_channels=1, samples_per_channel=len(mono))
         heard = await lk_openai.STT(base_url=base, api_key="unused").recognize(frame)
-        assert JFK_WORDS in _words(heard.alternatives[0].text)
+        assert JFK_WORDS in plain_words(heard.alternatives[0].text)
         tts = lk_openai.TTS(base_url=base, api_key="unused")
         pcm = b"".join([bytes(a.frame.data) async for a in tts.synthesize("Hello there.")])
         assert tts.sample_rate == 24000 and len(pcm) > 24000  # > 0.5 s of 16-bit audio

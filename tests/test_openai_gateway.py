@@ -16,14 +16,9 @@ import numpy as np
 import pytest
 from openai import NotFoundError, OpenAI
 
-from services.common.testing import Service, relay_to, running_service
+from services.common.testing import JFK_WORDS, Service, plain_words, relay_to, running_service
 
-JFK_WORDS = "ask not what your country can do for you"
 QUESTION = [{"role": "user", "content": "Name one colour of the sky."}]
-
-
-def _words(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
 
 
 COMMON = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
@@ -62,7 +57,7 @@ def client(request) -> OpenAI:
 
 def test_every_route_answers_on_one_base_url(client, jfk_path):
     with jfk_path.open("rb") as fh:
-        assert JFK_WORDS in _words(client.audio.transcriptions.create(file=fh, model="whisper-1").text)
+        assert JFK_WORDS in plain_words(client.audio.transcriptions.create(file=fh, model="whisper-1").text)
     with jfk_path.open("rb") as fh:  # tiny.en cannot translate: the route exists and says so (501)
         with pytest.raises(Exception) as err:  # (whisper-1 means the multilingual base there: test_openai_agent)
             client.audio.translations.create(file=fh, model="tiny.en")
@@ -167,7 +162,7 @@ def test_streaming_transcription_deltas_concatenate_to_done(client, jfk_path):
         events = list(client.audio.transcriptions.create(file=fh, model="whisper-1", stream=True))
     deltas = [e for e in events if e.type == "transcript.text.delta"]
     assert deltas and events[-1].type == "transcript.text.done" and len(events) == len(deltas) + 1
-    assert "".join(d.delta for d in deltas) == events[-1].text and JFK_WORDS in _words(events[-1].text)
+    assert "".join(d.delta for d in deltas) == events[-1].text and JFK_WORDS in plain_words(events[-1].text)
     assert deltas[0].model_extra["segment"]["start"] == pytest.approx(0.0, abs=1.0)
 
 
@@ -193,4 +188,4 @@ def test_streaming_transcription_carries_nbest_and_correction(local, shared_data
         assert fix["method"] == "rescore" and fix["text"] == d.delta.strip()
         assert fix["text"] in [h["text"] for h in d.model_extra["nbest"]]
     assert "".join(d.delta for d in deltas) == done.text == done.model_extra["transcript"]["text"]
-    assert JFK_WORDS in _words(done.text) and done.model_extra["transcript"]["duration"] > 30
+    assert JFK_WORDS in plain_words(done.text) and done.model_extra["transcript"]["duration"] > 30

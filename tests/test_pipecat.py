@@ -18,16 +18,12 @@ import pytest
 import soundfile as sf
 
 from cascade.audio import load_audio
-from services.common.testing import Service, running_service
+from services.common.testing import JFK_WORDS, Service, plain_words, running_service
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPECAT_PY = Path(os.environ.get("CASCADE_PIPECAT_VENV", "~/.cache/cascade/venv-pipecat")).expanduser() / "bin" / "python"
 ENV = {"OMP_NUM_THREADS": "1", "CASCADE_LLM__THREADS": "1", "CASCADE_ASR__CPU_THREADS": "1",
        "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "120"}
-
-
-def _words(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +43,7 @@ def test_pipecat_services_work_with_only_base_url(gateway: Service, jfk_path: Pa
 
     stt = out["stt"]  # pipecat's default STT model name, one segment between its VAD frames
     assert stt["model"] == "gpt-transcribe" and not stt["errors"], stt
-    assert "ask not what your country can do for you" in _words(stt["text"]), stt
+    assert JFK_WORDS in plain_words(stt["text"]), stt
 
     llm = out["llm"]  # gpt-4.1 means the served SmolLM2; the call pipecat ran and the answer after its result
     assert llm["model"] == "gpt-4.1" and not llm["errors"], llm

@@ -24,14 +24,9 @@ import soundfile as sf
 from openai import OpenAI
 
 from cascade.types import Correction, NBest, Transcript
-from services.common.testing import Service, launch, wait_ready
+from services.common.testing import JFK_WORDS, Service, launch, plain_words, wait_ready
 
 KEY = "test-key-7"
-JFK_WORDS = "ask not what your country can do for you"
-
-
-def _words(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +79,7 @@ def test_transcription_formats_with_openai_client(asr_client, jfk_path, fmt):
     text = out if isinstance(out, str) else out.text
     if fmt in ("srt", "vtt"):  # the cue text alone: numbers and times dropped
         text = " ".join(x for x in text.splitlines() if x.strip() and "-->" not in x and not x.isdigit() and x != "WEBVTT")
-    assert JFK_WORDS in _words(text)
+    assert JFK_WORDS in plain_words(text)
     if fmt == "srt":
         assert out.startswith("1\n00:00:00,000 --> 00:00:")
         blocks = [b.splitlines() for b in out.strip().split("\n\n")]
@@ -109,14 +104,14 @@ def test_streaming_transcription_on_the_asr_service(asr_client, jfk_path):
     with jfk_path.open("rb") as fh:
         events = list(asr_client.audio.transcriptions.create(file=fh, model="whisper-1", stream=True))
     assert [e.type for e in events][-1] == "transcript.text.done" and len(events) >= 2
-    assert "".join(e.delta for e in events[:-1]) == events[-1].text and JFK_WORDS in _words(events[-1].text)
+    assert "".join(e.delta for e in events[:-1]) == events[-1].text and JFK_WORDS in plain_words(events[-1].text)
 
 
 def test_translation_with_base_model(asr_client, shared_data):
     clip = shared_data / "fleurs" / "audio" / "fleurs-de-000.ogg"
     with clip.open("rb") as fh:
         out = asr_client.audio.translations.create(file=fh, model="base")
-    words = _words(out.text)
+    words = plain_words(out.text)
     assert words and any(w in words for w in ("hong kong", "island", "kowloon")), out.text
 
 
@@ -132,7 +127,7 @@ def test_nbest_endpoint_returns_the_transcript_record(stack, jfk_path):
                    timeout=60)
     assert r.status_code == 200
     t = Transcript.model_validate(r.json())
-    assert all(1 <= len(s.nbest.hypotheses) <= 4 for s in t.segments) and JFK_WORDS in _words(t.text)
+    assert all(1 <= len(s.nbest.hypotheses) <= 4 for s in t.segments) and JFK_WORDS in plain_words(t.text)
     assert t.stages[0].options["n_best"] == 4
 
 
@@ -340,7 +335,7 @@ def test_gateway_voice_turn(stack, short_clip):
     assert r.status_code == 200, r.text
     turn = r.json()
     assert turn["status"] == "ok" and turn["degraded"] == {}
-    assert "fellow americans" in _words(turn["correction"]["text"])
+    assert "fellow americans" in plain_words(turn["correction"]["text"])
     assert turn["reply"]["text"].strip()
     audio, rate = sf.read(io.BytesIO(base64.b64decode(turn["audio"]["data"])))
     assert rate == turn["audio"]["sample_rate"] == 24000 and len(audio) / rate > 0.3  # the TTS service's pcm
@@ -354,7 +349,7 @@ def test_gateway_corrected_transcription(stack, jfk_path):
                                                  extra_body={"correct": "rescore"})
     correction = out.segments[0].model_extra["correction"]
     assert correction["status"] == "ok" and correction["method"] == "rescore"
-    assert JFK_WORDS in _words(out.text)
+    assert JFK_WORDS in plain_words(out.text)
 
 
 def test_gateway_answers_text_only_when_tts_is_down(stack, short_clip):

@@ -67,6 +67,15 @@ def start_service(name: str, *, ready_timeout: float = 180.0, **kw) -> Service:
     return wait_ready(launch(name, **kw), ready_timeout)
 
 
+JFK_WORDS = "ask not what your country can do for you"
+"""What every recogniser must hear in ../shared/data/real/jfk.flac, as `plain_words` writes it."""
+
+
+def plain_words(text: str) -> str:
+    """Lower-case letters, digits and single spaces: a transcript compared without its punctuation."""
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
 def relay_to(url: str) -> tuple[str, ...]:
     """A gateway's arguments that send ASR, LLM and TTS to the services at `url` (e.g. another gateway)."""
     return ("--asr-url", url, "--llm-url", url, "--tts-url", url)
