@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from cascade.types import ChatMessage
 
 logger = logging.getLogger(__name__)
@@ -67,9 +69,7 @@ class EndOfTurn:
             scores = self.backend.next_logprobs(before + words, tokens, static=self._static, reply=True)
         else:
             scores = [s.logprob for s in self.backend.score(endings, prefix=before + words)]
-        top = max(scores)
-        return float(top + math.log(sum(math.exp(x - top) for x in scores)))
-
+        return float(np.logaddexp.reduce(scores))
 
     def _one_token_each(self, endings: Sequence[str]) -> list[str] | None:
         """The endings as single tokens where the backend reads next-token log-probs (else None: scored)."""
