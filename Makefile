@@ -43,13 +43,18 @@ demo: setup
 	  CASCADE_RERANK__MODEL=atis-domain $(PY) -m cascade correct $(ATIS_LISTS) --limit 50 --correct rerank --changed; \
 	fi
 
-# The separate Coqui TTS venv (torch 2.9.1 + torchaudio + coqui-tts); cached, rebuilt when its script changes.
+# Separate venvs for extras whose pins clash with the main venv's (tests/extra_env.sh says why); cached,
+# rebuilt when the extra's requirements change.
+# Coqui TTS (torch 2.9.1 + torchaudio + coqui-tts), plus what cascade.types/config/models/audio/tts and its test import.
+COQUI_BASE := pydantic>=2.7,<3 pydantic-settings>=2.3 pyyaml>=6 jinja2>=3.1 typer>=0.12 rich>=13 soundfile>=0.12 av>=12 pytest>=8 pytest-timeout>=2.3
+COQUI_CHECK := import torch, torchaudio, TTS; print('coqui env ok: torch', torch.__version__, 'torchaudio', torchaudio.__version__, 'TTS', TTS.__version__)
 coqui-env:
-	@PYTHON=$(PYTHON) COQUI_VENV=$(CACHE)/venv-coqui bash tests/coqui_env.sh
+	@PYTHON=$(PYTHON) bash tests/extra_env.sh coqui $(CACHE)/venv-coqui "$(COQUI_BASE)" "$(COQUI_CHECK)"
 
-# The separate pipecat venv (pipecat-ai[openai], whose pins clash with the main venv's); cached like coqui-env.
+# pipecat-ai[openai] (tests/pipecat_check.py).
+PIPECAT_CHECK := import pipecat, openai, soundfile; from pipecat.services.openai.llm import OpenAILLMService; print('pipecat env ok:', pipecat.__version__, 'openai', openai.__version__)
 pipecat-env:
-	@PYTHON=$(PYTHON) PIPECAT_VENV=$(CACHE)/venv-pipecat bash tests/pipecat_env.sh
+	@PYTHON=$(PYTHON) bash tests/extra_env.sh pipecat $(CACHE)/venv-pipecat "" "$(PIPECAT_CHECK)"
 
 # The docs site, built strictly (a broken link, a missing page or a reference page the code no longer matches fails).
 DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true

@@ -1,4 +1,4 @@
-"""pipecat's OpenAI services against the gateway, run in pipecat's own venv (tests/pipecat_env.sh) by
+"""pipecat's OpenAI services against the gateway, run in pipecat's own venv (`make pipecat-env`) by
 tests/test_pipecat.py: `python tests/pipecat_check.py BASE_URL AUDIO` prints one JSON line of what came back.
 
 Each service runs in a real pipecat pipeline with its defaults and only base_url set (the API key is the

@@ -1,6 +1,6 @@
 """The Coqui engine, tested in its own environment (torch 2.9.1 + torchaudio), from the main suite.
 
-`make test` builds ~/.cache/cascade/venv-coqui first (tests/coqui_env.sh); this test runs
+`make test` builds ~/.cache/cascade/venv-coqui first (`make coqui-env`: tests/extra_env.sh); this test runs
 tests/coqui_engine_check.py there as a subprocess and requires every test in it to pass:
 a missing environment is a failure, not a skip.
 """

@@ -1,7 +1,7 @@
 """pipecat (pipecat-ai[openai] 1.14) against the gateway with only base_url set (issue 26).
 
 pipecat's pins clash with the main venv's (protobuf, soundfile), so `make test` builds its own venv first
-(tests/pipecat_env.sh, ~/.cache/cascade/venv-pipecat) and this test runs tests/pipecat_check.py there as a
+(`make pipecat-env`: tests/extra_env.sh, ~/.cache/cascade/venv-pipecat) and this test runs tests/pipecat_check.py there as a
 subprocess against a real gateway on loopback: OpenAISTTService, OpenAILLMService (its default model, a
 function it calls and the answer after the result, through pipecat's own aggregator) and OpenAITTSService,
 each in a real pipecat pipeline. A missing environment is a failure, not a skip.

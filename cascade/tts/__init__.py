@@ -2,7 +2,7 @@
 
 Engines (TtsOptions.engine): "piper" (bundled en_US-joe-medium voice, the CPU default),
 "espeak" (espeak-ng, always available) and "coqui" (a user's Coqui TTS checkpoint,
-VITS or XTTS, in its own environment: see tests/coqui_env.sh). Every engine sees the
+VITS or XTTS, in its own environment: see `make coqui-env`). Every engine sees the
 same cleaned, sentence-split text (cascade.tts.text): streaming starts with the first
 sentence, over-long sentences are cut, never truncated.
 """
