@@ -28,11 +28,15 @@ class Counting:
     """The real backend, counting generate calls (and optionally injecting a fault)."""
 
     def __init__(self, inner, fault=None):
-        self.inner, self.fault, self.calls = inner, fault, []
+        self.inner, self.fault, self.calls, self.scored = inner, fault, [], []
         self.name = inner.name
 
     def __getattr__(self, item):
         return getattr(self.inner, item)
+
+    def score(self, texts, **kw):
+        self.scored.extend(texts)
+        return self.inner.score(texts, **kw)
 
     def generate(self, prompts, **kw):
         self.calls.append(len(prompts))
@@ -159,3 +163,17 @@ def test_correct_many_none_and_rescore_keep_order() -> None:
     assert [c.text for c in ger.correct_many(nbs, None, method="none")] == ["a b", "", "x"]
     res = list(ger.correct_many(nbs, None, method="rescore", rescore=RescoreOptions(lam=0.0), batch_size=1))
     assert [c.status for c in res] == ["ok", "error", "ok"] and res[0].chosen == 0
+
+
+def test_rescore_scores_only_lists_with_a_choice(backend) -> None:
+    """A deployed recogniser's 1-best records (one text per list) cost no LLM call under --correct rescore; GER
+    still scores them, its score gate compares against that score."""
+    single = NBest(hypotheses=(Hypothesis(text="show me the flights to denver", avg_logprob=-0.2),))
+    counting = Counting(backend)
+    res = list(ger.correct_many([single, FLIGHTS, single], counting, method="rescore", rescore=RescoreOptions(lam=0.5)))
+    assert [c.text for c in res][::2] == [single.texts[0]] * 2 and all(c.status == "ok" for c in res)
+    assert sorted(counting.scored) == sorted(FLIGHTS.texts)
+    assert res[1].chosen == ger.rescore(FLIGHTS, backend, RescoreOptions(lam=0.5)).chosen
+    gated = Counting(backend)
+    list(ger.correct_many([single], gated, method="ger", rescore=RescoreOptions(lam=0.5)))
+    assert single.texts[0] in gated.scored

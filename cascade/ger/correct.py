@@ -295,7 +295,7 @@ def _run(batch: list[NBest], backend: LlmBackend | None, method: str, ger: GerOp
     if method == "none":
         done = [Correction(text=nb.texts[0], method="none", chosen=0) for nb in valid]
     elif method == "rescore":
-        done = rescore_many(valid, backend, rescore)
+        done = rescore_many(valid, backend, rescore, score_single=False)
     elif method == "rerank":
         from cascade.ger.rerank import load_domain, load_model, rerank_many
 

@@ -133,12 +133,18 @@ def check_nbest(nbest: NBest) -> None:
         raise InvalidInput("empty N-best list: nothing to rescore or correct", param="hypotheses")
 
 
-def rescore_many(nbests: Sequence[NBest], backend: LlmBackend | None, options: RescoreOptions, *, adapter: str | None = None) -> list[Correction]:
-    """Rescore several lists with one batched LLM call (none when λ = 0)."""
+def rescore_many(nbests: Sequence[NBest], backend: LlmBackend | None, options: RescoreOptions, *, adapter: str | None = None,
+                 score_single: bool = True) -> list[Correction]:
+    """Rescore several lists with one batched LLM call (none when λ = 0).
+
+    `score_single=False`: a list with one distinct text has nothing to choose, so its text is not scored (a batch of
+    a deployed recogniser's 1-best records costs no LLM call); GER keeps the default, its score gate reads those scores."""
     for nb in nbests:
         check_nbest(nb)
     t0 = time.perf_counter()
     per_list = [effective(options, nb) for nb in nbests]
+    if not score_single:
+        per_list = [o if len(set(nb.texts)) > 1 else o.model_copy(update={"lam": 0.0}) for nb, o in zip(nbests, per_list)]
     lm = None
     if any(o.lam > 0 for o in per_list):
         if backend is None:
