@@ -105,6 +105,10 @@ class AsrOptions(Options):
     1-best WER as one file, sequential / batched 30 / 25 / 20 / 18 / 15 s: librispeech-test-other 7.71 / 6.91 / 6.65 /
     7.18 / 7.98 / 8.51, speechocean762 (100 clips) 50.85 / 51.58 / 50.61 / 49.64 / 47.69 / 50.12: no trend beyond
     noise, and shorter chunks cost more encoder passes (20 s: 1.30x faster-whisper's batched CPU on the long file)."""
+    batch_timestamps: bool = True
+    """Batched mode: decode chunks with Whisper's timestamp tokens (segments within a chunk; the speech after the
+    decode's last opened segment is decoded again, batched). False: the pipeline's own no-timestamp decode, one
+    segment per chunk, which skips whole sentences in long chunks (speechocean762 dev)."""
     word_timestamps: bool = False
     without_timestamps: bool = False
     """False: segments are cut at Whisper's timestamp tokens, as faster-whisper's transcribe() does."""
@@ -214,6 +218,10 @@ class RerankOptions(Options):
     """Keep the 1-best unless the reranker's choice beats it by this much; None: the model's own dev-chosen margin."""
     ger_base: bool = True
     """GER starts from the reranked best (its guards compare against it) instead of the rescored best."""
+    second_model: str | None = None
+    """The second recogniser (a bundled name or a CTranslate2 Whisper directory) that reads every hypothesis of a
+    transcript, teacher-forced over its audio, when the reranker's weights use its score (the am2 features,
+    cascade.asr.logprobs.second_scores); None: never read (those features are 0). Lists without audio never have it."""
 
 
 RescoreOptions.model_rebuild()

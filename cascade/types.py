@@ -118,6 +118,11 @@ class Hypothesis(Record):
     avg_logprob: float | None = None
     """am_score divided by the number of tokens (length-normalised)."""
     tokens: tuple[int, ...] | None = None
+    second_score: float | None = None
+    """Sum of the text's token log-probabilities under a second recogniser, teacher-forced over the same audio
+    (cascade.asr.logprobs.second_scores; the reranker's am2 features), if read."""
+    second_tokens: int | None = None
+    """How many tokens second_score sums (the second recogniser's own tokenisation of the text)."""
 
 
 class NBest(Record):

@@ -26,11 +26,46 @@ def transcript_corrector(settings: Settings, mode: str | None = None, *, transla
     corrector = build_corrector(settings, mode, backend=backend)
     if mode == "none":
         return lambda transcript: transcript
+    second = second_reader(settings, mode)
 
     def apply(transcript: Transcript) -> Transcript:
+        if second is not None:
+            transcript = second(transcript)
         return transcript.with_corrections(corrector.correct(s.nbest for s in transcript.segments))
 
     return apply
+
+
+def second_reader(settings: Settings, mode: str) -> Callable[..., Transcript] | None:
+    """`read(transcript, samples=None)`: the transcript with every hypothesis scored by the reranker's second recogniser
+    (rerank.second_model, cascade.asr.logprobs.second_scores) over its audio (`samples`, else the file it names); None
+    where the mode's reranker does not use that score. A second model that is not there fails here, before any file."""
+    if mode not in ("rerank", "ger") or (mode == "ger" and not settings.rerank.ger_base):
+        return None
+    from cascade.ger.rerank import load_model, second_model
+
+    name = second_model(load_model(settings.rerank.model), settings.rerank)
+    if name is None:
+        return None
+    from cascade import models
+
+    models.whisper_dir(name, settings.home)  # ModelNotFound now, with the model's name
+
+    def read(transcript: Transcript, samples=None) -> Transcript:  # noqa: ANN001
+        from cascade.asr.logprobs import second_scores
+        from cascade.audio import load_audio
+        from cascade.types import InvalidInput
+
+        if not any(len(s.nbest.hypotheses) > 1 for s in transcript.segments):
+            return transcript  # nothing to choose between
+        if samples is None:
+            if not transcript.source:
+                raise InvalidInput(f"the reranker reads a second recogniser ({name}) over the audio, and this transcript "
+                                   "names none: give the audio, or set rerank.second_model to null", param="correct")
+            samples = load_audio(transcript.source)
+        return second_scores(samples, transcript, name, settings.asr, settings.home)
+
+    return read
 
 
 def _translation_step(settings: Settings, mode: str, backend: LlmBackend | None) -> TranscriptCorrector:

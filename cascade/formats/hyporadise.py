@@ -7,7 +7,8 @@ per set `am_score` (atis) or `score` (wsj_score). Those list-level scores are wh
 publishes: length-normalised acoustic scores (mean token log-prob, about -0.2..-0.6). So in every
 reader and writer of this project a list-level `am_score`/`score` means `Hypothesis.avg_logprob`;
 `Hypothesis.am_score` (a sum over tokens) is only read from a hypothesis written as an object
-({"text", "am_score", "avg_logprob"}, cascade's own JSONL). chime4/swbd/td3's `input1`/`input2`
+({"text", "am_score", "avg_logprob"}, cascade's own JSONL; such an object may also carry `second_score` and
+`second_tokens`, the text's log-prob under a second recogniser). chime4/swbd/td3's `input1`/`input2`
 and ls_clean's `instruction` are derived from `input` and not needed to rebuild a record.
 """
 
@@ -50,8 +51,11 @@ def _hypothesis(item: Any, key: str) -> Hypothesis:
         return Hypothesis(text=" ".join(item.split()))
     if isinstance(item, dict) and isinstance(item.get("text"), str):
         try:
+            second = _number(item.get("second_score"))
+            tokens = item.get("second_tokens") if second is not None and isinstance(item.get("second_tokens"), int) else None
             return Hypothesis(text=" ".join(item["text"].split()), am_score=_number(item.get("am_score")),
-                              avg_logprob=_number(item.get("avg_logprob")))
+                              avg_logprob=_number(item.get("avg_logprob")), second_score=second if tokens else None,
+                              second_tokens=tokens or None)
         except ValueError as exc:
             raise ValueError(f"bad hypothesis: {exc}".splitlines()[0]) from None
     raise ValueError(f"`{key}` holds a {type(item).__name__}; each hypothesis must be a string or an object with 'text'")

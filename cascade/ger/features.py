@@ -51,7 +51,13 @@ FEATURES = (
     "am_x_doubt",    # Δ mean token log-prob of the recogniser x the same doubt
     "dropped",       # share of the 1-best's words a shorter hypothesis leaves out (0 for a longer one)
     "dropped_x_sure",  # the same x how sure the recogniser is of its 1-best (exp of its mean token log-prob)
+    "am2_avg",       # Δ mean token log-prob under a second recogniser, teacher-forced (Hypothesis.second_score; 0 where
+                     # a hypothesis of the list has none: lists without audio, such as HyPoradise's)
+    "am2_sum",       # Δ summed token log-prob under the second recogniser / 10, the same lists
+    "am2_x_doubt",   # Δ mean token log-prob under the second recogniser x the first's doubt in its 1-best
 )
+SECOND_FEATURES = frozenset(f for f in FEATURES if f.startswith("am2"))
+"""The features that need a second recogniser's score of every hypothesis (the audio, at correction time)."""
 
 
 def detect_style(texts: Sequence[str]) -> Style:
@@ -178,6 +184,7 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None,
             (s.logprob if s else -200.0) / words,
         )
     rel = raw - raw[0]
+    am2 = _second(hyps)
     dropped = np.clip(-rel[:, 4], 0.0, None) / raw[0, 4]
     rank = np.arange(n, dtype=float)
     am_on = 1.0 if am_known else 0.0
@@ -186,8 +193,26 @@ def list_features(nbest: NBest, lm: dict[str, TextScore] | None,
                       rel[:, 2] * (raw[0, 2] + 4.0), rel[:, 2] * raw[0, 5],
                       *_domain_columns(hyps, domain if style == "domain" else None),
                       rel[:, 2] * -raw[0, 0] * am_on, rel[:, 0] * -raw[0, 0] * am_on,
-                      dropped, dropped * math.exp(raw[0, 0]) * am_on], axis=1)
+                      dropped, dropped * math.exp(raw[0, 0]) * am_on,
+                      am2[:, 0], am2[:, 1], am2[:, 0] * -raw[0, 0] * am_on], axis=1)
     return feats, style
+
+
+def _second(hyps) -> np.ndarray:
+    """[n, 2]: (Δ mean, Δ sum / 10) of the second recogniser's token log-probs against the 1-best; zeros unless every
+    hypothesis with text has its score (an empty one, never chosen, gets the 1-best's)."""
+    n = len(hyps)
+    known = [h.second_score is not None and h.second_tokens for h in hyps]
+    if not known[0] or not all(k or not h.text.strip() for h, k in zip(hyps, known)):
+        return np.zeros((n, 2))
+    vals = np.array([(h.second_score / h.second_tokens, h.second_score / 10) if k else (hyps[0].second_score / hyps[0].second_tokens,
+                      hyps[0].second_score / 10) for h, k in zip(hyps, known)])
+    return vals - vals[0]
+
+
+def uses_second(weights: Sequence[float], features: Sequence[str]) -> bool:
+    """Whether a weight vector reads any second-recogniser feature (a non-zero weight on one)."""
+    return any(w != 0.0 and f in SECOND_FEATURES for w, f in zip(weights, features))
 
 
 def list_style(nbest: NBest, domain: dict[str, DomainScore] | None = None) -> Style:

@@ -141,6 +141,16 @@ def _weights(model: RerankModel, style: str) -> np.ndarray | None:
     return np.array([w.get(f, 0.0) for f in FEATURES])
 
 
+def second_model(model: RerankModel, options: RerankOptions) -> str | None:
+    """The second recogniser to read each hypothesis with (options.second_model) when some style's weights use its
+    score; None: nothing to read (a model without am2 weights, or the option off)."""
+    from cascade.ger.features import uses_second
+
+    if not options.second_model:
+        return None
+    return options.second_model if any(uses_second(w, model.features) for w in model.weights.values()) else None
+
+
 def words0(nbest: NBest) -> int:
     """Words of the 1-best (normalised, at least 1): the unit of a per-word margin."""
     from cascade import metrics
@@ -216,7 +226,12 @@ def output_gain(nbest: NBest, text: str, base: int, backend: LlmBackend, model: 
     near = nbest.hypotheses[idx]
     avg = output_am(near.avg_logprob, dist, ger or GerOptions()) if near.avg_logprob is not None else None
     total = avg * near.am_score / near.avg_logprob if avg is not None and near.am_score is not None and near.avg_logprob else None
-    ext = nbest.model_copy(update={"hypotheses": (*nbest.hypotheses, Hypothesis(text=text, am_score=total, avg_logprob=avg))})
+    second = second_tokens = None
+    if near.second_score is not None and near.second_tokens:  # the second recogniser's score, penalised alike
+        second_tokens = near.second_tokens
+        second = output_am(near.second_score / second_tokens, dist, ger or GerOptions()) * second_tokens
+    ext = nbest.model_copy(update={"hypotheses": (*nbest.hypotheses, Hypothesis(text=text, am_score=total, avg_logprob=avg,
+                                                                                 second_score=second, second_tokens=second_tokens))})
     texts = ext.texts
     dscores = domain.scores(texts) if domain is not None else None
     style = list_style(nbest, dscores)

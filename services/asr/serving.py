@@ -18,6 +18,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from cascade.config import AsrOptions, Settings
+from cascade.correct import second_reader
 from cascade.types import (
     BackendUnavailable, Cancelled, Correction, CorrectionMode, ModelNotFound, NBest, Segment, StageInfo, Transcript,
     Unsupported,
@@ -170,7 +171,7 @@ class AsrServing:
         options = options.model_copy(update={"model": model})
         started = time.perf_counter()
         queue = self.queues[f"{self.recognizer.name}:{model}"]
-        transcript = await queue.run(self._recognize, audio, options, client_gone.get())
+        transcript = await queue.run(self._recognize, audio, options, client_gone.get(), correct)
         self.metrics.stage_latency.labels("asr").observe(time.perf_counter() - started)
         if correct == "none" or not transcript.segments:
             return transcript
@@ -195,9 +196,13 @@ class AsrServing:
         return transcript, self.recognizer.token_logprobs(samples, transcript, options)  # type: ignore[attr-defined]
 
     def _recognize(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
-                   cancel: threading.Event | None) -> Transcript:
+                   cancel: threading.Event | None, correct: str = "none") -> Transcript:
         samples = audio.decode(cancel) if isinstance(audio, PendingAudio) else audio
-        return self.recognizer.transcribe_all(samples, options, cancel=cancel)
+        transcript = self.recognizer.transcribe_all(samples, options, cancel=cancel)
+        # a reranker that reads a second recogniser's score of each hypothesis gets it here, where the audio is
+        # (cascade.correct.second_reader; in-process recognisers only: a remote one sends no audio back)
+        read = second_reader(self.settings, correct) if correct != "none" and hasattr(self.recognizer, "token_logprobs") else None
+        return read(transcript, samples) if read is not None and transcript.segments else transcript
 
     async def stream(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
                      correct: str = "none") -> AsyncIterator[Segment | Transcript]:
