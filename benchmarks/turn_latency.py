@@ -17,9 +17,10 @@ The Realtime API's first audio (`ttfa_realtime_s`): the same utterances streamed
 gateway's /v1/realtime by the official openai client, from the last appended audio of the utterance to the
 first response.output_audio.delta. Turns cut early (`early_cut`): on real recordings with pauses inside
 (LibriSpeech test-other and speechocean762 clips of --cut-split; dev for choosing the thresholds, test for
-reporting), the share of clips in which an inner pause would end the turn: the live turn's rule (silence_ms
-after words that read as finished, max_silence_ms otherwise) beside the pause alone at the same silence_ms and
-at 1.2 s, all from one pass of LiveTurn over each clip (every pause's window decoded and read).
+reporting), the share of clips in which an inner pause would end the turn: the live turn's rule (the silence
+its words ask for, cascade.live.endpoint.wait_ms) beside the previous one-step rule (600 ms after any reading
+>= -3.5) and the pause alone at silence_ms and at 600 ms, all from one pass of LiveTurn over each clip (every
+pause's window decoded and read); and how long finished utterances wait.
 
 Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/turn_latency.py [--n 5]
 """
@@ -188,21 +189,28 @@ def pauses(turn, detector, options, samples) -> list[dict]:
     return out
 
 
-def cut_rates(records: list[dict], silence_ms: int, max_silence_ms: int, end_logprob: float | None) -> dict:
+def cut_rates(records: list[dict], options, read: bool = True) -> dict:
     """Share of clips a rule cuts early (some inner pause ends the turn) and, with readings, the share of whole
-    utterances whose words read unfinished (they wait max_silence_ms). end_logprob None: the pause alone."""
+    utterances whose words read unfinished (they wait max_silence_ms) and how long finished utterances wait (the
+    silence their final words ask for, endpoint.wait_ms). read False: the pause alone (silence_ms)."""
+    from cascade.live.endpoint import wait_ms
+
     cut = late = 0
+    waits = []
     for clip in records:
         inner = [p for p in clip["pauses"] if p["pause_ms"] is not None]
         final = [p for p in clip["pauses"] if p["pause_ms"] is None]
-        if end_logprob is None:
-            cut += any(p["pause_ms"] >= silence_ms for p in inner)
+        if not read:
+            cut += any(p["pause_ms"] >= options.silence_ms for p in inner)
             continue
-        cut += any(p["pause_ms"] >= max_silence_ms or (p["pause_ms"] >= silence_ms and p["logprob"] >= end_logprob)
-                   for p in inner)
-        late += bool(final) and final[-1]["logprob"] < end_logprob
+        cut += any(p["pause_ms"] >= wait_ms(p["logprob"], options, bool(p["text"].strip())) for p in inner)
+        if final:
+            waits.append(wait_ms(final[-1]["logprob"], options, bool(final[-1]["text"].strip())))
+            late += final[-1]["logprob"] < options.end_logprob
     n = max(len(records), 1)
-    return {"early_cut_rate": round(cut / n, 3), **({"unfinished_end_rate": round(late / n, 3)} if end_logprob is not None else {})}
+    return {"early_cut_rate": round(cut / n, 3),
+            **({"unfinished_end_rate": round(late / n, 3), "finished_wait_ms_mean": round(statistics.mean(waits)),
+                "finished_wait_ms_median": round(statistics.median(waits))} if read and waits else {})}
 
 
 def early_cuts(split: str, n_ocean: int, records_out: Path | None = None, records_in: Path | None = None,
@@ -235,11 +243,14 @@ def early_cuts(split: str, n_ocean: int, records_out: Path | None = None, record
     inner = [p for r in records for p in r["pauses"] if p["pause_ms"] is not None]
     return {
         "split": split, "clips": len(records), "inner_pauses_decoded": len(inner),
-        "rule": {"silence_ms": live.silence_ms, "max_silence_ms": live.max_silence_ms, "end_logprob": live.end_logprob},
-        "llm": cut_rates(records, live.silence_ms, live.max_silence_ms, live.end_logprob),
-        "pause_only": cut_rates(records, live.silence_ms, live.max_silence_ms, None),
-        "pause_only_1200ms": cut_rates(records, 1200, 1200, None),
-        **{f"{c}_clips": sum(r["corpus"] == c for r in records) for c in ("librispeech", "speechocean762")},
+        "rule": {k: getattr(live, k) for k in ("quick_silence_ms", "quick_logprob", "silence_ms", "end_logprob",
+                                                "max_silence_ms")},
+        "llm": cut_rates(records, live),
+        "llm_one_step_600ms": cut_rates(records, live.model_copy(update={"silence_ms": 600, "end_logprob": -3.5,
+                                                                          "quick_logprob": -3.5, "quick_silence_ms": 600})),
+        "pause_only": cut_rates(records, live, read=False),
+        "pause_only_600ms": cut_rates(records, live.model_copy(update={"silence_ms": 600}), read=False),
+        **{f"{c}_clips": sum(r["corpus"][:5] == c[:5] for r in records) for c in ("librispeech", "speechocean762")},
     }
 
 
@@ -317,10 +328,10 @@ def turns(n: int, live: bool = True) -> dict:
         from cascade.live import build_detector
 
         detector = build_detector(settings)
-        pause_only = settings.live.model_copy(update={"end_of_turn": "pause"})
+        pause_only = settings.live.model_copy(update={"end_of_turn": "pause", "silence_ms": 600})
         live_turn(turn, data[0][1], settings.live, detector)  # warm-up of the VAD and the live path
         rows["live"], rows["live_pause_only"] = [], []
-        for i, (_, samples) in enumerate(data):  # the peer: the same silence_ms, the words not read
+        for i, (_, samples) in enumerate(data):  # the peer: the words not read, 600 ms of silence (the old default)
             order = ("live", "live_pause_only") if i % 2 == 0 else ("live_pause_only", "live")
             for mode in order:
                 rows[mode].append(live_turn(turn, samples, settings.live if mode == "live" else pause_only, detector))
@@ -332,6 +343,7 @@ def turns(n: int, live: bool = True) -> dict:
                    "correction": settings.chat.correct, "llm": f"{settings.llm.backend}:{settings.llm.model}",
                    "max_reply_tokens": settings.chat.max_reply_tokens, "max_sentences": settings.chat.max_sentences,
                    "tts": settings.tts.engine, "live_silence_ms": settings.live.silence_ms,
+                   "live_quick_silence_ms": settings.live.quick_silence_ms, "live_quick_logprob": settings.live.quick_logprob,
                    "live_pause_ms": settings.live.pause_ms, "live_cut_ms": settings.live.cut_ms,
                    "live_speculate": settings.live.speculate, "live_early_reply": settings.live.early_reply,
                    "live_end_of_turn": settings.live.end_of_turn, "live_max_silence_ms": settings.live.max_silence_ms,
@@ -339,7 +351,7 @@ def turns(n: int, live: bool = True) -> dict:
         **summary,
         **({"ttfa_live_s": summary["live"]["first_audio"],
             "ttfa_live_pause_only_s": summary["live_pause_only"]["first_audio"],
-            "ttfa_live_minus_silence_wait_s": round(summary["live"]["first_audio"] - settings.live.silence_ms / 1000, 3),
+            "ttfa_live_minus_silence_wait_s": round(summary["live"]["first_audio"] - settings.live.quick_silence_ms / 1000, 3),
             "goal_live_met": summary["live"]["first_audio"] <= 1.0} if live else {}),
         "ttfa_ratio_sequential_over_streamed": round(summary["sequential"]["ttfa"] / summary["streamed"]["ttfa"], 2),
         "goal_ttfa_s": 1.0,

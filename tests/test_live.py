@@ -23,7 +23,7 @@ from cascade.cli import app
 from cascade.config import Settings
 from cascade.live import FRAME, StreamingVad
 from cascade.metrics import normalize
-from services.common.testing import Service, running_service
+from services.common.testing import JFK_WORDS, Service, plain_words, running_service
 
 FAST_REPLY = {"CASCADE_CHAT__MAX_SENTENCES": "1", "CASCADE_CHAT__MAX_REPLY_TOKENS": "24",
               "CASCADE_LIVE__SILENCE_MS": "1500"}
@@ -375,11 +375,22 @@ def _turn_ends(live_turn, settings: Settings, samples: np.ndarray, detector, **u
 
 def test_a_pause_after_unfinished_words_does_not_end_the_turn(live_turn, settings: Settings,
                                                              jfk: np.ndarray, detector) -> None:
-    """ "ask not [1.1 s pause] what your country can do for you": the pause alone (0.6 s) ends the turn after
+    """ "ask not [1.1 s pause] what your country can do for you": a pause alone of 0.6 s ends the turn after
     "ask not"; read, those words are unfinished, so the turn goes on past the pause (readings waited for, so
     this does not depend on the machine's speed)."""
     rest = jfk[16000 * 3 :]  # from "ask not"
-    at, text = _turn_ends(live_turn, settings, rest, None, end_of_turn="pause")
+    at, text = _turn_ends(live_turn, settings, rest, None, end_of_turn="pause", silence_ms=600)
     assert "ask not" in normalize(text) and "your country" not in normalize(text), (at, text)
     at, text = _turn_ends(live_turn, settings, rest, detector)
     assert "ask not what your country can do for you" in normalize(text), (at, text)
+
+
+def test_jfk_with_the_defaults_is_one_turn_that_ends_soon_after_his_last_word(live_turn, settings: Settings,
+                                                                               jfk: np.ndarray, detector) -> None:
+    """His pauses (1.1 s after "And so my fellow Americans", which tiny.en hears as the finished "And so am I
+    fellow Americans."; 0.6 s after "...can do for you") do not end the turn: only the surest readings end it
+    after live.quick_silence_ms, the rest wait live.silence_ms (1.2 s). His last words read that sure, so the turn
+    ends inside the clip's own trailing silence (~0.5 s), before silence_ms would (readings waited for)."""
+    at, text = _turn_ends(live_turn, settings, jfk, detector)
+    assert f"americans {JFK_WORDS} ask what you can do for your country" in plain_words(text), (at, text)
+    assert at <= len(jfk) / 16000, at  # silence_ms (1.2 s) would end it past the clip's end

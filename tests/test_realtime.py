@@ -222,9 +222,11 @@ def test_function_calling_round_trip(gateway: Service) -> None:
 
 
 def test_session_instructions_reach_the_reply(gateway: Service) -> None:
-    """session.update instructions lead the reply's prompt: the same question (greedy) is answered otherwise."""
+    """session.update instructions lead the reply's prompt: the same question (greedy) is answered otherwise;
+    response.create's own instructions replace the session's for that response (the same prompt, the same words)."""
+    pirate_line = "You are a pirate. Always talk about the sea and your ship."
 
-    async def ask(instructions: str | None) -> str:
+    async def ask(instructions: str | None, own: str | None = None) -> str:
         async with _client(gateway).realtime.connect(model="gpt-realtime") as conn:
             assert (await conn.recv()).type == "session.created"
             session = {"type": "realtime", "output_modalities": ["text"],
@@ -233,14 +235,15 @@ def test_session_instructions_reach_the_reply(gateway: Service) -> None:
             await _until(conn, lambda e: e.type == "session.updated")
             await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
                 {"type": "input_text", "text": "What should I cook tonight?"}]})
-            await conn.response.create()
+            await conn.response.create(response={"instructions": own} if own else None)
             events = await _until(conn, lambda e: e.type == "response.done")
             assert "error" not in _types(events), events[-1]
             return next(e.text for e in events if e.type == "response.output_text.done")
 
     plain = asyncio.run(ask(None))
-    pirate = asyncio.run(ask("You are a pirate. Always talk about the sea and your ship."))
+    pirate = asyncio.run(ask(pirate_line))
     assert plain.strip() and pirate.strip() and pirate != plain
+    assert asyncio.run(ask("Be a chef.", own=pirate_line)) == pirate
 
 
 def test_bad_events_get_error_events_and_the_session_goes_on(gateway: Service) -> None:
@@ -255,19 +258,24 @@ def test_bad_events_get_error_events_and_the_session_goes_on(gateway: Service) -
                     "input": {"format": {"type": "audio/pcmu"}}}}}),
                 lambda: conn.send({"type": "input_audio_buffer.append", "audio": "%%%"}),
                 lambda: conn.send({"type": "output_audio_buffer.clear"}),
+                lambda: conn.send({"type": "session.update", "session": {"type": "realtime", "audio": {
+                    "output": {"voice": "en_GB-alan-low"}}}}),  # not served: refused, not silently replaced
             ):
                 await send()
                 errors += await _until(conn, lambda e: e.type == "error", timeout=30)
-            await conn.session.update(session={"type": "realtime", "instructions": "Be brief."})
+            await conn.session.update(session={"type": "realtime", "instructions": "Be brief.",
+                                               "audio": {"output": {"voice": "marin"}}})  # OpenAI's: the configured one
             errors += await _until(conn, lambda e: e.type == "session.updated", timeout=30)
             return errors
 
     events = asyncio.run(run())
     codes = [e.error.code for e in events if e.type == "error"]
     assert codes == ["response_cancel_not_active", "input_audio_buffer_commit_empty", "invalid_value",
-                     "invalid_value", "unsupported_event"]
+                     "invalid_value", "unsupported_event", "invalid_value"]
     assert all(e.error.message for e in events if e.type == "error")
+    assert "en_GB-alan-low" in events[-2].error.message and "alloy" in events[-2].error.message
     assert events[-1].type == "session.updated" and events[-1].session.instructions == "Be brief."
+    assert events[-1].session.audio.output.voice == "marin"
 
 
 def test_a_wrong_key_gets_an_error_event_and_a_policy_close(gateway: Service) -> None:

@@ -1,8 +1,9 @@
 """End of turn: a pause ends the user's turn only when the words so far read as finished.
 
 Silence alone cuts a sentence at its natural pauses ("And so, my fellow Americans, | ask not ..."), and
-a long silence threshold makes every reply late. So the turn waits `silence_ms` after words that read as
-finished and up to `max_silence_ms` after words that do not. Whether they read as finished is the LLM's
+a long silence threshold makes every reply late. So the turn waits `quick_silence_ms` after words that read as
+finished for sure, `silence_ms` after words that read as finished, and `max_silence_ms` after words that do not
+(`wait_ms`). Whether they read as finished is the LLM's
 own judgement, under the turn's chat template and history (LiveKit's turn detector is the same idea, a
 fine-tuned SmolLM2): the probability that the user's message ends, or its sentence does, right after the
 words, log p(. | ? | ! | <end-of-message> | words). Whisper ends nearly every window with a full stop
@@ -80,11 +81,28 @@ class EndOfTurn:
         return [p[0] for p in pieces] if all(len(p) == 1 for p in pieces) else None
 
 
+def wait_ms(logprob: float | None, options: Any, words: bool = True) -> float:
+    """The silence after words read at `logprob` (None: not read yet) that ends the turn (LiveOptions): dev
+    recordings chose three steps, since a finished-looking fragment ("And so am I fellow Americans", Whisper's
+    mishearing) reads like a plain finished sentence, and only the surest readings can end a turn sooner.
+    No words yet (a breath before them) never end it sooner than silence_ms."""
+    if logprob is not None and logprob >= options.quick_logprob and words:
+        return min(options.quick_silence_ms, options.silence_ms)
+    if logprob is not None and logprob >= options.end_logprob:
+        return options.silence_ms
+    return max(options.max_silence_ms, options.silence_ms)
+
+
 def build_detector(settings: Any) -> EndOfTurn | None:
-    """The end-of-turn reader for these settings: the reply's in-process LLM (already loaded for the reply,
-    so no more memory); None where the LLM is a remote service or live.end_of_turn is "pause"."""
+    """The end-of-turn reader for these settings: the reply's LLM in a backend instance of its own (one more
+    int8 copy of the small model, ~0.15 GB), so a reading runs beside the reply it speculates instead of
+    queuing behind it on one CTranslate2 generator; None where the LLM is a remote service or
+    live.end_of_turn is "pause"."""
     if settings.live.end_of_turn != "llm" or settings.service.llm_url or settings.llm.backend == "openai":
         return None
-    from cascade.llm import load_backend
+    from cascade import models
+    from cascade.llm import _create_backend
 
-    return EndOfTurn(load_backend(settings.chat.turn_llm(settings.llm), settings.home))
+    options = settings.chat.turn_llm(settings.llm)
+    return models.cached("end-of-turn", (options.model_dump_json(), str(settings.home)),
+                         lambda: EndOfTurn(_create_backend(options, settings.home)))

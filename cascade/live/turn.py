@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from cascade.config import LiveOptions
-from cascade.live.endpoint import EndOfTurn
+from cascade.live.endpoint import EndOfTurn, wait_ms
 from cascade.live.reply import _Responder, _error
 from cascade.live.vad import FRAME, StreamingVad, pcm16
 from cascade.pipeline import SpokenTurn
@@ -50,6 +50,7 @@ class _Window:
         self.start, self.end, self.future = start, end, future
         self.result: tuple[Transcript, float] | None = None  # set, under the turn's lock, when decoded
         self.end_logprob: float | None = None  # how finished the words up to this window's end read (endpoint.py)
+        self.words = True  # any words up to its end (set with end_logprob)
         self.read = threading.Event()  # decoded and read (set even when the decode failed)
 
     @property
@@ -156,26 +157,32 @@ class LiveTurn:
         if self._silent_since is None:
             return None
         silent_ms = (i + 1 - self._silent_since) * FRAME * 1000 / self._rate
-        if silent_ms >= o.silence_ms and self._reads_finished(silent_ms):
+        if silent_ms >= self._shortest_wait and self._reads_finished(silent_ms):
             return self._end(at)
         if silent_ms >= o.pause_ms and not self._paused:
             self._paused = True
             return self._pause((i + 1) * FRAME)
         return self._cut_long(i)
 
+    @property
+    def _shortest_wait(self) -> float:
+        o = self.options
+        return min(o.silence_ms, o.quick_silence_ms) if self.detector is not None else o.silence_ms
+
     def _reads_finished(self, silent_ms: float) -> bool:
-        """After silence_ms: end now if the words so far read as finished, at max_silence_ms in any case. A
-        reading still being made decides at a later frame (the silence goes on meanwhile)."""
+        """After the shortest wait: end now if the silence is as long as the words so far ask for (endpoint.
+        wait_ms), at max_silence_ms in any case. A reading still being made decides at a later frame (the
+        silence goes on meanwhile)."""
         window = self._tentative
         if self.detector is None or window is None:
+            if silent_ms < self.options.silence_ms:
+                return False
             self.end_reason = "silence"
             return True
-        if silent_ms >= self.options.max_silence_ms:
-            self.end_reason, self.end_logprob = "unfinished", window.end_logprob
-            return True
-        if window.end_logprob is None or window.end_logprob < self.options.end_logprob:
+        if silent_ms < wait_ms(window.end_logprob, self.options, window.words):
             return False
-        self.end_reason, self.end_logprob = "finished", window.end_logprob
+        unfinished = window.end_logprob is None or window.end_logprob < self.options.end_logprob
+        self.end_reason, self.end_logprob = ("unfinished" if unfinished else "finished"), window.end_logprob
         return True
 
     @property
@@ -270,9 +277,10 @@ class LiveTurn:
         return window
 
     def _decode(self, samples: np.ndarray, holder: list[_Window]) -> tuple[Transcript, float]:
-        """Decode one window (decoder thread); then its partial, how finished the words read if it is the
-        open window, and the reply if it is the last window (speculated after the reading, held until the end of
-        speech: words read as unfinished get theirs too, ready when max_silence_ms ends the turn)."""
+        """Decode one window (decoder thread); then its partial, the reply if it is the last window (speculated,
+        held until the end of speech, started before the reading, which runs beside it: words read as unfinished
+        get theirs too, ready when the longer silence ends the turn), and how finished the words read if it is
+        the open window."""
         try:
             began = time.perf_counter()
             asr = self.turn.asr
@@ -290,16 +298,16 @@ class LiveTurn:
                 if kept or window is self._tentative:
                     self._out.put(self._partial([*done, transcript], window, seconds, kept))
                 reading = window is self._tentative and self.detector is not None and not self.ended
-            if reading:
-                logprob = self._read(" ".join(t.text.strip() for t in [*done, transcript] if t.text.strip()))
-                with self._lock:
-                    window.end_logprob = logprob
-            with self._lock:
                 chain = self._chain(window)
                 if chain is not None and all(w.result is not None for w in chain):
                     responder = self._responder_for(chain)
-                    if not responder.settled:
+                    if not responder.settled:  # the reply starts now, beside the reading (its own generator)
                         responder.settle(self._join([(w.start, *w.result) for w in chain]))
+            if reading:
+                words = " ".join(t.text.strip() for t in [*done, transcript] if t.text.strip())
+                logprob = self._read(words)
+                with self._lock:
+                    window.words, window.end_logprob = bool(words), logprob
             return transcript, seconds
         finally:
             holder[0].read.set()

@@ -43,6 +43,9 @@ RATE = 24000
 FORMAT = {"type": "audio/pcm", "rate": RATE}
 EAGERNESS_MS = {"low": 4000, "high": 1000}
 """semantic_vad eagerness -> the longest wait after words that read as unfinished (medium/auto: live.max_silence_ms)."""
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
+                 "marin", "cedar")
+"""OpenAI's voice names (speech and Realtime): they mean the configured voice."""
 CHUNK_S = 0.5
 """Reply audio is sent in deltas of at most this many seconds."""
 _CLIENT_EVENTS: dict[str, Any] = {get_args(m.model_fields["type"].annotation)[0]: m
@@ -255,7 +258,7 @@ class RealtimeSession:
         if audio_in.get("transcription"):
             self.transcription = {k: v for k, v in audio_in["transcription"].items() if v is not None}
         if audio_out.get("voice"):
-            self.voice = audio_out["voice"]
+            self.voice = self._voice(audio_out["voice"], "session.audio.output.voice")
         if session.get("instructions") is not None:
             self.instructions = session["instructions"]
         if session.get("output_modalities"):
@@ -297,13 +300,24 @@ class RealtimeSession:
 
     # ------------------------------------------------------------------ the input audio buffer
 
-    def _instructions(self) -> list[ChatMessage]:
-        """The session's instructions as a system message leading the reply's history (kept past the history cap)."""
-        return [ChatMessage(role="system", content=self.instructions.strip())] if self.instructions.strip() else []
+    def _voice(self, voice: Any, param: str) -> str:
+        """A voice a client names: OpenAI's names mean the configured one (as on /v1/audio/speech: one voice is
+        bundled), and so does its own name; any other is refused, not silently replaced."""
+        name = voice.get("id") if isinstance(voice, dict) else voice
+        if name in OPENAI_VOICES or name == self.settings.tts.voice:
+            return name
+        raise _Error(f"voice {str(name)[:60]!r} is not served here: OpenAI's voice names ({', '.join(OPENAI_VOICES)}) "
+                     f"mean the configured voice, {self.settings.tts.voice}", param=param)
 
-    def _history(self) -> list[ChatMessage]:
-        return [*self._instructions(), *(ChatMessage(role=i["role"], content=i["text"]) for i in self.items
-                                         if i["text"] and i["role"] in ("user", "assistant", "system"))]
+    def _instructions(self, override: str | None = None) -> list[ChatMessage]:
+        """The session's instructions (or one response's own) as a system message leading the reply's history
+        (kept past the history cap)."""
+        text = (self.instructions if override is None else override).strip()
+        return [ChatMessage(role="system", content=text)] if text else []
+
+    def _history(self, instructions: str | None = None) -> list[ChatMessage]:
+        return [*self._instructions(instructions), *(ChatMessage(role=i["role"], content=i["text"]) for i in self.items
+                                                     if i["text"] and i["role"] in ("user", "assistant", "system"))]
 
     def _replies(self) -> bool:
         """Whether a committed turn gets a reply of its own (speculated by the live turn); with function tools the
@@ -594,7 +608,11 @@ class RealtimeSession:
         if self.response is not None:
             raise _Error("the conversation already has an active response", "conversation_already_has_active_response")
         params = raw.get("response") or {}
+        voice = ((params.get("audio") or {}).get("output") or {}).get("voice")
+        if voice:
+            self._voice(voice, "response.audio.output.voice")
         self.response = _Response(self, threading.Event(), params.get("metadata"))  # reserved: a 2nd create is refused
+        self.response.instructions = params.get("instructions")  # this response's own, in place of the session's
         self._spawn(self._create_response(self.response, self._chain))
 
     async def _create_response(self, response: _Response, before: asyncio.Future | None) -> None:
@@ -609,7 +627,7 @@ class RealtimeSession:
             return await self.error("nothing to respond to: the conversation has no user message with text",
                                     "no_user_message")
         last = users[-1]
-        history = self._history()
+        history = self._history(response.instructions)
         history = history[: max(len(history) - 1, 0)] if history and history[-1].content == last["text"] else history
         text = last["text"]
         if self._tools_on() or any(i["role"] in ("call", "tool") for i in self.items):
@@ -639,7 +657,8 @@ class RealtimeSession:
         if self._tools_on():
             await response.announce()
             try:
-                calls = await self._tool_calls([*({"role": "system", "content": m.content} for m in self._instructions()),
+                calls = await self._tool_calls([*({"role": "system", "content": m.content}
+                                                  for m in self._instructions(response.instructions)),
                                                 *messages])
             except CascadeError as exc:
                 await self.error(f"function calling failed: {exc.message}", "tool_call_failed")
@@ -654,7 +673,7 @@ class RealtimeSession:
         plain = as_prompt_messages(messages, calls_as_text=False)
         last = max(i for i, m in enumerate(plain) if m["role"] == "user")
         history = [ChatMessage(role=m["role"], content=m["content"]) for m in plain[:last] if m["content"]]
-        return plain[last]["content"], [*self._instructions(), *history]
+        return plain[last]["content"], [*self._instructions(response.instructions), *history]
 
     async def on_response_cancel(self, event: Any, raw: dict) -> None:
         if self.response is None or (event.response_id and event.response_id != self.response.id):
@@ -685,6 +704,7 @@ class _Response:
         self.resampler: Any = None
         self.first_audio_at: float | None = None
         self.started = self.finished = self.created = False
+        self.instructions: str | None = None  # response.create's own instructions (None: the session's)
 
     async def announce(self) -> None:
         """response.created, once: sent before a slow decision too (LiveKit waits 10 s for it)."""
