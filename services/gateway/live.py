@@ -151,6 +151,8 @@ async def _start(ws: WebSocket, settings: Settings) -> tuple[LiveStart, LiveOpti
                                  param="sample_rate"), CLOSE_DATA)
     overrides = {k: v for k, v in (("silence_ms", start.silence_ms), ("pause_ms", start.pause_ms),
                                    ("speculate", start.speculate)) if v is not None}
+    if start.silence_ms is not None:  # the client's own wait: no quicker step after surely finished words either
+        overrides["quick_silence_ms"] = start.silence_ms
     try:
         options = LiveOptions.model_validate({**settings.live.model_dump(), **overrides})
     except ValidationError as exc:

@@ -289,7 +289,8 @@ class RealtimeSession:
             if turn_detection.get("threshold") is not None:
                 update["threshold"] = turn_detection["threshold"]
             if turn_detection.get("silence_duration_ms") is not None:
-                update["silence_ms"] = turn_detection["silence_duration_ms"]
+                update["silence_ms"] = turn_detection["silence_duration_ms"]  # asked for: no quicker step either
+                update["quick_silence_ms"] = min(turn_detection["silence_duration_ms"], 5000)
                 update["max_silence_ms"] = max(base.max_silence_ms, turn_detection["silence_duration_ms"])
             if turn_detection.get("prefix_padding_ms") is not None:
                 update["pad_ms"] = turn_detection["prefix_padding_ms"]
@@ -541,9 +542,15 @@ class RealtimeSession:
             choice = {"type": "function", "function": {"name": choice.get("name")}}
         tools = [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters") if k in t}}
                  for t in self.tools]
+        stages = self.ws.app.state.openai
+        local = stages.llm_remote is None
         req = ChatCompletionRequest.model_validate({"model": self.settings.llm.model, "messages": messages,
-                                                    "tools": tools, "tool_choice": choice, "max_tokens": 160})
-        result = await self.ws.app.state.openai.chat(req)
+                                                    "tools": tools, "tool_choice": choice, "max_tokens": 160,
+                                                    "stream": local})
+        if local:  # the decision alone: a text answer is stopped at its first words (the spoken one is made anew)
+            llm = stages.llm
+            return await stages.queues[f"llm:{llm.name}"].run(_decided_calls, llm.chat_stream(req))
+        result = await stages.chat(req)
         body = json.loads(result.body) if hasattr(result, "body") else result.model_dump(mode="json")
         return body["choices"][0]["message"].get("tool_calls") or []
 
@@ -690,6 +697,34 @@ class RealtimeSession:
         if self._turn is not None:
             await run_in_threadpool(self._turn.close)
             self._turn = None
+
+
+def _decided_calls(chunks: Iterator[Any]) -> list[dict]:
+    """The tool calls of a streamed chat completion, read until the model's decision: its calls (decoded whole,
+    then sent in OpenAI's pieces), or none when text comes first; the stream is closed there, so a text answer
+    nobody reads is not generated."""
+    calls: dict[int, dict] = {}
+    try:
+        for chunk in chunks:
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            if choice.delta.content:
+                return []
+            for piece in choice.delta.tool_calls or []:
+                call = calls.setdefault(piece.index, {"id": None, "type": "function",
+                                                      "function": {"name": "", "arguments": ""}})
+                call["id"] = piece.id or call["id"]
+                if piece.function is not None:
+                    call["function"]["name"] += piece.function.name or ""
+                    call["function"]["arguments"] += piece.function.arguments or ""
+            if choice.finish_reason:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close:
+            close()
+    return [calls[i] for i in sorted(calls)]
 
 
 class _Response:
