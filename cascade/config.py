@@ -450,6 +450,10 @@ class ServiceSettings(Options):
     """Requests waiting per model beyond max_concurrency; one more gets 429 with Retry-After."""
     queue_timeout_s: float = Field(30.0, gt=0)
     """A waiter that gets no slot within this time is answered 503 with Retry-After."""
+    asr_batch_window_ms: float | None = Field(10.0, ge=0)
+    """ASR service: transcription requests with the same options decode together, up to asr.batch_size in one
+    batched call (the clips of at most 30 s): the one that gets a model slot waits this long, then takes those
+    still waiting for one (services/asr/batching.py). None: each request alone."""
     connect_timeout_s: float = Field(3.0, gt=0)
     """Connect timeout of the gateway's clients to remote stages (fail fast when one is down)."""
     asr_url: str | None = None

@@ -222,6 +222,33 @@ def test_bounded_queue_answers_every_request(stack, short_clip):
     assert 'cascade_queue_rejected_total{model="asr:tiny.en",reason="queue_full"}' in metrics
 
 
+def test_concurrent_transcriptions_share_a_batched_decode(stack, shared_data):
+    """8 short clips at once: each request gets its own transcript, the one it gets alone, and they were decoded
+    together (the service's batched-decode counters; services/asr/batching.py)."""
+    rows = [json.loads(x) for x in (shared_data / "speechocean762" / "manifest.jsonl").read_text().splitlines()]
+    clips = [(shared_data / "speechocean762" / r["audio"]).read_bytes() for r in rows if r["split"] == "dev"][:8]
+    url, auth = stack["asr"].url, {"Authorization": f"Bearer {KEY}"}
+
+    def one(i: int) -> str:
+        r = httpx.post(url + "/v1/audio/transcriptions", files={"file": ("c.flac", clips[i])}, headers=auth,
+                       data={"response_format": "json"}, timeout=150)
+        assert r.status_code == 200, r.text
+        return r.json()["text"]
+
+    def batched() -> float:
+        text = httpx.get(url + "/metrics", headers=auth).text
+        return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
+                   if x.startswith("cascade_asr_batched_requests_total{"))
+
+    alone = [one(i) for i in range(len(clips))]  # one at a time: each decoded on its own
+    assert len(set(alone)) == len(clips)
+    before = batched()
+    with ThreadPoolExecutor(len(clips)) as pool:
+        together = list(pool.map(one, range(len(clips))))
+    assert batched() - before >= 4  # most of them shared a decode
+    assert together == alone
+
+
 # --------------------------------------------------------------------------- LLM
 
 

@@ -49,7 +49,7 @@ SAMPLE_RATE = 16000
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["best_only", "collect", "load_model", "prepare", "transcribe", "transcribe_all", "transcribe_files", "versions"]
+__all__ = ["best_only", "collect", "load_model", "prepare", "transcribe", "transcribe_all", "transcribe_files", "transcribe_many", "versions"]
 
 
 def best_only(options: AsrOptions) -> AsrOptions:
@@ -139,7 +139,7 @@ def transcribe(
     if samples.size == 0:
         return iter(()), AsrInfo(language=options.language or "en", duration=0.0, **info)
     if options.batched:
-        return _batched(whisper, samples, options, info)
+        return _batched(whisper, samples, options, info, home)
     clone, recorder = recording_copy(whisper, options)
     recorder.sampler = seeded.sampler(options, home)
     fw_segments, fw_info = clone.transcribe(samples, **faster_whisper_kwargs(options))
@@ -153,10 +153,10 @@ def transcribe(
     return _segments(clone, recorder, fw_segments, fw_info.language, options, on_best, fw_info.duration), asr_info
 
 
-def _batched(whisper, samples: np.ndarray, options: AsrOptions, info: dict) -> tuple[Iterator[Segment], AsrInfo]:
+def _batched(whisper, samples: np.ndarray, options: AsrOptions, info: dict, home: Path) -> tuple[Iterator[Segment], AsrInfo]:
     from cascade.asr.batched import transcribe_batched
 
-    segments, fw_info = transcribe_batched(whisper, samples, options)
+    segments, fw_info = transcribe_batched(whisper, samples, options, home)
     return segments, AsrInfo(language=fw_info.language, language_probability=float(fw_info.language_probability),
                              duration=fw_info.duration, duration_after_vad=fw_info.duration_after_vad, **info)
 
@@ -296,31 +296,40 @@ def collect(segments: Iterator[Segment], info: AsrInfo, *, source: str | None, s
 
 def transcribe_files(paths: list[Path], options: AsrOptions, *, home: Path) -> Iterator[tuple[Path, Transcript | Exception]]:
     """Each file's Transcript (or the error that stopped it), in order. With `batched`, the files of at most
-    chunk_length s go batch_size at a time through one batched decode (transcribe_clips); others one by one."""
-    from cascade.asr.batched import transcribe_clips
-
+    chunk_length s go batch_size at a time through one batched decode (transcribe_many); others one by one."""
     if not options.batched:
         for path in paths:
             yield path, _attempt(lambda path=path: transcribe_all(path, options, home=home))
         return
-    whisper = prepare(options, home)
+    prepare(options, home)  # a model that cannot run these options fails once, before any file
     for i in range(0, len(paths), options.batch_size):
-        group, started = paths[i : i + options.batch_size], time.perf_counter()
-        audio = {p: _attempt(lambda p=p: _samples(p, options)) for p in group}
-        short = [p for p in group if isinstance(audio[p], np.ndarray) and 0 < len(audio[p]) <= options.chunk_length * SAMPLE_RATE]
-        done: dict[Path, Transcript | Exception] = {}
-        if short:
-            decoded = _attempt(lambda: transcribe_clips(whisper, [audio[p] for p in short], options))
-            for n, path in enumerate(short):
-                done[path] = decoded if isinstance(decoded, Exception) else _clip_transcript(
-                    decoded, n, len(audio[path]) / SAMPLE_RATE, options, str(path), started)
-        for path in group:
-            got = done.get(path, audio[path])
-            yield path, got if not isinstance(got, np.ndarray) else _attempt(
-                lambda got=got, path=path: transcribe_all(got, options, home=home, source=str(path)))
+        group = paths[i : i + options.batch_size]
+        audio = [_attempt(lambda p=p: _samples(p, options)) for p in group]
+        yield from zip(group, transcribe_many(audio, options, home=home, sources=[str(p) for p in group]))
 
 
-def _clip_transcript(decoded, n: int, duration: float, options: AsrOptions, source: str, started: float) -> Transcript:
+def transcribe_many(clips: list[np.ndarray | Exception], options: AsrOptions, *, home: Path,
+                    sources: list[str] | None = None) -> list[Transcript | Exception]:
+    """Several recordings at once (the CLI's `--batched *.flac`, the ASR service's concurrent requests): those of at
+    most chunk_length s share batched decodes, batch_size at a time (batched.transcribe_clips); longer ones are
+    decoded one by one (transcribe_all). An Exception in `clips` (a file that did not decode), or one a recording
+    raises, is its answer: one bad recording is reported, not fatal."""
+    from cascade.asr.batched import transcribe_clips
+
+    sources = sources or [None] * len(clips)
+    done: list[Transcript | Exception | None] = [c if isinstance(c, Exception) else None for c in clips]
+    short = [i for i, c in enumerate(clips) if isinstance(c, np.ndarray) and 0 < len(c) <= options.chunk_length * SAMPLE_RATE]
+    for k in range(0, len(short), options.batch_size):
+        part, started = short[k : k + options.batch_size], time.perf_counter()
+        decoded = _attempt(lambda part=part: transcribe_clips(prepare(options, home), [clips[i] for i in part], options, home))
+        for n, i in enumerate(part):
+            done[i] = decoded if isinstance(decoded, Exception) else _clip_transcript(
+                decoded, n, len(clips[i]) / SAMPLE_RATE, options, sources[i], started)
+    return [d if d is not None else _attempt(lambda i=i: transcribe_all(clips[i], options, home=home, source=sources[i]))
+            for i, d in enumerate(done)]
+
+
+def _clip_transcript(decoded, n: int, duration: float, options: AsrOptions, source: str | None, started: float) -> Transcript:
     clips, fw_info = decoded
     info = AsrInfo(language=fw_info.language, language_probability=float(fw_info.language_probability),
                    duration=duration, task=options.task, model=options.model, options=options.model_dump(mode="json"),

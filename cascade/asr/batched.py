@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from cascade.asr.decode import Call, own_sequences
+from cascade.asr.decode import PREVIOUS_TOKENS, Call, own_sequences
 from cascade.asr.segments import cut_points, per_segment
 from cascade.config import AsrOptions
 from cascade.types import Segment
@@ -38,6 +39,148 @@ class BatchRecorder:
         return results
 
 
+def _pipeline_class():
+    """faster-whisper's BatchedInferencePipeline, with Whisper's timestamp tokens done as its sequential loop does them.
+
+    Without timestamps (the pipeline's default) a 30-s chunk is one segment, and Whisper skips whole sentences in
+    it (speechocean762 dev as one file: runs of 44 reference words missing). With timestamps, Whisper ends a chunk's
+    decode by opening a segment (two timestamps) when speech runs on: it learned from 30-s windows whose last
+    sentence was cut. faster-whisper's sequential loop seeks to that timestamp and decodes again; the pipeline drops
+    the rest of the chunk. Here those rests are decoded in one more batched call over the same encoder output,
+    each from its own timestamp with the chunk's text as the previous-text prompt (decode.segment_starts' way)."""
+    from faster_whisper import BatchedInferencePipeline
+    from faster_whisper.transcribe import get_compression_ratio
+
+    class Pipeline(BatchedInferencePipeline):
+        fallback: tuple[float, ...] = ()
+        """The temperatures a chunk whose decode fails the thresholds is decoded again at (sequential's fallback)."""
+        sampler: Any = None
+        """seeded.Sampler: the fallback's samples are the same on every run (asr.seed)."""
+        chunks = 0
+
+        def forward(self, features, tokenizer, chunks_metadata, options):
+            out = super().forward(features, tokenizer, chunks_metadata, replace(options, word_timestamps=False))
+            encoder_output, prompts, kwargs, results = self.model.model.last
+            tokens = [list(r.sequences_ids[0]) for r in results]
+            failed = [i for i, pieces in enumerate(out) if self.fallback and _fails(pieces, tokenizer, options)]
+            if failed:  # as faster-whisper's sequential loop: again at each fallback temperature, one chunk at a time
+                raw = copy.copy(self.model)
+                for i, rows in zip(failed, self._rows(encoder_output, features, failed, one_each=True)):
+                    # not recorded (the batch's N-best reads the batched call); samples seeded per chunk
+                    raw.model = _Fallback(self.model.model.model, self.sampler, self.chunks + i)
+                    result, avg, _, _ = raw.generate_with_fallback(
+                        rows, prompts[i], tokenizer, replace(options, temperatures=list(self.fallback)))
+                    tokens[i] = list(result.sequences_ids[0])
+                    out[i] = self._pieces(tokenizer, tokens[i], chunks_metadata[i], avg, result.no_speech_prob)
+            self.chunks += len(out)
+            if not options.without_timestamps:
+                self._rests(out, features, tokenizer, chunks_metadata, encoder_output, kwargs, tokens)
+            if options.word_timestamps:  # after the rests: their words are aligned with the whole chunk's
+                sizes = [int(np.ceil(m["duration"]) * self.model.frames_per_second) for m in chunks_metadata]
+                self.last_speech_timestamp = self.model.add_word_timestamps(
+                    out, tokenizer, encoder_output, sizes, options.prepend_punctuations,
+                    options.append_punctuations, self.last_speech_timestamp)
+            return out
+
+        def _rows(self, encoder_output, features, rows: list[int], one_each: bool = False) -> list:
+            """These chunks' encoder output (numpy cannot read a GPU's: those chunks are encoded again)."""
+            groups = [[i] for i in rows] if one_each else [rows]
+            if getattr(encoder_output, "device", "cpu") != "cpu":
+                return [self.model.encode(features[g]) for g in groups]
+            import ctranslate2
+
+            whole = np.asarray(encoder_output)
+            return [ctranslate2.StorageView.from_array(np.ascontiguousarray(whole[g])) for g in groups]
+
+        def _pieces(self, tokenizer, tokens: list[int], meta: dict, avg_logprob: float, no_speech_prob: float) -> list[dict]:
+            """A chunk's segments from its tokens, as BatchedInferencePipeline.forward makes them."""
+            frames = self.model.frames_per_second
+            pieces, _, _ = self.model._split_segments_by_timestamps(
+                tokenizer=tokenizer, tokens=tokens, time_offset=meta["offset"],
+                segment_size=int(np.ceil(meta["duration"]) * frames), segment_duration=meta["duration"], seek=0)
+            return [dict(text=tokenizer.decode(p["tokens"]), avg_logprob=avg_logprob, no_speech_prob=no_speech_prob,
+                         tokens=p["tokens"], start=p["start"], end=p["end"], seek=int(meta["offset"] * frames),
+                         compression_ratio=get_compression_ratio(tokenizer.decode(p["tokens"]))) for p in pieces]
+
+        def _rests(self, out, features, tokenizer, chunks_metadata, encoder_output, kwargs, tokens) -> None:
+            begin, step = tokenizer.timestamp_begin, self.model.time_precision
+            rests = [i for i, t in enumerate(tokens) if _opened(t, begin)
+                     and chunks_metadata[i]["duration"] - (t[-1] - begin) * step >= MIN_REST_S]
+            if not rests:
+                return
+            befores = [[t for t in tokens[i] if t < tokenizer.eot] for i in rests]
+            keep = min([PREVIOUS_TOKENS] + [len(b) for b in befores])  # CTranslate2: one start position per batch
+            prompts = [([tokenizer.sot_prev, *b[-keep:]] if keep else []) + list(tokenizer.sot_sequence) + [tokens[i][-1]]
+                       for b, i in zip(befores, rests)]
+            rows = self._rows(encoder_output, features, rests)[0]
+            found = self.model.model.model.generate(rows, prompts, **{**kwargs, "max_initial_timestamp_index": 1500})
+            lp = kwargs.get("length_penalty", 1)
+            for i, before, result in zip(rests, befores, found):
+                start = (tokens[i][-1] - begin) * step
+                rest = _unrepeated(before, [t for t in result.sequences_ids[0] if t < begin])
+                text = tokenizer.decode(rest)
+                if not text.strip():
+                    continue
+                meta, n = chunks_metadata[i], len(result.sequences_ids[0])
+                no_speech = out[i][0]["no_speech_prob"] if out[i] else 0.0
+                out[i].append(dict(
+                    text=text, tokens=rest, avg_logprob=result.scores[0] * n**lp / (n + 1), no_speech_prob=no_speech,
+                    start=meta["offset"] + start, end=meta["offset"] + meta["duration"],
+                    compression_ratio=get_compression_ratio(text), seek=int(meta["offset"] * self.model.frames_per_second)))
+
+    return Pipeline
+
+
+@dataclass
+class _Fallback:
+    """The CTranslate2 handle for one chunk's fallback: sampled decodes through the seeded sampler."""
+
+    model: Any
+    sampler: Any
+    window: int
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def generate(self, encoder_output, prompts, **kwargs):
+        if kwargs.get("sampling_temperature", 0) > 0 and self.sampler is not None:
+            return self.sampler.generate(self.window, encoder_output, prompts, **kwargs)
+        return self.model.generate(encoder_output, prompts, **kwargs)
+
+
+def _fails(pieces: list[dict], tokenizer, options) -> bool:
+    """Whether a chunk's decode fails faster-whisper's fallback thresholds (too repetitive, or too unlikely unless
+    it is silence)."""
+    if not pieces:
+        return False
+    from faster_whisper.transcribe import get_compression_ratio
+
+    text = tokenizer.decode([t for p in pieces for t in p["tokens"]]).strip()
+    avg, silent = pieces[0]["avg_logprob"], pieces[0]["no_speech_prob"]
+    repetitive = options.compression_ratio_threshold is not None and get_compression_ratio(text) > options.compression_ratio_threshold
+    unlikely = options.log_prob_threshold is not None and avg < options.log_prob_threshold
+    silence = unlikely and options.no_speech_threshold is not None and silent > options.no_speech_threshold
+    return repetitive or (unlikely and not silence)
+
+
+def _opened(tokens: list[int], begin: int) -> bool:
+    """Whether a timestamped decode ended by opening a segment it did not transcribe."""
+    return len(tokens) >= 2 and tokens[-2] >= begin and tokens[-1] >= begin
+
+
+MIN_REST_S = 0.3
+"""Rests shorter than this hold no word worth a decode."""
+
+
+def _unrepeated(text: list[int], rest: list[int]) -> list[int]:
+    """The rest's tokens without the words it repeats from the end of the chunk's text (its start timestamp may lie
+    before the last words the chunk's decode gave)."""
+    for k in range(min(len(text), len(rest), 16), 0, -1):
+        if text[-k:] == rest[:k]:
+            return rest[k:]
+    return rest
+
+
 def pipeline_kwargs(options: AsrOptions) -> dict[str, Any]:
     """BatchedInferencePipeline.transcribe arguments for these options (its own defaults otherwise)."""
     return {
@@ -48,16 +191,26 @@ def pipeline_kwargs(options: AsrOptions) -> dict[str, Any]:
         "initial_prompt": options.initial_prompt, "word_timestamps": options.word_timestamps,
         "max_new_tokens": options.max_new_tokens, "multilingual": options.detect_language_per_segment,
         "chunk_length": options.batch_chunk_s, "batch_size": options.batch_size, "vad_filter": True,
+        "without_timestamps": not options.batch_timestamps,
     }
 
 
-def transcribe_batched(whisper, samples: np.ndarray, options: AsrOptions):
-    """(faster-whisper's segment generator, its info, a function turning them into our Segments)."""
-    from faster_whisper import BatchedInferencePipeline
+def pipeline(clone, options: AsrOptions, home: Path | None):
+    """Our BatchedInferencePipeline over this model copy, with the sequential loop's fallback temperatures."""
+    from cascade.asr import seeded
+    from cascade.asr.decode import temperatures
 
+    run = _pipeline_class()(clone)
+    run.fallback = tuple(temperatures(options)[1:]) if options.batch_timestamps else ()
+    run.sampler = seeded.sampler(options, home) if run.fallback and home is not None else None
+    return run
+
+
+def transcribe_batched(whisper, samples: np.ndarray, options: AsrOptions, home: Path | None = None):
+    """(faster-whisper's segment generator, its info, a function turning them into our Segments)."""
     clone = copy.copy(whisper)
     recorder = clone.model = BatchRecorder(whisper.model)
-    fw_segments, fw_info = BatchedInferencePipeline(clone).transcribe(samples, **pipeline_kwargs(options))
+    fw_segments, fw_info = pipeline(clone, options, home).transcribe(samples, **pipeline_kwargs(options))
     return _segments(clone, recorder, fw_segments, fw_info, options), fw_info
 
 
@@ -89,12 +242,11 @@ def _decoded(clone, recorder: BatchRecorder, fw_segments, fw_info, options: AsrO
         yield seg, hyps, flag
 
 
-def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions) -> tuple[list[list[Segment]], Any]:
+def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions,
+                     home: Path | None = None) -> tuple[list[list[Segment]], Any]:
     """Several short recordings (each at most chunk_length s) decoded together: each is one chunk of the
     batched pipeline (its clip_timestamps over their concatenation, no VAD), so batch_size files share a
     CTranslate2 call. Each recording's segments, with its own times; and the pipeline's info."""
-    from faster_whisper import BatchedInferencePipeline
-
     from cascade.asr import _segment, within
 
     starts = np.cumsum([0] + [len(c) for c in clips[:-1]]) / SAMPLE_RATE
@@ -102,7 +254,7 @@ def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions) -> t
     clone = copy.copy(whisper)
     recorder = clone.model = BatchRecorder(whisper.model)
     kwargs = {**pipeline_kwargs(options), "vad_filter": False, "clip_timestamps": stamps, "chunk_length": options.chunk_length}
-    fw_segments, fw_info = BatchedInferencePipeline(clone).transcribe(np.concatenate(clips), **kwargs)
+    fw_segments, fw_info = pipeline(clone, options, home).transcribe(np.concatenate(clips), **kwargs)
     out: list[list[Segment]] = [[] for _ in clips]
     for seg, hyps, flag in _decoded(clone, recorder, fw_segments, fw_info, options):
         i = int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1

@@ -23,6 +23,7 @@ from cascade.types import (
     BackendUnavailable, Cancelled, Correction, CorrectionMode, ModelNotFound, NBest, Segment, StageInfo, Transcript,
     Unsupported,
 )
+from services.asr.batching import MicroBatcher
 from services.asr.deps import PendingAudio
 from services.common.metrics import ServiceMetrics
 from services.common.middleware import client_gone
@@ -70,6 +71,14 @@ class LocalRecognizer:
         return collect(_until(segments, cancel), info, source=None, started=started)
 
 
+    def transcribe_many(self, audio: list[np.ndarray | PendingAudio], options: AsrOptions) -> list[Transcript | Exception]:
+        """Several requests' recordings in shared batched decodes (cascade.asr.transcribe_many); each one's
+        Transcript, or the error that is its answer (an upload that does not decode: 415, as alone)."""
+        from cascade.asr import transcribe_many
+
+        samples = [_attempt(a.decode) if isinstance(a, PendingAudio) else a for a in audio]
+        return transcribe_many(samples, options, home=self.home)
+
     def stream_segments(self, samples: np.ndarray, options: AsrOptions, *,
                         cancel: threading.Event | None = None) -> Iterator[Segment | Transcript]:
         """Each Segment as soon as its window is decoded, then the Transcript of them all (`stream=true`)."""
@@ -89,6 +98,13 @@ class LocalRecognizer:
         from cascade.asr.logprobs import token_logprobs
 
         return token_logprobs(samples, transcript, options, self.home)
+
+
+def _attempt(fn):
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - that request's answer
+        return exc
 
 
 def _until(segments: Iterator[Segment], cancel: threading.Event | None) -> Iterator[Segment]:
@@ -164,6 +180,9 @@ class AsrServing:
         self.queues = queues
         self.metrics = metrics
         self.served = ServedModels(settings, isinstance(recognizer, LocalRecognizer))
+        window = settings.service.asr_batch_window_ms
+        many = getattr(recognizer, "transcribe_many", None)
+        self.batcher = MicroBatcher(window / 1000, settings.asr.batch_size, metrics) if many and window is not None else None
 
     async def transcribe(self, audio: np.ndarray | PendingAudio, options: AsrOptions, correct: str = "none") -> Transcript:
         """Resolve the model (404 before anything else), then decode and recognise inside its slot."""
@@ -171,7 +190,14 @@ class AsrServing:
         options = options.model_copy(update={"model": model})
         started = time.perf_counter()
         queue = self.queues[f"{self.recognizer.name}:{model}"]
-        transcript = await queue.run(self._recognize, audio, options, client_gone.get(), correct)
+        if self.batcher is not None and correct == "none" and options.n_best == 1:
+            # concurrent requests share a batched decode; a lone one runs as below (N-best requests stay alone)
+            cancel = client_gone.get()
+            transcript = await self.batcher.run(
+                queue, options.model_dump_json(), audio, lambda a: self._recognize(a, options, cancel),
+                lambda items: self.recognizer.transcribe_many(items, options))  # type: ignore[attr-defined]
+        else:
+            transcript = await queue.run(self._recognize, audio, options, client_gone.get(), correct)
         self.metrics.stage_latency.labels("asr").observe(time.perf_counter() - started)
         if correct == "none" or not transcript.segments:
             return transcript

@@ -29,6 +29,10 @@ class ServiceMetrics:
                                 ["model", "reason"], registry=r)
         self.fallbacks = Counter("cascade_fallbacks_total", "Degraded answers (a stage down or a guard fired)",
                                  ["stage", "reason"], registry=r)
+        self.batches = Counter("cascade_asr_batches_total", "Batched decodes of concurrent transcription requests",
+                               ["model"], registry=r)
+        self.batched_requests = Counter("cascade_asr_batched_requests_total",
+                                        "Transcription requests answered by a batched decode", ["model"], registry=r)
         self.stage_latency = Histogram("cascade_stage_seconds", "Time spent in each pipeline stage",
                                        ["stage"], buckets=_BUCKETS, registry=r)
 
