@@ -162,7 +162,8 @@ def pauses(turn, detector, options, samples) -> list[dict]:
 
     from cascade.live import FRAME, LiveTurn
 
-    never = options.model_copy(update={"silence_ms": 10**9, "max_silence_ms": 10**9, "speculate": False})
+    never = options.model_copy(update={"silence_ms": 10**9, "quick_silence_ms": 10**9, "max_silence_ms": 10**9,
+                                       "speculate": False})
     live = LiveTurn(turn, never, detector=detector, reply=False)
     seen = []
     submit = live._submit

@@ -441,3 +441,22 @@ def test_livekit_realtime_model_calls_a_function_tool(gateway: Service) -> None:
 
 async def _drain(stream) -> list:
     return [item async for item in stream]
+
+
+def test_turn_detection_maps_to_the_live_turns_waits(settings) -> None:
+    """null: no silence ends a turn (only a commit does), however finished the words read; a server_vad
+    silence_duration_ms is the wait after finished words, with no quicker step; semantic_vad keeps the steps."""
+    from types import SimpleNamespace
+
+    from cascade.live.endpoint import wait_ms
+    from services.gateway.realtime import RealtimeSession
+
+    def options(turn_detection):
+        return RealtimeSession._live_options(SimpleNamespace(settings=settings), turn_detection)
+
+    manual = options(None)
+    assert min(wait_ms(0.0, manual), wait_ms(-5.0, manual), wait_ms(None, manual)) >= 10**9
+    vad = options({"type": "server_vad", "silence_duration_ms": 700})
+    assert wait_ms(0.0, vad) == wait_ms(-5.0, vad) == 700 and wait_ms(None, vad) == settings.live.max_silence_ms
+    semantic = options({"type": "semantic_vad", "eagerness": "high"})
+    assert wait_ms(0.0, semantic) == settings.live.quick_silence_ms < wait_ms(-5.0, semantic) <= 1000

@@ -280,7 +280,7 @@ class RealtimeSession:
         """The live turn's options under a turn_detection config (null: only input_audio_buffer.commit ends a turn)."""
         base = self.settings.live
         if turn_detection is None:
-            return base.model_copy(update={"silence_ms": 10**9, "max_silence_ms": 10**9})
+            return base.model_copy(update={"silence_ms": 10**9, "quick_silence_ms": 10**9, "max_silence_ms": 10**9})
         update: dict[str, Any] = {}
         if turn_detection.get("type") == "semantic_vad":
             update["max_silence_ms"] = EAGERNESS_MS.get(turn_detection.get("eagerness") or "auto", base.max_silence_ms)
