@@ -338,8 +338,8 @@ class LiveOptions(Options):
     quick_silence_ms: int = Field(450, ge=100, le=5000)
     """...shortened to this (never above silence_ms) after words that read as finished for sure (quick_logprob)."""
     quick_logprob: float = Field(-1.5, le=0.0)
-    """The reading at or above which the words are finished for sure: chosen on dev recordings (259 clips) with
-    end_logprob and the two silences: fewer turns cut early than 600 ms after any reading >= -3.5 (2.7 vs 3.1 %),
+    """The reading at or above which the words are finished for sure: chosen on dev recordings (270 clips) with
+    end_logprob and the two silences: fewer turns cut early than 600 ms after any reading >= -3.5 (3.0 vs 3.3 %),
     finished utterances waiting no longer on average (0.88 vs 0.89 s; far fewer wait max_silence_ms)."""
     end_of_turn: Literal["llm", "pause"] = "llm"
     """llm: a pause ends the turn after silence_ms only if the LLM reads the words so far as a finished message
