@@ -309,11 +309,12 @@ def transcribe_files(paths: list[Path], options: AsrOptions, *, home: Path) -> I
 
 
 def transcribe_many(clips: list[np.ndarray | Exception], options: AsrOptions, *, home: Path,
-                    sources: list[str] | None = None) -> list[Transcript | Exception]:
+                    sources: list[str] | None = None, like_alone: bool = False) -> list[Transcript | Exception]:
     """Several recordings at once (the CLI's `--batched *.flac`, the ASR service's concurrent requests): those of at
     most chunk_length s share batched decodes, batch_size at a time (batched.transcribe_clips); longer ones are
     decoded one by one (transcribe_all). An Exception in `clips` (a file that did not decode), or one a recording
-    raises, is its answer: one bad recording is reported, not fatal."""
+    raises, is its answer: one bad recording is reported, not fatal. like_alone: short clips decoded as alone
+    (batched.transcribe_clips)."""
     from cascade.asr.batched import transcribe_clips
 
     sources = sources or [None] * len(clips)
@@ -321,7 +322,7 @@ def transcribe_many(clips: list[np.ndarray | Exception], options: AsrOptions, *,
     short = [i for i, c in enumerate(clips) if isinstance(c, np.ndarray) and 0 < len(c) <= options.chunk_length * SAMPLE_RATE]
     for k in range(0, len(short), options.batch_size):
         part, started = short[k : k + options.batch_size], time.perf_counter()
-        decoded = _attempt(lambda part=part: transcribe_clips(prepare(options, home), [clips[i] for i in part], options, home))
+        decoded = _attempt(lambda part=part: transcribe_clips(prepare(options, home), [clips[i] for i in part], options, home, like_alone))
         for n, i in enumerate(part):
             done[i] = decoded if isinstance(decoded, Exception) else _clip_transcript(
                 decoded, n, len(clips[i]) / SAMPLE_RATE, options, sources[i], started)

@@ -77,7 +77,7 @@ class LocalRecognizer:
         from cascade.asr import transcribe_many
 
         samples = [_attempt(a.decode) if isinstance(a, PendingAudio) else a for a in audio]
-        return transcribe_many(samples, options, home=self.home)
+        return transcribe_many(samples, options, home=self.home, like_alone=True)
 
     def stream_segments(self, samples: np.ndarray, options: AsrOptions, *,
                         cancel: threading.Event | None = None) -> Iterator[Segment | Transcript]:
