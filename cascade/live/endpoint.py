@@ -100,9 +100,6 @@ def build_detector(settings: Any) -> EndOfTurn | None:
     live.end_of_turn is "pause"."""
     if settings.live.end_of_turn != "llm" or settings.service.llm_url or settings.llm.backend == "openai":
         return None
-    from cascade import models
-    from cascade.llm import _create_backend
+    from cascade.llm import load_backend
 
-    options = settings.chat.turn_llm(settings.llm)
-    return models.cached("end-of-turn", (options.model_dump_json(), str(settings.home)),
-                         lambda: EndOfTurn(_create_backend(options, settings.home)))
+    return EndOfTurn(load_backend(settings.chat.turn_llm(settings.llm), settings.home, instance="end-of-turn"))

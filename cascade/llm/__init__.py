@@ -14,17 +14,19 @@ from cascade.types import InvalidInput
 __all__ = ["LlmBackend", "TextScore", "TokenLogprob", "load_backend"]
 
 
-def load_backend(options: LlmOptions, home: Path, *, adapter: str | None = None) -> LlmBackend:
+def load_backend(options: LlmOptions, home: Path, *, adapter: str | None = None, instance: str = "llm") -> LlmBackend:
     """The (cached) backend for `options`; model loading/conversion happens on first use of a key.
 
     `adapter` makes it a default for every call (scoring included); correction passes its adapter
     per call instead (CorrectOptions.adapter), so rescoring stays on the base model.
+    `instance`: another name loads a copy of its own, whose calls never queue behind the shared one's (the
+    live turn's end-of-turn reader runs beside the reply it speculates).
     """
     from cascade import models
 
     key = (options.backend, options.model, options.threads, options.base_url, options.batch_size, options.compute_type,
            options.reply_compute_type, str(home))
-    backend = models.cached("llm", key, lambda: _create_backend(options, Path(home)))
+    backend = models.cached(instance, key, lambda: _create_backend(options, Path(home)))
     if adapter:
         if options.backend != "openai":
             from cascade.llm.hf_backend import adapter_dir
