@@ -106,7 +106,7 @@ def done_ids(path: Path) -> set[str]:
 
 
 def decode_set(name: str, settings, limit: int | None, rebuild: bool, words: bool,  # noqa: ANN001
-               split: str | None = None, reverse: bool = False, second: str | None = SECOND) -> Path:
+               split: str | None = None, reverse: bool = False, second: str | None = SECOND, start: int | None = None) -> Path:
     """Decode the set's clips not yet in its cache file, appending one line per clip (resumable; a second process
     may decode the same set, e.g. `--reverse`: each clip is checked against the file just before it is decoded)."""
     out = cache_path(settings.home, name, settings.asr)
@@ -116,9 +116,13 @@ def decode_set(name: str, settings, limit: int | None, rebuild: bool, words: boo
     done = done_ids(out)
     recs = [r for r in manifest(name)[:limit] if split is None or r["split"] == split]
     todo = [r for r in recs if r["id"] not in done][:: -1 if reverse else 1]
+    if start is not None:  # a third process from the middle, forward until it meets a clip another one decoded
+        todo = [r for r in recs if r["id"] not in done and recs.index(r) >= start]
     with out.open("a", encoding="utf-8") as sink:
         for i, r in enumerate(todo):
             if r["id"] in done_ids(out):
+                if start is not None:
+                    break
                 continue
             got = decode_clip(SETS[name].parent / r["audio"], settings.asr, settings.home, words, second)
             row = {"id": r["id"], "split": r["split"], "speaker": r["speaker"], "age": r.get("age"), "output": r["text"], **got}
@@ -198,6 +202,8 @@ def main() -> None:
     ap.add_argument("--words", action="store_true", help="also keep the 1-best's word probabilities (word timestamps)")
     ap.add_argument("--split", default=None, help="decode only this split's clips")
     ap.add_argument("--reverse", action="store_true", help="decode from the last clip (a second process beside a first)")
+    ap.add_argument("--start", type=int, default=None, help="begin at this clip of the split and stop at the first "
+                    "one already decoded (a third process between a forward and a --reverse one)")
     ap.add_argument("--second", default=SECOND, help="second recogniser scoring every hypothesis ('' : none)")
     args = ap.parse_args()
     from cascade.config import load_settings
@@ -205,7 +211,7 @@ def main() -> None:
     settings = load_settings({"asr": {"model": args.model}} if args.model else {})
     out = {"benchmark": "own_lists", "model": settings.asr.model, "n_best": settings.asr.n_best, "load": os.getloadavg()[0], "sets": {}}
     for name in [s for s in args.sets.split(",") if s]:
-        path = decode_set(name, settings, args.limit, args.rebuild, args.words, args.split, args.reverse, args.second or None)
+        path = decode_set(name, settings, args.limit, args.rebuild, args.words, args.split, args.reverse, args.second or None, args.start)
         files = split_files(path)
         out["sets"][name] = {"cache": str(path), "files": {k: str(v) for k, v in files.items()}, "wer": figures(path)}
     print(json.dumps(out), flush=True)

@@ -221,10 +221,12 @@ class RerankOptions(Options):
     """Keep the 1-best unless the reranker's choice beats it by this much; None: the model's own dev-chosen margin."""
     ger_base: bool = True
     """GER starts from the reranked best (its guards compare against it) instead of the rescored best."""
-    second_model: str | None = None
+    second_model: str | None = "base"
     """The second recogniser (a bundled name or a CTranslate2 Whisper directory) that reads every hypothesis of a
     transcript, teacher-forced over its audio, when the reranker's weights use its score (the am2 features,
-    cascade.asr.logprobs.second_scores); None: never read (those features are 0). Lists without audio never have it."""
+    cascade.asr.logprobs.second_scores; the shipped cased weights do: speechocean762 dev out of fold, children 33.44 ->
+    30.77 and adults 34.78 -> 33.80 % WER against the same reranker without it, at about 1.3-1.7x the tiny.en decode's
+    time); None: never read (those features are then 0: cheaper). Lists without audio (HyPoradise files) never have it."""
 
 
 RescoreOptions.model_rebuild()

@@ -85,7 +85,8 @@ def test_ger_keeps_its_base_when_the_reranker_gate_says_no(backend, tmp_path: Pa
 
 
 def test_transcribe_correct_rerank_uses_the_shipped_cased_weights(tmp_path: Path, jfk_path: Path) -> None:
-    """Our own Whisper output is cased: the default reranker now has weights and a dev-chosen margin for it."""
+    """Our own Whisper output is cased: the default reranker now has weights and a dev-chosen margin for it, and reads
+    a second recogniser's score of every hypothesis over the file's audio."""
     from typer.testing import CliRunner
 
     from cascade.cli import app
@@ -97,6 +98,8 @@ def test_transcribe_correct_rerank_uses_the_shipped_cased_weights(tmp_path: Path
     r = CliRunner().invoke(app, ["transcribe", str(jfk_path), "--correct", "rerank", "--format", "json", "-o", str(tmp_path)])
     assert r.exit_code == 0, r.output
     t = Transcript.model_validate_json(next(tmp_path.glob("*.json")).read_text())
+    assert rerank.second_model(model, RerankOptions()) == "base"  # the cased weights read Whisper base's score of each hypothesis
+    assert all(h.second_score is not None for s in t.segments if len(s.nbest.hypotheses) > 1 for h in s.nbest.hypotheses if h.text.strip())
     for seg in t.segments:
         c = seg.correction
         assert c is not None and c.method == "rerank" and c.guards["style"] == "cased"
