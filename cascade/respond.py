@@ -108,11 +108,13 @@ def _cancellable(cancel: threading.Event) -> Any:
     return StoppingCriteriaList([_Cancel()])
 
 
-def _tokens(backend: Any, prompt: str, options: ChatOptions, finish: _Finish) -> Iterator[str]:
-    """Text pieces of the reply in order, streamed where the backend can."""
+def _tokens(backend: Any, prompt: str, options: ChatOptions, finish: _Finish, static: str = "") -> Iterator[str]:
+    """Text pieces of the reply in order, streamed where the backend can (`static`: the prompt's unchanging
+    head, whose state the backend may keep)."""
     if callable(getattr(backend, "stream", None)):
         said: list[str] = []
-        with contextlib.closing(backend.stream(prompt, max_tokens=options.max_reply_tokens, temperature=options.temperature)) as pieces:
+        with contextlib.closing(backend.stream(prompt, max_tokens=options.max_reply_tokens, temperature=options.temperature,
+                                               **({"static": static} if static else {}))) as pieces:
             for piece in pieces:  # closed with the reply: a consumer that stops early stops the generation
                 said.append(piece)
                 yield piece
@@ -187,8 +189,11 @@ def stream_reply(
     """Sentences of the reply to `user`, each yielded as soon as it is complete (lazy; errors during iteration)."""
     messages, _ = build_messages(user, history, options)
     prompt = backend.chat_template(messages)
+    # the template's own system message is the same every turn (a session's instructions come after it)
+    static = backend.chat_template(messages[:1], add_generation_prompt=False) if messages[0]["role"] == "system" else ""
     finish = _Finish()
-    yield from _sentences(_tokens(backend, prompt, options, finish), finish, options.max_sentences, options.first_clause_words)
+    yield from _sentences(_tokens(backend, prompt, options, finish, static), finish, options.max_sentences,
+                          options.first_clause_words)
 
 
 def reply(user: str, history: Sequence[ChatMessage], backend: Any, options: ChatOptions) -> Reply:

@@ -97,6 +97,19 @@ def test_reply_streams_sentences_through_the_spoken_turn_code(ct2) -> None:
     assert out.sentences and out.first_sentence_s is not None and "Paris" in out.text
 
 
+def test_a_kept_system_line_streams_the_same_reply(ct2) -> None:
+    """stream(static=): CTranslate2 keeps the system message's state; the reply is the same as from the whole
+    prompt, and a static that is not the prompt's head is ignored."""
+    messages = [{"role": "system", "content": "You are a helpful voice assistant. Answer in one short sentence."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    prompt = ct2.chat_template(messages)
+    head = ct2.chat_template(messages[:1], add_generation_prompt=False)
+    plain = "".join(ct2.stream(prompt, max_tokens=20))
+    assert plain.strip() and prompt.startswith(head)
+    assert "".join(ct2.stream(prompt, max_tokens=20, static=head)) == plain
+    assert "".join(ct2.stream(prompt, max_tokens=20, static="not the head")) == plain
+
+
 def test_shipped_adapter_is_merged_converted_once_and_per_call(ct2, hf, dev_lists, settings, tmp_path) -> None:
     key = adapter_key(SHIPPED)
     prompt = build_prompt(dev_lists[0], GerOptions())
