@@ -153,8 +153,12 @@ def test_the_own_adapter_reads_a_real_list_and_its_own_gate_keeps_the_base(backe
     base = next(correct_many([nb], backend, method="rerank", rerank=rerank_opts))
     out = next(correct_many([nb], backend, method="ger", adapter=OWN_ADAPTER, rerank=rerank_opts))
     assert out.method == "ger" and (out.raw_output or "").strip() == HEARD[1]  # "alone", what the speaker read
-    assert out.fallback_reason == "below_posterior_margin" and out.text == base.text == HEARD[0]
-    assert 0 < out.guards["posterior_gain"] < gate["posterior_margin"] == out.guards["posterior_margin"]
+    # the cased weights retrained on the segment-search lists already pick "alone" (without base's score: this list
+    # has no audio), so GER starts there and its output is that base: nothing for its own gate to judge
+    assert base.text == HEARD[1] and out.text == base.text and out.status == "ok"
+    strict = RerankOptions(margin=1e6)  # a reranker that keeps the 1-best: the adapter's change meets its own gate
+    kept0 = next(correct_many([nb], backend, method="ger", adapter=OWN_ADAPTER, rerank=strict))
+    assert kept0.text == HEARD[0] and kept0.fallback_reason is not None
     plain = NBest.from_texts(["but it is good along", "but it is good alone"])
     kept = next(correct_many([plain], backend, method="ger", adapter=OWN_ADAPTER, rerank=rerank_opts))
     assert kept.fallback_reason == "adapter_not_for_style" and kept.text == "but it is good along"  # its gate saw no plain lists
