@@ -35,7 +35,9 @@ def _job(tmp: Path, shared_data: Path, n: int) -> tuple[Path, bytes]:
     summary = correct_file(src, ref, SETTINGS)
     assert summary.done == n and summary.errors == 0
     recs = [json.loads(x) for x in ref.read_text().splitlines()]
-    assert all(r["method"] == "rescore" and r["scores"][0]["lm"] is not None for r in recs), "the LLM scored them"
+    choice = [len({h["text"] for h in r["scores"]}) > 1 for r in recs]  # one distinct text: nothing to score
+    assert any(choice) and all(r["method"] == "rescore" and (r["scores"][0]["lm"] is not None) == c
+                               for r, c in zip(recs, choice)), "the LLM scored the lists with a choice"
     return src, ref.read_bytes()
 
 
