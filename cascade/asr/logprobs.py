@@ -19,9 +19,20 @@ from cascade.types import Transcript
 RATE = 16000
 
 
+def _encodable(whisper, clip: np.ndarray) -> tuple[np.ndarray, int]:  # noqa: ANN001
+    """(log-mel features padded to Whisper's 30-s window, the frames that hold the clip): `align` reads those frames."""
+    from faster_whisper.audio import pad_or_trim
+
+    features = whisper.feature_extractor(clip)
+    return pad_or_trim(features), min(features.shape[-1], 3000)
+
+
+def _logp(p: float) -> float:
+    return math.log(max(float(p), 1e-30))
+
+
 def token_logprobs(samples: np.ndarray, transcript: Transcript, options: AsrOptions, home: Path) -> list[tuple[str, float]]:
     """(token text, log-prob) for each text token of each segment's 1-best, in order."""
-    from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
 
     from cascade.asr import load_model
@@ -36,12 +47,10 @@ def token_logprobs(samples: np.ndarray, transcript: Transcript, options: AsrOpti
         clip = samples[int(seg.start * RATE) : max(int(math.ceil(seg.end * RATE)), int(seg.start * RATE) + 1)]
         if not tokens or not len(clip):
             continue
-        features = whisper.feature_extractor(clip)
-        frames = min(features.shape[-1], 3000)
-        encoded = whisper.encode(pad_or_trim(features))
-        result = whisper.model.align(encoded, tokenizer.sot_sequence, [tokens], frames)[0]
+        features, frames = _encodable(whisper, clip)
+        result = whisper.model.align(whisper.encode(features), tokenizer.sot_sequence, [tokens], frames)[0]
         for token, p in zip(tokens, result.text_token_probs):
-            out.append((tokenizer.decode([token]), math.log(max(float(p), 1e-30))))
+            out.append((tokenizer.decode([token]), _logp(p)))
     return out
 
 
@@ -59,8 +68,8 @@ def second_scores(samples: np.ndarray, transcript: Transcript, model: str, optio
     the first recogniser's timestamps cut short is still heard; each segment is encoded once and all its
     hypotheses are aligned against that one encoder output (CTranslate2 Whisper `align`, as token_logprobs)."""
     import ctranslate2
-    from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
+    from more_itertools import chunked
 
     from cascade.asr import load_model
 
@@ -70,16 +79,14 @@ def second_scores(samples: np.ndarray, transcript: Transcript, model: str, optio
     segs = list(transcript.segments)
     todo = [i for i, s in enumerate(segs) if any(h.text.strip() for h in s.nbest.hypotheses)]
     scored: dict[int, list[tuple[float | None, int | None]]] = {}
-    for b in range(0, len(todo), SEGMENTS_PER_CALL):
-        part = todo[b : b + SEGMENTS_PER_CALL]
+    for part in chunked(todo, SEGMENTS_PER_CALL):
         feats, frames = [], []
         for i in part:
             start = int(segs[i].start * RATE)
             stop = int(segs[i + 1].start * RATE) if i + 1 < len(segs) else len(samples)
-            clip = samples[start : max(min(stop, start + 30 * RATE), start + RATE // 10)]
-            f = whisper.feature_extractor(clip)
-            frames.append(min(f.shape[-1], 3000))
-            feats.append(pad_or_trim(f))
+            features, n = _encodable(whisper, samples[start : max(min(stop, start + 30 * RATE), start + RATE // 10)])
+            feats.append(features)
+            frames.append(n)
         encoded = np.asarray(whisper.encode(np.stack(feats)))
         rows, tokens, where = [], [], []
         for k, i in enumerate(part):
@@ -97,7 +104,7 @@ def second_scores(samples: np.ndarray, transcript: Transcript, model: str, optio
             results = whisper.model.align(batch, tokenizer.sot_sequence, [tokens[r] for r in pick], n)
             for r, res in zip(pick, results):
                 i, j = where[r]
-                out[i][j] = (sum(math.log(max(float(p), 1e-30)) for p in res.text_token_probs), len(tokens[r]))
+                out[i][j] = (sum(_logp(p) for p in res.text_token_probs), len(tokens[r]))
         scored.update(out)
     new = []
     for i, s in enumerate(segs):

@@ -324,12 +324,9 @@ class CT2Backend:
 
         ids = [self.tokenizer.convert_tokens_to_ids(t) for t in tokens]
         gen = self._generator(None, self.options.reply_compute_type if reply else None)
-        toks = [self._start, *self._prompt_tokens(prompt)]
-        head = [self._start, *self._prompt_tokens(static)] if static else []
-        if not head or toks[: len(head)] != head or len(toks) == len(head):
-            head = []
-        extra = {"static_prompt": head} if head else {}
-        result = gen.generate_batch([toks[len(head) :]], max_length=1, include_prompt_in_result=False,
+        toks, extra = self._static_split([self._start, *self._prompt_tokens(prompt)],
+                                         [self._start, *self._prompt_tokens(static)] if static else [])
+        result = gen.generate_batch([toks], max_length=1, include_prompt_in_result=False,
                                     return_logits_vocab=True, sampling_topk=1, **extra)
         logits = np.asarray(result[0].logits[0], dtype=np.float64).reshape(-1)
         top = logits.max()
@@ -337,6 +334,15 @@ class CT2Backend:
         return [float(logits[i] - norm) for i in ids]
 
     # ------------------------------------------------------------------ generation
+
+    @staticmethod
+    def _static_split(toks: list[str], head: list[str]) -> tuple[list[str], dict[str, Any]]:
+        """(the tokens after `head`, {"static_prompt": head}) where `head` starts `toks` and leaves something after
+        it (CTranslate2 keeps the head's state between calls); else (toks, {}): a head the tokenizer merged
+        differently at its boundary is read as part of the prompt."""
+        if not head or toks[: len(head)] != head or len(toks) == len(head):
+            return toks, {}
+        return toks[len(head) :], {"static_prompt": head}
 
     def _prompt_tokens(self, prompt: str) -> list[str]:
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -473,13 +479,9 @@ class CT2Backend:
         """
         if max_tokens < 1:
             raise InvalidInput("max_tokens must be >= 1", param="max_tokens")
-        toks = self._prompt_tokens(prompt)
-        head = self._prompt_tokens(static) if static else []
-        if not head or toks[: len(head)] != head or len(toks) == len(head):
-            head = []
-        extra = {"static_prompt": head} if head else {}
+        toks, extra = self._static_split(self._prompt_tokens(prompt), self._prompt_tokens(static) if static else [])
         steps = self._generator(adapter, self.options.reply_compute_type).generate_tokens(
-            toks[len(head) :], max_length=max_tokens, end_token=self._ends, **self._sampling(temperature), **extra
+            toks, max_length=max_tokens, end_token=self._ends, **self._sampling(temperature), **extra
         )
         ids: list[int] = []
         said = ""
