@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -183,6 +183,7 @@ class AsrServing:
         window = settings.service.asr_batch_window_ms
         many = getattr(recognizer, "transcribe_many", None)
         self.batcher = MicroBatcher(window / 1000, settings.asr.batch_size, metrics) if many and window is not None else None
+        self._readers: dict[str, Any] = {}
 
     async def transcribe(self, audio: np.ndarray | PendingAudio, options: AsrOptions, correct: str = "none") -> Transcript:
         """Resolve the model (404 before anything else), then decode and recognise inside its slot."""
@@ -225,10 +226,17 @@ class AsrServing:
                    cancel: threading.Event | None, correct: str = "none") -> Transcript:
         samples = audio.decode(cancel) if isinstance(audio, PendingAudio) else audio
         transcript = self.recognizer.transcribe_all(samples, options, cancel=cancel)
-        # a reranker that reads a second recogniser's score of each hypothesis gets it here, where the audio is
-        # (cascade.correct.second_reader; in-process recognisers only: a remote one sends no audio back)
-        read = second_reader(self.settings, correct) if correct != "none" and hasattr(self.recognizer, "token_logprobs") else None
+        read = self._second_reader(correct)
         return read(transcript, samples) if read is not None and transcript.segments else transcript
+
+    def _second_reader(self, correct: str):  # noqa: ANN202
+        """A reranker that reads a second recogniser's score of each hypothesis gets it where the audio is
+        (cascade.correct.second_reader; in-process recognisers only: a remote one sends no audio back); built once
+        per correction mode, not per request (a missing model raises each time, so nothing failed is kept)."""
+        if correct not in self._readers:
+            local = correct != "none" and hasattr(self.recognizer, "token_logprobs")
+            self._readers[correct] = second_reader(self.settings, correct) if local else None
+        return self._readers[correct]
 
     async def stream(self, audio: np.ndarray | PendingAudio, options: AsrOptions,
                      correct: str = "none") -> AsyncIterator[Segment | Transcript]:
