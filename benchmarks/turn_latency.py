@@ -22,6 +22,11 @@ its words ask for, cascade.live.endpoint.wait_ms) beside the previous one-step r
 >= -3.5) and the pause alone at silence_ms and at 600 ms, all from one pass of LiveTurn over each clip (every
 pause's window decoded and read); and how long finished utterances wait.
 
+With a neighbour (`--beside-whisper`): only the live turns, while a second process on the same machine runs
+faster-whisper tiny.en over a shared clip in a loop (a box shared with another service, e.g. docker-compose's
+CPU profile); its clips per second are reported too. Run it under each OpenMP wait policy to compare
+(`OMP_WAIT_POLICY=PASSIVE ...`: both processes inherit it).
+
 Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/turn_latency.py [--n 5]
 """
 
@@ -134,6 +139,59 @@ def live_turn(turn, samples, options, detector=None) -> dict:
             raise RuntimeError(event.message)
         done = event if event.type == "done" else done
     return {k: v for k, v in done.timings.items() if k != "asr_windows"}
+
+
+# --------------------------------------------------------------------------- beside another Whisper process
+
+def neighbour(clip: Path) -> None:
+    """The neighbour process: faster-whisper tiny.en (beam 5, as the project's default) over `clip` until SIGTERM;
+    prints `ready` once loaded, then its clips per second."""
+    import signal
+
+    from faster_whisper import WhisperModel
+
+    from cascade.audio import load_audio
+    from cascade.config import load_settings
+    from cascade.models import whisper_dir
+
+    model = WhisperModel(str(whisper_dir("tiny.en", load_settings().home)), device="cpu", compute_type="int8")
+    samples = load_audio(clip)
+    done, began = 0, time.perf_counter()
+
+    def stop(*_: object) -> None:
+        print(json.dumps({"clips_per_s": round(done / (time.perf_counter() - began), 3)}), flush=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    print("ready", flush=True)
+    began = time.perf_counter()
+    while True:
+        list(model.transcribe(samples, beam_size=5)[0])
+        done += 1
+
+
+def beside_whisper(n: int) -> dict:
+    """The live turns' first audio while a neighbour process decodes Whisper on the same cores."""
+    from cascade.config import load_settings
+    from cascade.live import build_detector
+    from cascade.pipeline import build_turn
+
+    settings = load_settings()
+    turn, detector = build_turn(settings), build_detector(settings)
+    data = utterances(n + 1, settings.home)
+    live_turn(turn, data[0][1], settings.live, detector)  # warm-up, before the neighbour starts
+    clip = next(iter(sorted((DATA / "librispeech-test-other").rglob("*.flac"))))
+    proc = subprocess.Popen([sys.executable, __file__, "--neighbour", str(clip)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", "the neighbour did not start"
+        time.sleep(2.0)
+        rows = [live_turn(turn, samples, settings.live, detector) for _, samples in data[1:]]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    return {"utterances": n, "ttfa_live_beside_whisper_s": _median(rows, "first_audio"),
+            "decode_s": _median(rows, "asr_last"), "neighbour": json.loads(out.strip().splitlines()[-1]),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)")}
 
 
 # --------------------------------------------------------------------------- turns cut early (real recordings)
@@ -364,6 +422,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5, help="utterances (each run streamed and sequential)")
     parser.add_argument("--coqui-rtf", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--neighbour", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--beside-whisper", action="store_true", help="only the live turns, beside a second process "
+                        "decoding Whisper on the same cores (compare OMP_WAIT_POLICY settings)")
     parser.add_argument("--no-live", action="store_true", help="skip the live (WebSocket-path) turns")
     parser.add_argument("--no-rtf", action="store_true", help="skip the TTS real-time factors")
     parser.add_argument("--no-realtime", action="store_true", help="skip the Realtime API's time to first audio")
@@ -380,6 +441,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.coqui_rtf:
         print(json.dumps({"coqui_rtf": coqui_rtf()}))
+        return
+    if args.neighbour:
+        neighbour(args.neighbour)
+        return
+    if args.beside_whisper:
+        print(json.dumps({**beside_whisper(args.n), "cpus": os.cpu_count()}))
         return
     from cascade.config import load_settings
 
