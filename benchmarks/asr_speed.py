@@ -9,7 +9,8 @@ alternating order across repeats (medians): faster-whisper `WhisperModel.transcr
 `BatchedInferencePipeline.transcribe(beam_size=5, batch_size=B)` (scripts below, int8 on CPU as cascade's
 default), `cascade transcribe --format txt` (the default command), `-n 1`, `--format json` (the default
 5-best), `--batched` (txt and json). Short files: a faster-whisper loop in one process against one
-`cascade transcribe *.flac -o DIR` (and --batched). Ratios are wall time over faster-whisper sequential's
+`cascade transcribe *.flac -o DIR`, --batched (short clips packed into shared 30-s windows, asr.pack_clips) and
+--batched with a window per clip (CASCADE_ASR__PACK_CLIPS=1). Ratios are wall time over faster-whisper sequential's
 (batched rows: over faster-whisper batched's); short files: files per second over the loop's. WER with
 cascade.metrics.normalize (whisper-normalizer) and jiwer; o_nb: the oracle WER when each segment may pick
 any of its hypotheses (coordinate descent, benchmarks/asr_nbest.py). cpu_s: the process' user + system CPU
@@ -77,10 +78,14 @@ CPU: dict[str, list[float]] = {}
 """CPU seconds (user + system) of each run's process: steadier than wall time on a machine others load."""
 
 
+ENV: dict[str, dict[str, str]] = {"cascade_batched_unpacked_txt": {"CASCADE_ASR__PACK_CLIPS": "1"}}
+"""Settings of a run (by name) laid on the environment: --batched with a window per clip."""
+
+
 def timed(cmd: list[str], name: str = "") -> tuple[float, str]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ENV.get(name, {})})
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU.setdefault(name, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
@@ -169,7 +174,8 @@ def short_rows(fw: list[str], cascade: list[str], limit: int, batch: int, tmp: P
     paths, refs, seconds = short_files(limit)
     files = [str(p) for p in paths]
     runs = {"faster_whisper_loop": fw + ["0"] + files, "cascade_txt": cascade + files + ["-o", str(tmp / "cascade_txt")],
-            "cascade_batched_txt": cascade + files + ["--batched", "-o", str(tmp / "cascade_batched_txt")]}
+            "cascade_batched_txt": cascade + files + ["--batched", "-o", str(tmp / "cascade_batched_txt")],
+            "cascade_batched_unpacked_txt": cascade + files + ["--batched", "-o", str(tmp / "cascade_batched_unpacked_txt")]}
     walls: dict[str, list[float]] = {k: [] for k in runs}
     outputs: dict[str, str] = {}
     for i in range(repeats):
@@ -182,7 +188,7 @@ def short_rows(fw: list[str], cascade: list[str], limit: int, batch: int, tmp: P
                     "faster_whisper_loop": {"wall_s": round(fw_wall, 1), "files_per_s": round(len(paths) / fw_wall, 2),
                                             "cpu_s": round(cpu("faster_whisper_loop"), 1),
                                             "wer": wer(refs, [fw_text[f] for f in files])}}
-    for name in ("cascade_txt", "cascade_batched_txt"):
+    for name in ("cascade_txt", "cascade_batched_txt", "cascade_batched_unpacked_txt"):
         wall = statistics.median(walls[name])
         ours = [(tmp / name / f"{p.stem}.txt").read_text() for p in paths]
         result[name] = {"wall_s": round(wall, 1), "files_per_s": round(len(paths) / wall, 2),

@@ -112,6 +112,14 @@ class AsrOptions(Options):
     decoded again hotter, as sequential). False: the pipeline's own no-timestamp decode, one segment per chunk, which
     skips whole sentences in long chunks. Dev 1-best WER as one file, sequential / these / the pipeline's:
     speechocean762 (400 clips) 30.18 / 31.03 / 36.16, librispeech-test-other 7.98 / 8.51 / 8.78."""
+    pack_clips: int = Field(8, ge=1, le=64)
+    """Batched mode, many short files, 1-best: up to this many clips share one Whisper window of at most `pack_s`
+    seconds, `pack_gap_s` of silence between them (cascade.asr.packed); a clip whose text cannot be given to it
+    alone is decoded again on its own. 1: a window per clip. The N-best keeps a window per clip."""
+    pack_s: float = Field(30.0, gt=0, le=30)
+    pack_gap_s: float = Field(1.0, ge=0, le=10)
+    pack_clip_s: float = Field(15.0, gt=0, le=30)
+    """Clips longer than this are not packed."""
     word_timestamps: bool = False
     without_timestamps: bool = False
     """False: segments are cut at Whisper's timestamp tokens, as faster-whisper's transcribe() does."""

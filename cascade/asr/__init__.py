@@ -296,14 +296,16 @@ def collect(segments: Iterator[Segment], info: AsrInfo, *, source: str | None, s
 
 def transcribe_files(paths: list[Path], options: AsrOptions, *, home: Path) -> Iterator[tuple[Path, Transcript | Exception]]:
     """Each file's Transcript (or the error that stopped it), in order. With `batched`, the files of at most
-    chunk_length s go batch_size at a time through one batched decode (transcribe_many); others one by one."""
+    chunk_length s go batch_size at a time through one batched decode (transcribe_many; for the 1-best, batch_size
+    windows of packed clips); others one by one."""
     if not options.batched:
         for path in paths:
             yield path, _attempt(lambda path=path: transcribe_all(path, options, home=home))
         return
     prepare(options, home)  # a model that cannot run these options fails once, before any file
-    for i in range(0, len(paths), options.batch_size):
-        group = paths[i : i + options.batch_size]
+    size = options.batch_size * (options.pack_clips if packs(options) else 1)  # packed: batch_size windows of clips
+    for i in range(0, len(paths), size):
+        group = paths[i : i + size]
         audio = [_attempt(lambda p=p: _samples(p, options)) for p in group]
         yield from zip(group, transcribe_many(audio, options, home=home, sources=[str(p) for p in group]))
 
@@ -314,20 +316,30 @@ def transcribe_many(clips: list[np.ndarray | Exception], options: AsrOptions, *,
     most chunk_length s share batched decodes, batch_size at a time (batched.transcribe_clips); longer ones are
     decoded one by one (transcribe_all). An Exception in `clips` (a file that did not decode), or one a recording
     raises, is its answer: one bad recording is reported, not fatal. like_alone: short clips decoded as alone
-    (batched.transcribe_clips)."""
+    (batched.transcribe_clips); otherwise, for the 1-best, several short clips share each window (packs)."""
     from cascade.asr.batched import transcribe_clips
+    from cascade.asr.packed import transcribe_packed
 
     sources = sources or [None] * len(clips)
     done: list[Transcript | Exception | None] = [c if isinstance(c, Exception) else None for c in clips]
     short = [i for i, c in enumerate(clips) if isinstance(c, np.ndarray) and 0 < len(c) <= options.chunk_length * SAMPLE_RATE]
-    for k in range(0, len(short), options.batch_size):
-        part, started = short[k : k + options.batch_size], time.perf_counter()
-        decoded = _attempt(lambda part=part: transcribe_clips(prepare(options, home), [clips[i] for i in part], options, home, like_alone))
+    packed = packs(options) and not like_alone
+    decode = transcribe_packed if packed else transcribe_clips
+    size = options.batch_size * (options.pack_clips if packed else 1)
+    for k in range(0, len(short), size):
+        part, started = short[k : k + size], time.perf_counter()
+        decoded = _attempt(lambda part=part: decode(prepare(options, home), [clips[i] for i in part], options, home, like_alone))
         for n, i in enumerate(part):
             done[i] = decoded if isinstance(decoded, Exception) else _clip_transcript(
                 decoded, n, len(clips[i]) / SAMPLE_RATE, options, sources[i], started)
     return [d if d is not None else _attempt(lambda i=i: transcribe_all(clips[i], options, home=home, source=sources[i]))
             for i, d in enumerate(done)]
+
+
+def packs(options: AsrOptions) -> bool:
+    """Whether batched short clips share Whisper windows (asr.pack_clips; the 1-best only: alternatives keep a
+    window per clip)."""
+    return options.batched and options.pack_clips > 1 and options.n_best == 1
 
 
 def _clip_transcript(decoded, n: int, duration: float, options: AsrOptions, source: str | None, started: float) -> Transcript:

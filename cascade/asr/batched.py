@@ -256,7 +256,10 @@ def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions, home
     from cascade.asr import _segment, within
 
     starts = np.cumsum([0] + [len(c) for c in clips[:-1]]) / SAMPLE_RATE
-    stamps = [{"start": float(a), "end": float(a + len(c) / SAMPLE_RATE)} for a, c in zip(starts, clips)]
+    # half a sample in: faster-whisper truncates seconds * 16000 to a sample, and float error could move a clip's
+    # bounds one sample back, their sum past the audio's duration (its assert: "non-negative timestamp expected")
+    edges = np.cumsum([0] + [len(c) for c in clips])
+    stamps = [{"start": (a + 0.5) / SAMPLE_RATE, "end": (b + 0.5) / SAMPLE_RATE} for a, b in zip(edges[:-1], edges[1:])]
     clone = copy.copy(whisper)
     recorder = clone.model = BatchRecorder(whisper.model)
     kwargs = {**pipeline_kwargs(options), "vad_filter": False, "clip_timestamps": stamps, "chunk_length": options.chunk_length}
@@ -266,7 +269,8 @@ def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions, home
     fw_segments, fw_info = run.transcribe(np.concatenate(clips), **kwargs)
     out: list[list[Segment]] = [[] for _ in clips]
     for seg, hyps, flag in _decoded(clone, recorder, fw_segments, fw_info, options):
-        i = int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1
+        # the chunk the segment came from (its seek), not its start: word times may put that a hair before the chunk
+        i = int(np.searchsorted(starts, seg.seek / clone.frames_per_second + 0.015, side="right")) - 1
         local = within(_shifted(seg, float(starts[i])), len(clips[i]) / SAMPLE_RATE)
         out[i].append(_segment(len(out[i]), local, hyps, fw_info.language, seg.temperature, options, flag))
     return out, fw_info
