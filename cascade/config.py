@@ -117,7 +117,7 @@ class AsrOptions(Options):
     seconds, `pack_gap_s` of silence between them (cascade.asr.packed); a clip whose text cannot be given to it
     alone is decoded again on its own. 1: a window per clip. The N-best keeps a window per clip."""
     pack_s: float = Field(30.0, gt=0, le=30)
-    pack_gap_s: float = Field(1.0, ge=0, le=10)
+    pack_gap_s: float = Field(2.0, ge=0, le=10)
     pack_clip_s: float = Field(15.0, gt=0, le=30)
     """Clips longer than this are not packed."""
     word_timestamps: bool = False

@@ -21,8 +21,8 @@ from cascade.types import NBest, Hypothesis, Segment, Transcript, Word
 
 @pytest.fixture(scope="module")
 def paths(shared_data: Path) -> list[Path]:
-    """Six dev clips of six different sentences (one speaker): tiny.en runs the first four into one segment
-    when they share a window, so the packed decode's segments are cut at the clips by word times."""
+    """Six dev clips of six different sentences (one speaker): tiny.en runs some of them into one segment when they
+    share a window, so the packed decode's segments are cut at the clips by word times."""
     rows = [json.loads(x) for x in (shared_data / "speechocean762" / "manifest.jsonl").read_text().splitlines()]
     return [shared_data / "speechocean762" / r["audio"] for r in rows if r["split"] == "dev"][100:106]
 
@@ -37,8 +37,9 @@ def wer(a: str, b: str) -> float:
 
 
 def test_packed_files_keep_their_own_text(settings, options, paths: list[Path], monkeypatch) -> None:
-    """Six clips in one window: one Transcript per file, in the unpacked one's format, each file's words close to
-    its own unpacked transcription (and not to another file's), times inside each file."""
+    """Six clips, 2 s apart: five fit in one window, the sixth is decoded alone. One Transcript per file, in the
+    unpacked one's format, each file's words close to its own unpacked transcription (and not to another file's),
+    times inside each file."""
     clips = [load_audio(p) for p in paths]
     sources = [str(p) for p in paths]
     windows: list[list[Segment]] = []
@@ -46,7 +47,8 @@ def test_packed_files_keep_their_own_text(settings, options, paths: list[Path], 
     monkeypatch.setattr(packed, "assign", lambda segs, *a: windows.append(segs) or assign(segs, *a))  # a spy
     packs = transcribe_many(clips, options, home=settings.home, sources=sources)
     alone = transcribe_many(clips, options.model_copy(update={"pack_clips": 1}), home=settings.home, sources=sources)
-    assert len(windows) == 1 and len(windows[0]) < len(clips)  # one window; Whisper ran clips into one segment
+    assert packed.windows([len(c) / 16000 for c in clips], options) == [[0, 1, 2, 3, 4], [5]]
+    assert len(windows) == 1 and len(windows[0]) < 5  # one window; Whisper ran clips into one segment
     assert len(packs) == len(alone) == len(clips)
     for i, (p, a) in enumerate(zip(packs, alone)):
         assert isinstance(p, Transcript) and p.source == a.source and p.duration == a.duration
