@@ -4,7 +4,8 @@
 
 The first --clips speechocean762 dev clips (../shared/data, short read sentences) are sent all at once, --rounds
 times, by --clips client threads to a real `cascade serve asr` on loopback (its default 2 model slots; a queue long
-enough for them all), with batching (asr.batch_size --batch-size) and without (asr.batch_size 1), --repeats times each in
+enough for them all), with batching (asr.batch_size --batch-size), with batching and packing (service.asr_batch_pack: the clips share
+Whisper windows) and without (asr.batch_size 1), --repeats times each in
 alternating order (the median run is reported), each after a warm-up round; then a faster-whisper loop (`WhisperModel.transcribe(beam_size=5)`, int8, the model loaded
 before timing) over the same clips in this process. Figures: requests per second (wall clock of the rounds), the
 service's CPU seconds (/proc), batched decodes and the requests they answered (/metrics), WER of the answers
@@ -49,9 +50,10 @@ def metric(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
-def serve(paths: list[Path], rounds: int, model: str, batch_size: int, logs: Path) -> dict:
+def serve(paths: list[Path], rounds: int, model: str, batch_size: int, logs: Path, pack: bool = False) -> dict:
     env = {"CASCADE_ASR__MODEL": model, "CASCADE_ASR__BATCH_SIZE": str(batch_size),
-           "CASCADE_SERVICE__MAX_QUEUE": str(4 * len(paths)), "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "600"}
+           "CASCADE_SERVICE__MAX_QUEUE": str(4 * len(paths)), "CASCADE_SERVICE__QUEUE_TIMEOUT_S": "600",
+           "CASCADE_SERVICE__ASR_BATCH_PACK": str(pack).lower()}
     data = [p.read_bytes() for p in paths]
     with running_service("asr", log_dir=logs, env=env) as svc, httpx.Client(timeout=600) as client:
         def one(i: int) -> str:
@@ -98,12 +100,12 @@ def main() -> None:
     args = parser.parse_args()
     paths, refs = clips(args.clips)
     load0 = round(os.getloadavg()[0], 2)
-    sizes = {"batched": args.batch_size, "unbatched": 1}
+    sizes = {"batched": args.batch_size, "unbatched": 1, "packed": args.batch_size}
     tried: dict[str, list[dict]] = {name: [] for name in sizes}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             for name in (list(sizes) if r % 2 == 0 else list(sizes)[::-1]):
-                tried[name].append(serve(paths, args.rounds, args.model, sizes[name], Path(tmp)))
+                tried[name].append(serve(paths, args.rounds, args.model, sizes[name], Path(tmp), name == "packed"))
     runs = {name: sorted(got, key=lambda run: run["req_per_s"])[len(got) // 2] for name, got in tried.items()}
     for name, got in tried.items():
         runs[name]["req_per_s_each"] = [run["req_per_s"] for run in got]
@@ -117,6 +119,7 @@ def main() -> None:
         out[name] = run
     out["batched_vs_unbatched"] = round(runs["batched"]["req_per_s"] / runs["unbatched"]["req_per_s"], 2)
     out["batched_vs_faster_whisper"] = round(runs["batched"]["req_per_s"] / runs["faster_whisper_loop"]["req_per_s"], 2)
+    out["packed_vs_faster_whisper"] = round(runs["packed"]["req_per_s"] / runs["faster_whisper_loop"]["req_per_s"], 2)
     out["same_text_batched_unbatched"] = sum(a == b for a, b in zip(texts_of["batched"], texts_of["unbatched"]))
     out["load"] = [load0, round(os.getloadavg()[0], 2)]
     print(json.dumps(out), flush=True)

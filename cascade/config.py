@@ -467,6 +467,9 @@ class ServiceSettings(Options):
     """ASR service: transcription requests with the same options decode together, up to asr.batch_size in one
     batched call (the clips of at most 30 s): the one that gets a model slot waits this long, then takes those
     still waiting for one (services/asr/batching.py). None: each request alone."""
+    asr_batch_pack: bool = False
+    """ASR service, batched 1-best requests: their clips share Whisper windows (asr.pack_clips, cascade.asr.packed)
+    instead of each being decoded as alone; faster, but a clip's text then depends on the clips beside it."""
     connect_timeout_s: float = Field(3.0, gt=0)
     """Connect timeout of the gateway's clients to remote stages (fail fast when one is down)."""
     asr_url: str | None = None

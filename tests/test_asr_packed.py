@@ -119,3 +119,22 @@ def test_cli_writes_one_file_per_input(paths: list[Path], tmp_path: Path) -> Non
     for p in paths[:3]:
         subs = pysubs2.load(str(tmp_path / f"{p.stem}.srt"))
         assert len(subs) >= 1 and all(0 <= e.start < e.end <= 1000 * len(load_audio(p)) / 16000 + 1 for e in subs)
+
+
+def test_the_asr_service_packs_batched_requests_when_told(settings, paths: list[Path], monkeypatch) -> None:
+    """service.asr_batch_pack: the clips of requests the service batches share a window (each answer its own text);
+    off (the default) they are decoded as alone."""
+    from services.asr.serving import LocalRecognizer
+
+    clips = [load_audio(p) for p in paths[:3]]
+    options = best_only(settings.asr.model_copy(update={"model": "tiny.en"}))  # a request's options: not --batched
+    windows: list[list[Segment]] = []
+    assign = packed.assign
+    monkeypatch.setattr(packed, "assign", lambda segs, *a: windows.append(segs) or assign(segs, *a))
+    alone = LocalRecognizer(settings).transcribe_many(clips, options)
+    assert not windows
+    told = settings.model_copy(update={"service": settings.service.model_copy(update={"asr_batch_pack": True})})
+    got = LocalRecognizer(told).transcribe_many(clips, options)
+    assert len(windows) == 1 and len(got) == 3
+    for i, t in enumerate(got):
+        assert wer(alone[i].text, t.text) < min(wer(b.text, t.text) for j, b in enumerate(alone) if j != i)

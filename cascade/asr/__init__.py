@@ -311,19 +311,22 @@ def transcribe_files(paths: list[Path], options: AsrOptions, *, home: Path) -> I
 
 
 def transcribe_many(clips: list[np.ndarray | Exception], options: AsrOptions, *, home: Path,
-                    sources: list[str] | None = None, like_alone: bool = False) -> list[Transcript | Exception]:
+                    sources: list[str] | None = None, like_alone: bool = False,
+                    pack: bool | None = None) -> list[Transcript | Exception]:
     """Several recordings at once (the CLI's `--batched *.flac`, the ASR service's concurrent requests): those of at
     most chunk_length s share batched decodes, batch_size at a time (batched.transcribe_clips); longer ones are
     decoded one by one (transcribe_all). An Exception in `clips` (a file that did not decode), or one a recording
     raises, is its answer: one bad recording is reported, not fatal. like_alone: short clips decoded as alone
-    (batched.transcribe_clips); otherwise, for the 1-best, several short clips share each window (packs)."""
+    (batched.transcribe_clips); otherwise, for the 1-best, several short clips share each window (packs). pack:
+    whether they do (None: as packs() says, unless like_alone; with like_alone, a clip not packed or decoded again
+    is decoded as alone)."""
     from cascade.asr.batched import transcribe_clips
     from cascade.asr.packed import transcribe_packed
 
     sources = sources or [None] * len(clips)
     done: list[Transcript | Exception | None] = [c if isinstance(c, Exception) else None for c in clips]
     short = [i for i, c in enumerate(clips) if isinstance(c, np.ndarray) and 0 < len(c) <= options.chunk_length * SAMPLE_RATE]
-    packed = packs(options) and not like_alone
+    packed = packs(options) and not like_alone if pack is None else pack and packs(options.model_copy(update={"batched": True}))
     decode = transcribe_packed if packed else transcribe_clips
     size = options.batch_size * (options.pack_clips if packed else 1)
     for k in range(0, len(short), size):

@@ -55,6 +55,7 @@ class LocalRecognizer:
 
     def __init__(self, settings: Settings):
         self.home = settings.home
+        self.pack = settings.service.asr_batch_pack
 
     def load(self, options: AsrOptions) -> None:
         from cascade.asr import load_model
@@ -73,11 +74,12 @@ class LocalRecognizer:
 
     def transcribe_many(self, audio: list[np.ndarray | PendingAudio], options: AsrOptions) -> list[Transcript | Exception]:
         """Several requests' recordings in shared batched decodes (cascade.asr.transcribe_many); each one's
-        Transcript, or the error that is its answer (an upload that does not decode: 415, as alone)."""
+        Transcript, or the error that is its answer (an upload that does not decode: 415, as alone). With
+        service.asr_batch_pack, their clips share Whisper windows (cascade.asr.packed)."""
         from cascade.asr import transcribe_many
 
         samples = [_attempt(a.decode) if isinstance(a, PendingAudio) else a for a in audio]
-        return transcribe_many(samples, options, home=self.home, like_alone=True)
+        return transcribe_many(samples, options, home=self.home, like_alone=True, pack=self.pack)
 
     def stream_segments(self, samples: np.ndarray, options: AsrOptions, *,
                         cancel: threading.Event | None = None) -> Iterator[Segment | Transcript]:
