@@ -59,7 +59,7 @@ HallucinationsOpt = Annotated[Literal["flag", "drop", "keep"] | None, typer.Opti
     "--hallucinations", help="Segments that read as invented: flag (marked in json), drop (also left out of txt/srt/vtt/tsv), keep.",
     show_default=config_default("asr.hallucinations"))]
 BatchedOpt = Annotated[bool | None, typer.Option("--batched/--sequential", help="Decode VAD chunks of speech "
-                       "asr.batch_size at a time (faster-whisper's batched pipeline: one segment per chunk, no fallback).",
+                       "asr.batch_size at a time (faster-whisper's batched pipeline); many short files (1-best) share 30-s windows.",
                        show_default=config_default("asr.batched"))]
 ToOpt = Annotated[str, typer.Option("--to", help="Target language (ISO code); Whisper itself translates only into English.")]
 ViaOpt = Annotated[bool, typer.Option("--via-transcript", help="Transcribe in the source language, correct (--correct), then translate with the LLM.")]
