@@ -187,3 +187,20 @@ def test_the_spoken_turn_decodes_its_reply_in_int8_on_ct2_only() -> None:
     assert chat.turn_llm(LlmOptions(backend="transformers")) == LlmOptions(backend="transformers", threads=1)
     assert ChatOptions(reply_compute_type=None).turn_llm(LlmOptions(backend="ct2")).reply_compute_type is None
     assert ChatOptions(reply_threads=0).turn_llm(LlmOptions(backend="ct2", threads=2)).threads == 2
+
+
+def test_the_spoken_turn_decodes_without_timestamp_tokens(jfk_path: Path, settings: Settings) -> None:
+    """A turn's window is one short utterance: Whisper reads no timestamp tokens (chat.without_timestamps), so the
+    real decode gives one segment over the window, with the same words as the timed decode."""
+    from cascade.pipeline import LocalAsr
+
+    asr = LocalAsr(settings)
+    assert asr.options.without_timestamps and asr.options.vad_filter
+    audio = load_audio(jfk_path)
+    plain = asr.transcribe(audio)
+    timed = LocalAsr(settings.model_copy(update={"chat": settings.chat.model_copy(
+        update={"without_timestamps": False})})).transcribe(audio)
+    assert len(plain.segments) == 1 < len(timed.segments), (plain.segments, timed.segments)
+    assert plain.segments[0].start == 0.0 and plain.segments[0].end <= len(audio) / 16000 + 0.01
+    words = [w for w in plain.text.lower().replace(",", "").replace(".", "").split()]
+    assert "ask not what your country can do for you" in " ".join(words), plain.text
