@@ -3,10 +3,13 @@
 Whisper's encoder always reads a 30-s window, so a 4-s clip decoded alone pays for 26 s of padding: on many short
 files the encoder dominates. Here consecutive clips are laid one after another with `pack_gap_s` of silence between
 them, up to `pack_s` seconds and `pack_clips` clips per window, and the windows go through the batched decode with
-timestamps (batched.transcribe_clips, as the sequential loop decodes a clip: timestamps, fallback). Each segment
-goes back to the clip its times fall in, with times of that clip. A clip that cannot be given its text cleanly (a
-segment spans two clips or lies in a gap, or the clip got no text) is decoded again on its own, as unpacked, so no
-text is lost or given to the wrong file. Longer clips (over `pack_clip_s`) are not packed.
+timestamps, the rests and the fallback (batched.transcribe_clips, like_alone). Whisper often runs one segment over
+the gaps, so each segment is cut at the clips by its words' times (a word in a gap goes to the nearer clip) and goes
+back to its clip in that clip's times. A clip that cannot be given its text cleanly (a word reaching well into two
+clips, a segment still looping after the fallback, no words at all) is decoded again on its own, as unpacked, so
+no text is lost or given to the wrong file. Longer clips (over `pack_clip_s`) are not packed. Inside a window the
+decoder reads the earlier clips' text (one decode: no prompt reset per clip). Dev choice of the gap:
+docs/guides/transcribe.md.
 """
 
 from __future__ import annotations
