@@ -112,6 +112,16 @@ class AsrOptions(Options):
     decoded again hotter, as sequential). False: the pipeline's own no-timestamp decode, one segment per chunk, which
     skips whole sentences in long chunks. Dev 1-best WER as one file, sequential / these / the pipeline's:
     speechocean762 (400 clips) 30.18 / 31.03 / 36.16, librispeech-test-other 7.98 / 8.51 / 8.78."""
+    batch_context: bool = False
+    """Batched mode: condition each chunk on the text before it, as the sequential loop does. The chunks are split
+    into `batch_sections` runs of neighbours decoded in lockstep: a batch holds chunk k of every run, each with its
+    run's text so far as the previous-text prompt (only each run's first chunk has none). Output is buffered until
+    the last batch. Off: on dev it helps only with few runs (near-sequential batches) and costs CPU. 1-best WER as
+    one file, batched / with context (runs) / sequential: librispeech-test-other (20 clips, 5 chunks) 8.51 / 7.71 (1),
+    9.04 (2), 8.24 (3) / 7.98; speechocean762 (400 clips, ~50 chunks) 30.85 / 32.28 (8), 31.47 (2) / 30.18, there
+    at about 1.8x the CPU (prompts copied into the output, loops, fallbacks)."""
+    batch_sections: int = Field(0, ge=0, le=64)
+    """batch_context: runs of neighbouring chunks (0: batch_size; fewer runs: more context, smaller batches)."""
     pack_clips: int = Field(8, ge=1, le=64)
     """Batched mode, many short files, 1-best: up to this many clips share one Whisper window of at most `pack_s`
     seconds, `pack_gap_s` of silence between them (cascade.asr.packed); a clip whose text cannot be given to it

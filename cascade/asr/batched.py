@@ -6,14 +6,16 @@ timestamp tokens (one segment per chunk), and then tiny.en skips whole sentences
 as one file: runs of 44 reference words missing, WER 36.16 against sequential 30.18). With timestamps
 (`batch_timestamps`, the default) the pipeline drops the speech after the last segment Whisper opens; here it is
 decoded in one more batched call, and a chunk that fails the thresholds gets the sequential loop's temperature
-fallback (speechocean762 dev 31.03). No conditioning on the previous chunk. With n_best > 1, one more batched call at
-the N-best's beam over the same encoder output gives every chunk its alternatives (segments.py cuts them per segment).
+fallback (speechocean762 dev 31.03). No conditioning on the previous chunk, unless `batch_context`: the chunks are
+then split into runs of neighbours decoded in lockstep, each chunk with its run's text so far as the prompt. With
+n_best > 1, one more batched call at the N-best's beam over the same encoder output gives every chunk its
+alternatives (segments.py cuts them per segment).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,13 +34,22 @@ class BatchRecorder:
 
     model: Any
     last: tuple | None = None
+    prompts: Callable[[list], list] | None = None
+    """Rewrites the batch's prompts before the decode (batch_context: each row's own previous text)."""
+    on_batch: Callable[[tuple], None] | None = None
+    """Called with each batch as it is decoded (the N-best reads it there: with batch_context the segments come
+    out only after the last batch)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
     def generate(self, encoder_output, prompts, **kwargs):
+        if self.prompts is not None:
+            prompts = self.prompts(prompts)
         results = self.model.generate(encoder_output, prompts, **kwargs)
         self.last = (encoder_output, [list(p) for p in prompts], dict(kwargs), results)
+        if self.on_batch is not None:
+            self.on_batch(self.last)
         return results
 
 
@@ -60,8 +71,49 @@ def _pipeline_class():
         sampler: Any = None
         """seeded.Sampler: the fallback's samples are the same on every run (asr.seed)."""
         chunks = 0
+        sections = 0
+        """batch_context: the chunks are split into this many runs of neighbours, decoded in lockstep (0: off)."""
+        hot: set = set()
+        """Rows of the last forward whose fallback went above prompt_reset_on_temperature (their run's text resets)."""
+        done: Iterator | None = None
+
+        def _batched_segments_generator(self, features, tokenizer, chunks_metadata, batch_size, options, log_progress):
+            if self.sections and len(features):
+                self.done = iter(self._in_context(features, tokenizer, chunks_metadata, options))
+            try:  # the pipeline's own loop; with sections its forward hands out the chunks decoded above, in order
+                yield from super()._batched_segments_generator(
+                    features, tokenizer, chunks_metadata, batch_size, options, log_progress)
+            finally:
+                self.done = None
+
+        def _in_context(self, features, tokenizer, chunks_metadata, options) -> list[list[dict]]:
+            """Each chunk's pieces, the chunks decoded in interleaved runs: step k decodes chunk k of every run,
+            each with the text its run has so far as the previous-text prompt, as the sequential loop conditions."""
+            runs = np.array_split(np.arange(len(features)), min(self.sections, len(features)))
+            texts: list[list[int]] = [[] for _ in runs]
+            out: list[list[dict]] = [[] for _ in features]
+            recorder, eot, begin = self.model.model, tokenizer.eot, tokenizer.timestamp_begin
+            for k in range(max(len(r) for r in runs)):
+                live = [j for j, r in enumerate(runs) if k < len(r)]
+                rows = [int(runs[j][k]) for j in live]
+                recorder.prompts = lambda prompts, live=live: with_context(prompts, [texts[j] for j in live], tokenizer)
+                self.last_speech_timestamp = 0.0  # the rows are not in time order across batches
+                try:
+                    found = self.forward(features[rows], tokenizer, [chunks_metadata[i] for i in rows], options)
+                finally:
+                    recorder.prompts = None
+                for n, (j, i, pieces) in enumerate(zip(live, rows, found)):
+                    out[i] = pieces
+                    # with the timestamp tokens, as the sequential loop's prompt (text alone: run-on segments, loops);
+                    # a chunk decoded hotter than prompt_reset_on_temperature starts its run's text afresh after it
+                    text = [t for p in pieces for t in p["tokens"] if t < eot or t >= begin]
+                    texts[j] = [] if n in self.hot else texts[j] + text
+            return out
 
         def forward(self, features, tokenizer, chunks_metadata, options):
+            if self.done is not None:
+                return [next(self.done) for _ in chunks_metadata]
+            self.hot = set()
             out = super().forward(features, tokenizer, chunks_metadata, replace(options, word_timestamps=False))
             encoder_output, prompts, kwargs, results = self.model.model.last
             tokens = [list(r.sequences_ids[0]) for r in results]
@@ -71,8 +123,10 @@ def _pipeline_class():
                 for i, rows in zip(failed, self._rows(encoder_output, features, failed, one_each=True)):
                     # not recorded (the batch's N-best reads the batched call); samples seeded per chunk
                     raw.model = _Fallback(self.model.model.model, self.sampler, self.chunks + i)
-                    result, avg, _, _ = raw.generate_with_fallback(
+                    result, avg, temperature, _ = raw.generate_with_fallback(
                         rows, prompts[i], tokenizer, replace(options, temperatures=list(self.fallback)))
+                    if temperature > options.prompt_reset_on_temperature:
+                        self.hot.add(i)
                     tokens[i] = list(result.sequences_ids[0])
                     out[i] = self._pieces(tokenizer, tokens[i], chunks_metadata[i], avg, result.no_speech_prob)
             self.chunks += len(out)
@@ -151,6 +205,22 @@ class _Fallback:
         return self.model.generate(encoder_output, prompts, **kwargs)
 
 
+CONTEXT_TOKENS = 223
+"""Previous-text tokens a chunk is conditioned on at most (faster-whisper's get_prompt: max_length // 2 - 1)."""
+
+
+def with_context(prompts: list[list[int]], texts: list[list[int]], tokenizer) -> list[list[int]]:
+    """The batch's prompts, each with its own previous text (the initial prompt first). CTranslate2 needs the
+    <|startoftranscript|> token at one position in a batch, so every row keeps as many tokens as the shortest has."""
+    heads, tails = [], []
+    for prompt, text in zip(prompts, texts):
+        sot = prompt.index(tokenizer.sot)
+        heads.append((prompt[1:sot] if sot else []) + list(text))
+        tails.append(prompt[sot:])
+    keep = min([CONTEXT_TOKENS] + [len(h) for h in heads])
+    return [([tokenizer.sot_prev, *h[len(h) - keep:]] if keep else []) + t for h, t in zip(heads, tails)]
+
+
 def _fails(pieces: list[dict], tokenizer, options) -> bool:
     """Whether a chunk's decode fails faster-whisper's fallback thresholds (too repetitive, or too unlikely unless
     it is silence)."""
@@ -204,6 +274,7 @@ def pipeline(clone, options: AsrOptions, home: Path | None):
     from cascade.asr.decode import temperatures
 
     run = _pipeline_class()(clone)
+    run.sections = options.batch_sections or options.batch_size if options.batch_context else 0
     run.fallback = tuple(temperatures(options)[1:]) if options.batch_timestamps else ()
     run.sampler = seeded.sampler(options, home) if run.fallback and home is not None else None
     return run
@@ -233,11 +304,15 @@ def _decoded(clone, recorder: BatchRecorder, fw_segments, fw_info, options: AsrO
 
     tokenizer = Tokenizer(clone.hf_tokenizer, recorder.model.is_multilingual, task=options.task,
                           language=fw_info.language)
-    seen, nbests = None, {}
+    nbests: dict = {}
+
+    def on_batch(batch: tuple) -> None:  # a batch was decoded: its chunks' N-best in one more call
+        if not options.batch_context:
+            nbests.clear()
+        nbests.update(batch_nbests(clone, recorder.model, tokenizer, batch, options))
+
+    recorder.on_batch = on_batch
     for seg in fw_segments:
-        if recorder.last is not seen:  # a new batch was decoded: its chunks' N-best in one more call
-            seen = recorder.last
-            nbests = batch_nbests(clone, recorder.model, tokenizer, seen, options)
         if not seg.text.strip():
             continue
         hyps = nbests.get(tuple(seg.tokens)) or _only_best(seg)
@@ -264,6 +339,7 @@ def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions, home
     recorder = clone.model = BatchRecorder(whisper.model)
     kwargs = {**pipeline_kwargs(options), "vad_filter": False, "clip_timestamps": stamps, "chunk_length": options.chunk_length}
     run = pipeline(clone, options, home)
+    run.sections = 0  # separate recordings: none is conditioned on another's text
     if not like_alone:  # the pipeline's own decode (no timestamps, no fallback): short clips skip nothing, cheapest
         kwargs["without_timestamps"], run.fallback = True, ()
     fw_segments, fw_info = run.transcribe(np.concatenate(clips), **kwargs)
