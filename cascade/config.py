@@ -121,7 +121,8 @@ class AsrOptions(Options):
     9.04 (2), 8.24 (3) / 7.98; speechocean762 (400 clips, ~50 chunks) 30.85 / 32.28 (8), 31.47 (2) / 30.18, there
     at about 1.8x the CPU (prompts copied into the output, loops, fallbacks)."""
     batch_sections: int = Field(0, ge=0, le=64)
-    """batch_context: runs of neighbouring chunks (0: batch_size; fewer runs: more context, smaller batches)."""
+    """batch_context: runs of neighbouring chunks (fewer runs: more context, smaller batches). 0: as many runs as
+    keep at least 4 chunks each, at most batch_size (a file of under 8 chunks is one run, a chunk per call)."""
     pack_clips: int = Field(8, ge=1, le=64)
     """Batched mode, many short files, 1-best: up to this many clips share one Whisper window of at most `pack_s`
     seconds, `pack_gap_s` of silence between them (cascade.asr.packed); a clip whose text cannot be given to it

@@ -49,7 +49,7 @@ def test_context_rows_are_conditioned_on_their_own_run(settings, audio: np.ndarr
     whisper = load_model(settings.asr, settings.home)
     recording = Recording(whisper.model)
     monkeypatch.setattr(whisper, "model", recording)
-    ours = transcribe_all(audio, options(settings, batch_context=True), home=settings.home)
+    ours = transcribe_all(audio, options(settings, batch_context=True, batch_sections=2), home=settings.home)
     tokenizer = Tokenizer(whisper.hf_tokenizer, False, task="transcribe", language="en")
     # the chunks' own decodes (a rest's prompt ends with its start timestamp)
     steps = [(p, r) for p, r in recording.calls if p[0][-1] < tokenizer.timestamp_begin]
@@ -69,7 +69,7 @@ def test_context_rows_are_conditioned_on_their_own_run(settings, audio: np.ndarr
 
 def test_context_output_has_the_batched_format(settings, audio: np.ndarray) -> None:
     plain = transcribe_all(audio, options(settings), home=settings.home)
-    ours = transcribe_all(audio, options(settings, batch_context=True), home=settings.home)
+    ours = transcribe_all(audio, options(settings, batch_context=True), home=settings.home)  # one run: chunk by chunk
     assert ours.duration == plain.duration and len(ours.segments) >= 4
     assert set(ours.segments[0].model_dump()) == set(plain.segments[0].model_dump())
     assert [s.id for s in ours.segments] == list(range(len(ours.segments)))

@@ -72,7 +72,8 @@ def _pipeline_class():
         """seeded.Sampler: the fallback's samples are the same on every run (asr.seed)."""
         chunks = 0
         sections = 0
-        """batch_context: the chunks are split into this many runs of neighbours, decoded in lockstep (0: off)."""
+        """batch_context: the chunks are split into this many runs of neighbours, decoded in lockstep (0: off;
+        -n: at most n runs of at least CONTEXT_RUN chunks)."""
         hot: set = set()
         """Rows of the last forward whose fallback went above prompt_reset_on_temperature (their run's text resets)."""
         done: Iterator | None = None
@@ -89,7 +90,8 @@ def _pipeline_class():
         def _in_context(self, features, tokenizer, chunks_metadata, options) -> list[list[dict]]:
             """Each chunk's pieces, the chunks decoded in interleaved runs: step k decodes chunk k of every run,
             each with the text its run has so far as the previous-text prompt, as the sequential loop conditions."""
-            runs = np.array_split(np.arange(len(features)), min(self.sections, len(features)))
+            sections = self.sections if self.sections > 0 else max(1, min(-self.sections, len(features) // CONTEXT_RUN))
+            runs = np.array_split(np.arange(len(features)), min(sections, len(features)))
             texts: list[list[int]] = [[] for _ in runs]
             out: list[list[dict]] = [[] for _ in features]
             recorder, eot, begin = self.model.model, tokenizer.eot, tokenizer.timestamp_begin
@@ -205,6 +207,10 @@ class _Fallback:
         return self.model.generate(encoder_output, prompts, **kwargs)
 
 
+CONTEXT_RUN = 4
+"""batch_context with batch_sections 0: runs hold at least this many chunks (a file of fewer than 2 x 4 chunks is one
+run, decoded a chunk at a time; librispeech-test-other dev, 5 chunks, WER 1 / 2 / 3 runs: 7.71 / 9.04 / 8.24)."""
+
 CONTEXT_TOKENS = 223
 """Previous-text tokens a chunk is conditioned on at most (faster-whisper's get_prompt: max_length // 2 - 1)."""
 
@@ -274,7 +280,8 @@ def pipeline(clone, options: AsrOptions, home: Path | None):
     from cascade.asr.decode import temperatures
 
     run = _pipeline_class()(clone)
-    run.sections = options.batch_sections or options.batch_size if options.batch_context else 0
+    # negative: as many runs as keep CONTEXT_RUN chunks each, at most batch_size
+    run.sections = (options.batch_sections or -options.batch_size) if options.batch_context else 0
     run.fallback = tuple(temperatures(options)[1:]) if options.batch_timestamps else ()
     run.sampler = seeded.sampler(options, home) if run.fallback and home is not None else None
     return run
