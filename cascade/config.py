@@ -118,7 +118,7 @@ class AsrOptions(Options):
     run's text so far as the previous-text prompt (only each run's first chunk has none). Output is buffered until
     the last batch. Off: on dev it helps only with few runs (near-sequential batches) and costs CPU. 1-best WER as
     one file, batched / with context (runs) / sequential: librispeech-test-other (20 clips, 5 chunks) 8.51 / 7.71 (1),
-    9.04 (2), 8.24 (3) / 7.98; speechocean762 (400 clips, ~50 chunks) 30.85 / 32.28 (8), 31.47 (2) / 30.18, there
+    9.04 (2), 8.24 (3) / 7.98; speechocean762 (400 clips, ~50 chunks) 30.85 / 32.28 (8), 31.47 (2) / 30.09, there
     at about 1.8x the CPU (prompts copied into the output, loops, fallbacks)."""
     batch_sections: int = Field(0, ge=0, le=64)
     """batch_context: runs of neighbouring chunks (fewer runs: more context, smaller batches). 0: as many runs as
