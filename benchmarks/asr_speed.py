@@ -67,9 +67,9 @@ def long_file(tmp: Path) -> tuple[Path, str, float]:
     return path, " ".join(r["text"] for r in rows), len(audio) / 16000
 
 
-def short_files(limit: int) -> tuple[list[Path], list[str], float]:
+def short_files(limit: int, split: str = "dev") -> tuple[list[Path], list[str], float]:
     rows = [json.loads(x) for x in (DATA / "speechocean762" / "manifest.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["split"] == "dev"][:limit]
+    rows = [r for r in rows if r["split"] == split][:limit]
     paths = [DATA / "speechocean762" / r["audio"] for r in rows]
     return paths, [r["text"] for r in rows], sum(sf.info(p).duration for p in paths)
 
@@ -114,7 +114,8 @@ def load() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--short", type=int, default=100, help="speechocean762 dev clips (at most 200; 0: none)")
+    parser.add_argument("--short", type=int, default=100, help="speechocean762 clips (at most 200; 0: none)")
+    parser.add_argument("--short-split", default="dev", choices=["dev", "test"], help="their split (test: reporting)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-long", action="store_true")
@@ -139,7 +140,7 @@ def main() -> None:
         }
         out["long"] = {"audio_s": round(seconds, 1), **rows(runs, ref, args.repeats)}
     if args.short:
-        out["short"] = short_rows(fw, cascade, min(args.short, 200), args.batch_size, tmp, args.repeats)
+        out["short"] = short_rows(fw, cascade, min(args.short, 200), args.batch_size, tmp, args.repeats, args.short_split)
     out["load_after"] = load()
     print(json.dumps(out))
 
@@ -170,8 +171,9 @@ def rows(runs: dict[str, list[str]], ref: str, repeats: int) -> dict:
     return result
 
 
-def short_rows(fw: list[str], cascade: list[str], limit: int, batch: int, tmp: Path, repeats: int) -> dict:
-    paths, refs, seconds = short_files(limit)
+def short_rows(fw: list[str], cascade: list[str], limit: int, batch: int, tmp: Path, repeats: int,
+               split: str = "dev") -> dict:
+    paths, refs, seconds = short_files(limit, split)
     files = [str(p) for p in paths]
     runs = {"faster_whisper_loop": fw + ["0"] + files, "cascade_txt": cascade + files + ["-o", str(tmp / "cascade_txt")],
             "cascade_batched_txt": cascade + files + ["--batched", "-o", str(tmp / "cascade_batched_txt")],
@@ -184,7 +186,7 @@ def short_rows(fw: list[str], cascade: list[str], limit: int, batch: int, tmp: P
             walls[name].append(wall)
     fw_text = {json.loads(x)["file"]: json.loads(x)["text"] for x in outputs["faster_whisper_loop"].splitlines()}
     fw_wall = statistics.median(walls["faster_whisper_loop"])
-    result: dict = {"files": len(paths), "audio_s": round(seconds, 1),
+    result: dict = {"split": split, "files": len(paths), "audio_s": round(seconds, 1),
                     "faster_whisper_loop": {"wall_s": round(fw_wall, 1), "files_per_s": round(len(paths) / fw_wall, 2),
                                             "cpu_s": round(cpu("faster_whisper_loop"), 1),
                                             "wer": wer(refs, [fw_text[f] for f in files])}}
