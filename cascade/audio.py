@@ -138,6 +138,9 @@ def _decode_bounded(handle: str | BinaryIO, sample_rate: int, cap: int | None,
                 if cap is not None and total > cap:
                     raise _OverCap(total)
                 chunks.append(chunk)
+        if not chunks and not container.streams.audio[0].codec_context.sample_rate:
+            # a container opened by its extension alone (text named .flac): a real empty file still has a rate
+            raise ValueError("its audio stream has no sample rate")
     del resampler
     gc.collect()  # PyAV's resampler keeps buffers until collected (faster-whisper issue 390)
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)

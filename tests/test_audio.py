@@ -50,6 +50,9 @@ def test_bad_inputs_raise_typed_errors(tmp_path: Path, jfk_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("this is a text file, not audio\n" * 20)
     with pytest.raises(AudioDecodeError, match="not audio"):
         load_audio(tmp_path / "notes.txt")
+    (tmp_path / "notes.flac").write_text("not audio\n")  # the flac demuxer opens it by its name, no frame decodes
+    with pytest.raises(AudioDecodeError, match="no decodable audio"):
+        load_audio(tmp_path / "notes.flac")
     rng = np.random.default_rng(0)
     with pytest.raises(AudioDecodeError):
         load_audio(rng.integers(0, 256, 30000, dtype=np.uint8).tobytes())
