@@ -117,7 +117,7 @@ def decode_set(name: str, settings, limit: int | None, rebuild: bool, words: boo
     recs = [r for r in manifest(name)[:limit] if split is None or r["split"] == split]
     todo = [r for r in recs if r["id"] not in done][:: -1 if reverse else 1]
     if start is not None:  # a third process from the middle, forward until it meets a clip another one decoded
-        todo = [r for r in recs if r["id"] not in done and recs.index(r) >= start]
+        todo = [r for r in recs[start:] if r["id"] not in done]
     with out.open("a", encoding="utf-8") as sink:
         for i, r in enumerate(todo):
             if r["id"] in done_ids(out):

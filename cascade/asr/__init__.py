@@ -326,7 +326,7 @@ def transcribe_many(clips: list[np.ndarray | Exception], options: AsrOptions, *,
     sources = sources or [None] * len(clips)
     done: list[Transcript | Exception | None] = [c if isinstance(c, Exception) else None for c in clips]
     short = [i for i, c in enumerate(clips) if isinstance(c, np.ndarray) and 0 < len(c) <= options.chunk_length * SAMPLE_RATE]
-    packed = packs(options) and not like_alone if pack is None else pack and packs(options.model_copy(update={"batched": True}))
+    packed = packs(options, (options.batched and not like_alone) if pack is None else pack)
     decode = transcribe_packed if packed else transcribe_clips
     size = options.batch_size * (options.pack_clips if packed else 1)
     for k in range(0, len(short), size):
@@ -339,10 +339,10 @@ def transcribe_many(clips: list[np.ndarray | Exception], options: AsrOptions, *,
             for i, d in enumerate(done)]
 
 
-def packs(options: AsrOptions) -> bool:
+def packs(options: AsrOptions, asked: bool | None = None) -> bool:
     """Whether batched short clips share Whisper windows (asr.pack_clips; the 1-best only: alternatives keep a
-    window per clip)."""
-    return options.batched and options.pack_clips > 1 and options.n_best == 1
+    window per clip). `asked`: the caller's say (None: asr.batched)."""
+    return (options.batched if asked is None else asked) and options.pack_clips > 1 and options.n_best == 1
 
 
 def _clip_transcript(decoded, n: int, duration: float, options: AsrOptions, source: str | None, started: float) -> Transcript:

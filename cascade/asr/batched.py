@@ -337,10 +337,10 @@ def transcribe_clips(whisper, clips: list[np.ndarray], options: AsrOptions, home
     timestamps without the fallback loop, 105.97, and with it cost 1.2x the CPU, 62.53)."""
     from cascade.asr import _segment, within
 
-    starts = np.cumsum([0] + [len(c) for c in clips[:-1]]) / SAMPLE_RATE
+    edges = np.cumsum([0] + [len(c) for c in clips])
+    starts = edges[:-1] / SAMPLE_RATE
     # half a sample in: faster-whisper truncates seconds * 16000 to a sample, and float error could move a clip's
     # bounds one sample back, their sum past the audio's duration (its assert: "non-negative timestamp expected")
-    edges = np.cumsum([0] + [len(c) for c in clips])
     stamps = [{"start": (a + 0.5) / SAMPLE_RATE, "end": (b + 0.5) / SAMPLE_RATE} for a, b in zip(edges[:-1], edges[1:])]
     clone = copy.copy(whisper)
     recorder = clone.model = BatchRecorder(whisper.model)

@@ -29,9 +29,8 @@ def windows(durations: list[float], options: AsrOptions) -> list[list[int]]:
     """Clip indices per window, in order: consecutive clips of at most pack_clip_s share a window while they fit in
     pack_s seconds (gaps included) and pack_clips clips; a longer clip is a window of its own."""
     out: list[list[int]] = []
-    used = 0.0
+    used, limit = 0.0, min(options.pack_s, options.chunk_length)
     for i, d in enumerate(durations):
-        limit = min(options.pack_s, options.chunk_length)
         fits = out and len(out[-1]) < options.pack_clips and used + options.pack_gap_s + d <= limit
         if d > options.pack_clip_s:
             out.append([i])
