@@ -134,6 +134,11 @@ class AsrOptions(Options):
     word_timestamps: bool = False
     without_timestamps: bool = False
     """False: segments are cut at Whisper's timestamp tokens, as faster-whisper's transcribe() does."""
+    encoder_min_s: float | None = Field(None, ge=1.0, le=30.0)
+    """None: every window is encoded as Whisper's 30 s (faster-whisper). A number: a window holding less audio
+    is encoded at its own length plus 1 s, at least this long (whisper.cpp's audio_ctx; the encoder's time falls
+    with it, the decoder attends to fewer frames). Only with without_timestamps (timestamp tokens read the 30 s
+    grid); the spoken turn uses it (chat.encoder_min_s)."""
     max_duration_s: float = Field(3 * 3600.0, gt=0)
     """Longer audio is refused (TooLarge) rather than queued for hours."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -151,6 +156,8 @@ class AsrOptions(Options):
     def _check(self) -> AsrOptions:
         if self.n_best > max(self.beam_size, self.nbest_beam_size):
             raise ValueError(f"n_best ({self.n_best}) must not exceed nbest_beam_size ({self.nbest_beam_size})")
+        if self.encoder_min_s is not None and (not self.without_timestamps or self.word_timestamps):
+            raise ValueError("encoder_min_s needs without_timestamps and no word_timestamps (both read Whisper's 30 s grid)")
         return self
 
 
@@ -313,6 +320,10 @@ class ChatOptions(Options):
     first_clause_words: int = Field(4, ge=0, le=50)
     """A streamed reply speaks its first sentence's first clause (up to a , ; or : with at least this many words
     before it) while the LLM writes the rest; 0: whole sentences only."""
+    first_phrase_words: int = Field(8, ge=0, le=50)
+    """...and a first sentence with no clause mark once this many words are written: up to its last phrase break
+    (before and, to, that, with, ...; tts.text.first_clause), so a long first sentence does not hold back the first
+    audio (benchmarks/turn_latency.py); 0: only at clause marks."""
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = True
     """Speak the first reply sentence while the rest is generated (False: the naive sequential turn)."""
@@ -327,6 +338,10 @@ class ChatOptions(Options):
     """ct2 backend: the compute type the spoken turn decodes its reply in (None: llm.reply_compute_type). Nothing
     tuned reads a reply's log-probs, and int8 brings the live turn's first audio from 1.31 to 1.08 s (docs/guides/voice-agent.md);
     the OpenAI chat endpoint keeps llm.reply_compute_type, so its stream equals its whole completion."""
+    encoder_min_s: float | None = Field(15.0, ge=1.0, le=30.0)
+    """Its decode encodes a window at the audio's own length (at least this long; asr.encoder_min_s), not 30 s:
+    decode 0.40 -> 0.21 s a clip; dev WER speechocean762 37.39 -> 35.49 (every speaker fold better), LibriSpeech
+    test-other 7.18 -> 9.57 (20 clips); None: 30 s (docs/guides/voice-agent.md)."""
     correct: CorrectionMode = "none"
     """The spoken turn's correction (chat, /v1/voice/turn, /v1/live, Realtime); correct.mode is for transcripts.
     none: Whisper's 1-best, decoded without the wide N-best (a spoken turn waits for every stage: with the
@@ -338,7 +353,8 @@ class ChatOptions(Options):
 
     def turn_asr(self, asr: AsrOptions) -> AsrOptions:
         """The ASR options a spoken turn runs with."""
-        return asr.model_copy(update={"vad_filter": self.vad_filter, "without_timestamps": self.without_timestamps})
+        return asr.model_copy(update={"vad_filter": self.vad_filter, "without_timestamps": self.without_timestamps,
+                                      "encoder_min_s": self.encoder_min_s if self.without_timestamps else None})
 
     def turn_llm(self, llm: LlmOptions) -> LlmOptions:
         """The LLM options a spoken turn's reply runs with (a backend of their own: the scoring one is untouched)."""

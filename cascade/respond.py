@@ -150,10 +150,12 @@ def cancel_on(event: threading.Event) -> Iterator[None]:
         _cancel.reset(token)
 
 
-def _sentences(pieces: Iterator[str], finish: _Finish, cap: int, clause_words: int = 0) -> Iterator[str]:
+def _sentences(pieces: Iterator[str], finish: _Finish, cap: int, clause_words: int = 0,
+               phrase_words: int = 0) -> Iterator[str]:
     """Complete sentences from streamed text, at most `cap` of them (the rest is not generated). With
     `clause_words`, a first sentence still being written is yielded early up to its first clause mark (, ; :)
-    once that many words precede it; the rest of that sentence follows as its own piece."""
+    once that many words precede it, or (`phrase_words`) up to a phrase break once it is that long with no
+    mark (tts.text.first_clause); the rest of that sentence follows as its own piece."""
     buffer, spoken, early = "", 0, clause_words > 0
     try:
         for piece in pieces:
@@ -161,7 +163,7 @@ def _sentences(pieces: Iterator[str], finish: _Finish, cap: int, clause_words: i
             if stop is not None and stop.is_set():
                 return
             done, buffer = complete_sentences(buffer + piece)
-            if early and not done and (split := first_clause(buffer, clause_words)):  # early: no sentence yet
+            if early and not done and (split := first_clause(buffer, clause_words, phrase_words)):  # early: no sentence yet
                 early = False
                 head, buffer = split
                 yield head
@@ -193,7 +195,7 @@ def stream_reply(
     static = backend.chat_template(messages[:1], add_generation_prompt=False) if messages[0]["role"] == "system" else ""
     finish = _Finish()
     yield from _sentences(_tokens(backend, prompt, options, finish, static), finish, options.max_sentences,
-                          options.first_clause_words)
+                          options.first_clause_words, options.first_phrase_words)
 
 
 def reply(user: str, history: Sequence[ChatMessage], backend: Any, options: ChatOptions) -> Reply:

@@ -204,3 +204,30 @@ def test_the_spoken_turn_decodes_without_timestamp_tokens(jfk_path: Path, settin
     assert plain.segments[0].start == 0.0 and plain.segments[0].end <= len(audio) / 16000 + 0.01
     words = [w for w in plain.text.lower().replace(",", "").replace(".", "").split()]
     assert "ask not what your country can do for you" in " ".join(words), plain.text
+
+
+def test_the_spoken_turn_encodes_its_window_at_the_audios_length(jfk_path: Path, settings: Settings) -> None:
+    """chat.encoder_min_s: the encoder reads the window's own frames plus 1 s (at least 15 s), not Whisper's 30 s
+    of padding; the real decode keeps JFK's words. Timed decodes refuse it (timestamp tokens read the 30 s grid)."""
+    import ctranslate2
+    from faster_whisper.audio import pad_or_trim
+
+    from cascade.asr import load_model
+    from cascade.asr.decode import trimmed
+    from cascade.pipeline import LocalAsr
+
+    audio = load_audio(jfk_path)
+    whisper = load_model(settings.asr, settings.home)
+    for seconds, min_frames, kept in ((len(audio) / 16000, 1500, 1500), (len(audio) / 16000, 300, 1200), (29.5, 1500, 3000)):
+        samples = np.resize(audio, int(seconds * 16000))
+        features = pad_or_trim(whisper.feature_extractor(samples)[:, : int(seconds * 100)])
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))
+        assert np.asarray(trimmed(view, min_frames)).shape == (1, 80, kept), (seconds, min_frames)  # JFK: 11.0 s
+    asr = LocalAsr(settings)
+    assert asr.options.encoder_min_s == 15.0
+    full = LocalAsr(settings.model_copy(update={"chat": settings.chat.model_copy(update={"encoder_min_s": None})}))
+    for t in (asr.transcribe(audio), full.transcribe(audio)):
+        assert "ask not what your country can do for you" in t.text.lower().replace(",", ""), t.text
+    with pytest.raises(ValueError, match="encoder_min_s needs without_timestamps"):
+        AsrOptions(encoder_min_s=15.0)
+    assert ChatOptions(without_timestamps=False).turn_asr(AsrOptions()).encoder_min_s is None

@@ -184,3 +184,19 @@ def test_a_streamed_reply_speaks_its_first_clause_early() -> None:
     pieces = ["Well of course", " I can, and", " then we go. Next one. Third."]
     assert list(_sentences(iter(pieces), _Finish(), 2, 4)) == ["Well of course I can,", "and then we go.", "Next one."]
     assert list(_sentences(iter(pieces), _Finish(), 2, 0)) == ["Well of course I can, and then we go.", "Next one."]
+
+
+def test_a_long_first_sentence_with_no_clause_mark_is_spoken_from_a_phrase_break() -> None:
+    from cascade.respond import _Finish, _sentences
+    from cascade.tts.text import first_clause
+
+    long = "The new team has been working hard to make"
+    assert first_clause(long, 4) is None  # no clause mark, no phrase words asked
+    assert first_clause(long, 4, 10) is None  # "make" may still grow: 8 written words
+    assert first_clause(long + " ", 4, 8) == ("The new team has been working hard", " to make ")
+    assert first_clause("I think that you can go to the", 4, 8) is None  # no break with 4 words before it
+    pieces = ["The new team has", " been working hard to", " make", " the club win. It will. Three."]
+    assert list(_sentences(iter(pieces), _Finish(), 2, 4, 8)) == [
+        "The new team has been working hard", "to make the club win.", "It will."]
+    assert list(_sentences(iter(pieces), _Finish(), 2, 4, 0)) == [
+        "The new team has been working hard to make the club win.", "It will."]

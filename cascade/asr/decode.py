@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from cascade.config import AsrOptions
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class RecordingModel:
     """num_hypotheses for faster-whisper's beam-search calls (> 1 only when no wider beam fills the N-best)."""
     sampler: Any = None
     """cascade.asr.seeded.Sampler: the fallback's sampled calls, seeded per window (None: on the shared model, unseeded)."""
+    encoder_min_frames: int | None = None
+    """AsrOptions.encoder_min_s in mel frames: a window is encoded at its own length (None: all 3000 frames)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -102,6 +106,8 @@ class RecordingModel:
     def encode(self, features, to_cpu: bool = False):
         self.window += 1
         self.calls = []
+        if self.encoder_min_frames is not None:
+            features = trimmed(features, self.encoder_min_frames)
         return self.model.encode(features, to_cpu=to_cpu)
 
     def detect_language(self, encoder_output, *args, **kwargs):
@@ -120,9 +126,32 @@ class RecordingModel:
         return results
 
 
+_PAD_FRAMES = 100
+"""Frames of padding kept after a trimmed window's audio (1 s: the encoder still sees where speech ends)."""
+
+
+def trimmed(features, min_frames: int):
+    """A window's log-mel features (faster-whisper pads them to 3000 frames with zero columns) cut to the frames
+    that hold audio, plus 1 s, at least `min_frames`, an even count (the encoder halves it): what the encoder
+    reads. CPU features only (the encoder's input is built on the host)."""
+    import ctranslate2
+
+    array = np.asarray(features)
+    if array.ndim == 2:
+        array = array[None]
+    held = np.flatnonzero(np.abs(array).sum(axis=(0, 1)) > 0)
+    keep = min(array.shape[-1], max(min_frames, (int(held[-1]) + 1 if held.size else 0) + _PAD_FRAMES))
+    keep += keep % 2
+    if keep >= array.shape[-1]:
+        return features
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[..., :keep]))
+
+
 def recording_copy(whisper, options: AsrOptions) -> tuple[Any, RecordingModel]:
     """A shallow copy of a faster_whisper.WhisperModel whose CTranslate2 calls are recorded (thread-safe per copy)."""
     recorder = RecordingModel(whisper.model)
+    if options.encoder_min_s is not None:
+        recorder.encoder_min_frames = round(options.encoder_min_s * 100)
     if options.nbest_beam_size <= options.beam_size:
         recorder.hypotheses = options.n_best  # the N-best comes from faster-whisper's own beam
     clone = copy.copy(whisper)

@@ -154,11 +154,27 @@ def complete_sentences(buffer: str) -> tuple[list[str], str]:
 _CLAUSE = re.compile(r"[,;:](?=\s+\S)")
 
 
-def first_clause(buffer: str, min_words: int) -> tuple[str, str] | None:
+_PHRASE_STARTS = frozenset(
+    "and but or so because although though while when whenever where if unless until since after before as than "
+    "to that which who whom whose with without for from of in on at into onto about by through during".split())
+"""Function words a phrase starts with: the breaks Liberman and Church's "chinks 'n chunks" rule puts before them."""
+
+
+def first_clause(buffer: str, min_words: int, phrase_words: int = 0) -> tuple[str, str] | None:
     """(clause, rest) at the first , ; or : that has at least `min_words` words before it and a word after it
-    (so "1,000" never splits), else None: a voice reply speaks its first clause while the LLM writes the rest."""
+    (so "1,000" never splits), else None: a voice reply speaks its first clause while the LLM writes the rest.
+    With `phrase_words`: a buffer with no such mark whose first `phrase_words` words are written (a long first
+    sentence) is cut before its last phrase-starting function word that has `min_words` words before it."""
     for mark in _CLAUSE.finditer(buffer):
         head = buffer[: mark.end()]
         if len(head.split()) >= min_words:
             return " ".join(head.split()), buffer[mark.end():]
+    if not phrase_words:
+        return None
+    words = list(re.finditer(r"\S+(?=\s)", buffer))  # written words: the last one may still grow
+    if len(words) < phrase_words:
+        return None
+    for word in reversed(words[max(min_words, 1) :]):
+        if word.group().lower() in _PHRASE_STARTS:
+            return " ".join(buffer[: word.start()].split()), buffer[word.start() - 1 :]
     return None
