@@ -354,6 +354,24 @@ def test_the_llm_reads_a_finished_sentence_as_the_end_of_the_message(detector) -
     assert detector.logprob("  ") == 0.0
 
 
+def test_the_margin_reading_keeps_a_finished_looking_fragment_below_the_quick_step(detector, settings: Settings) -> None:
+    """Whisper's mishearing of JFK's first phrase, "And so am I fellow Americans." (a 1.1 s pause follows),
+    reads as finished as a whole sentence to log p(end) (-1.52, the logprob step -1.5); told that it reads a
+    live transcript and read against the likeliest other next token, it stays below the quick step while his
+    whole sentence is well above it; log p(end) (end_reading logprob) sets the two less far apart."""
+    from cascade.live import EndOfTurn
+
+    assert settings.live.end_reading == "margin" and detector.reading == "margin"
+    fragment, whole = "And so am I fellow Americans.", ("And so my fellow Americans, ask not what your country can "
+                                                        "do for you, ask what you can do for your country.")
+    margin = detector.logprob(fragment), detector.logprob(whole)
+    assert margin[0] < settings.live.quick_logprob < margin[1] - 1.0, margin
+    plain = EndOfTurn(detector.backend, reading="logprob")
+    logprob = plain.logprob(fragment), plain.logprob(whole)
+    assert max(logprob) <= 0.0 and margin[1] - margin[0] > logprob[1] - logprob[0] + 0.3, (margin, logprob)
+    assert detector.logprob("and so my,") == float("-inf") == plain.logprob("and so my,")
+
+
 def _turn_ends(live_turn, settings: Settings, samples: np.ndarray, detector, **update) -> tuple[float, str]:
     """Feed a recording (then silence) unpaced, each pause's reading waited for; (seconds of audio fed when
     the turn ended, its transcript)."""

@@ -334,3 +334,7 @@ def test_next_token_logprobs_in_one_pass_equal_scoring_each_token(f32, hf) -> No
         assert f32.next_logprobs(prompt, endings, static=static) == pytest.approx(scored, abs=1e-3)
     assert hf.next_logprobs(prompt, endings) == pytest.approx([s.logprob for s in hf.score(endings, prefix=prompt)], abs=1e-3)
     assert hf.next_logprobs(prompt, endings) == pytest.approx(scored, abs=2e-2)
+    # `others` (the margin reading): one more value, the likeliest token that is not an ending (a comma here or likelier)
+    *ends, other = f32.next_logprobs(prompt, endings, static=system, others=True)
+    assert ends == pytest.approx(scored, abs=1e-3) and f32.score([","], prefix=prompt)[0].logprob <= other + 1e-3 < 1e-3
+    assert hf.next_logprobs(prompt, endings, others=True)[-1] == pytest.approx(other, abs=2e-2)

@@ -459,4 +459,4 @@ def test_turn_detection_maps_to_the_live_turns_waits(settings) -> None:
     vad = options({"type": "server_vad", "silence_duration_ms": 700})
     assert wait_ms(0.0, vad) == wait_ms(-5.0, vad) == 700 and wait_ms(None, vad) == settings.live.max_silence_ms
     semantic = options({"type": "semantic_vad", "eagerness": "high"})
-    assert wait_ms(0.0, semantic) == settings.live.quick_silence_ms < wait_ms(-5.0, semantic) <= 1000
+    assert wait_ms(settings.live.quick_logprob, semantic) == settings.live.quick_silence_ms < wait_ms(-5.0, semantic) <= 1000

@@ -9,6 +9,9 @@ fine-tuned SmolLM2): the probability that the user's message ends, or its senten
 words, log p(. | ? | ! | <end-of-message> | words). Whisper ends nearly every window with a full stop
 ("And so am I fellow Americans."), which the base model takes as the end, so the words are read without
 their final punctuation; a trailing comma, dash or ellipsis from Whisper still says "more follows".
+The "margin" reading (live.end_reading) tells the model it reads a live transcript that may stop mid-sentence
+(prompts/live/end_of_turn.jinja, in place of the template's own system line) and reads the ending's probability
+against the likeliest other next token: log p(end) - log max p(other), > 0 where ending is the likeliest.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cascade.prompts import render
 from cascade.types import ChatMessage
 
 logger = logging.getLogger(__name__)
@@ -39,22 +43,26 @@ class EndOfTurn:
     ones kept waiting (26.3 -> 21.1 %), and ~1/8 of its time (0.13 vs 1.2 s a reading at load 6 on 2 cores).
     """
 
-    def __init__(self, backend: Any, history_messages: int = 2):
-        self.backend, self.history_messages = backend, history_messages
+    def __init__(self, backend: Any, history_messages: int = 2, reading: str = "logprob"):
+        self.backend, self.history_messages, self.reading = backend, history_messages, reading
         self._static: str | None = None  # the prompt before the words with no history (its system line)
+        self._system = ([{"role": "system", "content": render("live/end_of_turn")[0]}] if reading == "margin"
+                        else [])
 
     def _split(self, history: Sequence[ChatMessage]) -> tuple[str, str]:
         """The prompt before the user's words and the end-of-message marker after them (the template's own)."""
         messages = [{"role": m.role, "content": m.content} for m in history[len(history) - self.history_messages:]
                     if self.history_messages and m.role in ("user", "assistant")]
-        rendered = self.backend.chat_template([*messages, {"role": "user", "content": _MARK}],
+        rendered = self.backend.chat_template([*self._system, *messages, {"role": "user", "content": _MARK}],
                                               add_generation_prompt=False)
         before, _, after = rendered.partition(_MARK)
         end = after.split("\n")[0] or after
         return before, end
 
     def logprob(self, text: str, history: Sequence[ChatMessage] = ()) -> float:
-        """0.0 for no words (nothing to wait for); -inf when Whisper's punctuation says the phrase goes on."""
+        """The reading (log p(end), or with reading "margin" log p(end) - log max p(other); a backend without
+        next-token log-probs reads log p(end)): 0.0 for no words (nothing to wait for); -inf when Whisper's
+        punctuation says the phrase goes on."""
         text = " ".join(text.split())
         if text.endswith(_GOES_ON):
             return -math.inf
@@ -67,7 +75,11 @@ class EndOfTurn:
         if tokens is not None:
             if self._static is None:
                 self._static = self._split(())[0]
-            scores = self.backend.next_logprobs(before + words, tokens, static=self._static, reply=True)
+            margin = self.reading == "margin"
+            scores = self.backend.next_logprobs(before + words, tokens, static=self._static, reply=True,
+                                                others=margin)
+            if margin:
+                return float(np.logaddexp.reduce(scores[:-1]) - scores[-1])
         else:
             scores = [s.logprob for s in self.backend.score(endings, prefix=before + words)]
         return float(np.logaddexp.reduce(scores))
@@ -102,4 +114,5 @@ def build_detector(settings: Any) -> EndOfTurn | None:
         return None
     from cascade.llm import load_backend
 
-    return EndOfTurn(load_backend(settings.chat.turn_llm(settings.llm), settings.home, instance="end-of-turn"))
+    return EndOfTurn(load_backend(settings.chat.turn_llm(settings.llm), settings.home, instance="end-of-turn"),
+                     reading=settings.live.end_reading)

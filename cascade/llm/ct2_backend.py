@@ -315,11 +315,13 @@ class CT2Backend:
         per_token = self.prompt_logprobs([prefix + t for t in texts], adapter=adapter)
         return [score_from_tokens(toks, len(prefix), len(prefix) + len(t)) for toks, t in zip(per_token, texts)]
 
-    def next_logprobs(self, prompt: str, tokens: Sequence[str], *, static: str = "", reply: bool = False) -> list[float]:
+    def next_logprobs(self, prompt: str, tokens: Sequence[str], *, static: str = "", reply: bool = False,
+                      others: bool = False) -> list[float]:
         """log p(each of `tokens` comes next | prompt) from one pass over the prompt (after the document-start
         token, as prompt_logprobs: the same value as scoring prompt + token). `static`: a prefix of `prompt`
         that is the same on every call (a system line): CTranslate2 keeps its state and reads only the rest.
-        `reply`: in the turn's reply compute type (int8: faster; the end-of-turn reader is chosen on it)."""
+        `reply`: in the turn's reply compute type (int8: faster; the end-of-turn reader is chosen on it).
+        `others`: one more value, the log-prob of the likeliest token not in `tokens`."""
         import numpy as np
 
         ids = [self.tokenizer.convert_tokens_to_ids(t) for t in tokens]
@@ -331,7 +333,8 @@ class CT2Backend:
         logits = np.asarray(result[0].logits[0], dtype=np.float64).reshape(-1)
         top = logits.max()
         norm = top + np.log(np.exp(logits - top).sum())
-        return [float(logits[i] - norm) for i in ids]
+        rest = [float(np.delete(logits, ids).max() - norm)] if others else []
+        return [*(float(logits[i] - norm) for i in ids), *rest]
 
     # ------------------------------------------------------------------ generation
 

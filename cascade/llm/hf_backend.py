@@ -172,9 +172,11 @@ class TransformersBackend:
         per_token = self.prompt_logprobs([prefix + t for t in texts], adapter=adapter)
         return [score_from_tokens(toks, len(prefix), len(prefix) + len(t)) for toks, t in zip(per_token, texts)]
 
-    def next_logprobs(self, prompt: str, tokens: Sequence[str], *, static: str = "", reply: bool = False) -> list[float]:
+    def next_logprobs(self, prompt: str, tokens: Sequence[str], *, static: str = "", reply: bool = False,
+                      others: bool = False) -> list[float]:
         """log p(each of `tokens` comes next | prompt) from one pass (after the document-start token, as
-        prompt_logprobs); `static` and `reply` are CTranslate2's hints (one model here)."""
+        prompt_logprobs), and with `others` the likeliest other token's; `static` and `reply` are CTranslate2's
+        hints (one model here)."""
         import torch
 
         ids = [self._start_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
@@ -182,7 +184,8 @@ class TransformersBackend:
         with self._using(None) as model, torch.inference_mode():
             logits = model(input_ids=torch.tensor([ids])).logits[0, -1].float()
         logp = torch.log_softmax(logits, dim=-1)
-        return [float(logp[i]) for i in wanted]
+        rest = [float(logp.index_fill(0, torch.tensor(wanted), float("-inf")).max())] if others else []
+        return [*(float(logp[i]) for i in wanted), *rest]
 
     def _token_logprobs(self, ids: list[list[int]], adapter: str | None) -> list[list[float]]:
         import torch
