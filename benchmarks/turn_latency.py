@@ -305,8 +305,10 @@ def early_cuts(split: str, n_ocean: int, records_out: Path | None = None, record
         "rule": {k: getattr(live, k) for k in ("quick_silence_ms", "quick_logprob", "silence_ms", "end_logprob",
                                                 "max_silence_ms")},
         "llm": cut_rates(records, live),
-        "llm_one_step_600ms": cut_rates(records, live.model_copy(update={"silence_ms": 600, "end_logprob": -3.5,
-                                                                          "quick_logprob": -3.5, "quick_silence_ms": 600})),
+        "end_reading": live.end_reading,
+        **({"llm_one_step_600ms": cut_rates(records, live.model_copy(update={  # the third round's rule, on its own scale
+            "silence_ms": 600, "end_logprob": -3.5, "quick_logprob": -3.5, "quick_silence_ms": 600}))}
+           if live.end_reading == "logprob" else {}),
         "pause_only": cut_rates(records, live, read=False),
         "pause_only_600ms": cut_rates(records, live.model_copy(update={"silence_ms": 600}), read=False),
         **{f"{c}_clips": sum(r["corpus"] in c for r in records) for c in ("librispeech", "speechocean762")},

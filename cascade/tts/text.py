@@ -156,7 +156,8 @@ _CLAUSE = re.compile(r"[,;:](?=\s+\S)")
 
 _PHRASE_STARTS = frozenset(
     "and but or so because although though while when whenever where if unless until since after before as than "
-    "to that which who whom whose with without for from of in on at into onto about by through during".split())
+    "to that which who whom whose with without for from of in on at into onto about by through during between across "
+    "against among around toward towards upon within behind beyond along despite".split())
 """Function words a phrase starts with: the breaks Liberman and Church's "chinks 'n chunks" rule puts before them."""
 
 
