@@ -27,6 +27,10 @@ faster-whisper tiny.en over a shared clip in a loop (a box shared with another s
 CPU profile); its clips per second are reported too. Run it under each OpenMP wait policy to compare
 (`OMP_WAIT_POLICY=PASSIVE ...`: both processes inherit it).
 
+piper samples noise (VITS), so the same sentences sound a little different on every run unless onnxruntime's random
+generator is seeded: `--seed` (default 0) seeds it before any model loads, so every run speaks the same utterances
+(and Whisper hears the same words); `--seed -1` draws anew, as runs before the fifth round did.
+
 Prints ONE JSON line. Run: ~/.cache/cascade/venv/bin/python benchmarks/turn_latency.py [--n 5]
 """
 
@@ -444,7 +448,13 @@ def main() -> None:
                         "written by --cut-records (no decoding)")
     parser.add_argument("--reread", action="store_true", help="--from-records: read the records' words again with the "
                         "current end-of-turn reader")
+    parser.add_argument("--seed", type=int, default=0, help="onnxruntime's seed: piper speaks the same utterances on "
+                        "every run (-1: unseeded)")
     args = parser.parse_args()
+    if args.seed >= 0:
+        import onnxruntime
+
+        onnxruntime.set_seed(args.seed)
     if args.coqui_rtf:
         print(json.dumps({"coqui_rtf": coqui_rtf()}))
         return
