@@ -156,9 +156,15 @@ class AsrOptions(Options):
     def _check(self) -> AsrOptions:
         if self.n_best > max(self.beam_size, self.nbest_beam_size):
             raise ValueError(f"n_best ({self.n_best}) must not exceed nbest_beam_size ({self.nbest_beam_size})")
-        if self.encoder_min_s is not None and (not self.without_timestamps or self.word_timestamps):
+        if self.encoder_min_s is not None and self.reads_time_grid:
             raise ValueError("encoder_min_s needs without_timestamps and no word_timestamps (both read Whisper's 30 s grid)")
         return self
+
+    @property
+    def reads_time_grid(self) -> bool:
+        """Whether the decode reads times on Whisper's 30 s grid (timestamp tokens or word timestamps): the
+        encoder must then read the whole window (encoder_min_s is refused)."""
+        return not self.without_timestamps or self.word_timestamps
 
 
 class SubtitleOptions(Options):
@@ -353,8 +359,8 @@ class ChatOptions(Options):
 
     def turn_asr(self, asr: AsrOptions) -> AsrOptions:
         """The ASR options a spoken turn runs with."""
-        return asr.model_copy(update={"vad_filter": self.vad_filter, "without_timestamps": self.without_timestamps,
-                                      "encoder_min_s": self.encoder_min_s if self.without_timestamps else None})
+        turn = asr.model_copy(update={"vad_filter": self.vad_filter, "without_timestamps": self.without_timestamps})
+        return turn.model_copy(update={"encoder_min_s": None if turn.reads_time_grid else self.encoder_min_s})
 
     def turn_llm(self, llm: LlmOptions) -> LlmOptions:
         """The LLM options a spoken turn's reply runs with (a backend of their own: the scoring one is untouched)."""

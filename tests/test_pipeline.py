@@ -231,3 +231,4 @@ def test_the_spoken_turn_encodes_its_window_at_the_audios_length(jfk_path: Path,
     with pytest.raises(ValueError, match="encoder_min_s needs without_timestamps"):
         AsrOptions(encoder_min_s=15.0)
     assert ChatOptions(without_timestamps=False).turn_asr(AsrOptions()).encoder_min_s is None
+    assert ChatOptions().turn_asr(AsrOptions(word_timestamps=True)).encoder_min_s is None  # asr's word times too
